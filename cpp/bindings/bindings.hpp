@@ -1,0 +1,12 @@
+// One bind_<concept>(m) per engine header, each defined in its own bind_<concept>.cpp.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace layerscope::bindings {
+void bind_summary(nanobind::module_& m);
+void bind_moments(nanobind::module_& m);
+void bind_histogram(nanobind::module_& m);
+void bind_quantile_sketch(nanobind::module_& m);
+void bind_activity(nanobind::module_& m);
+}  // namespace layerscope::bindings

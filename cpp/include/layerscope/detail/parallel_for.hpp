@@ -1,0 +1,53 @@
+// Splits an index range over a few std::threads; the caller's thread takes the first share.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <thread>
+#include <vector>
+
+namespace layerscope::detail {
+
+/// Number of workers worth using for `work` items when each worker should get at least
+/// `min_per_worker` of them; never more than the hardware offers, never less than one.
+inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker) noexcept {
+  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  if (work <= 0 || min_per_worker <= 0) return 1;
+  const std::int64_t wanted = work / min_per_worker;
+  return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, hardware));
+}
+
+/// Calls body(worker, begin, end) on `workers` contiguous slices of [0, count). Slices are
+/// disjoint and cover the range in order; an exception thrown by any worker is rethrown here
+/// after all threads have joined.
+template <class Body>
+void parallel_for(std::int64_t count, unsigned workers, Body&& body) {
+  if (workers <= 1 || count <= 1) {
+    body(0u, std::int64_t{0}, count);
+    return;
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(workers);
+  threads.reserve(workers - 1);
+  const auto slice = [count, workers](unsigned w) { return count * w / workers; };
+  for (unsigned w = 1; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      try {
+        body(w, slice(w), slice(w + 1));
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  }
+  try {
+    body(0u, slice(0), slice(1));
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace layerscope::detail

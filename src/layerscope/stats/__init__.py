@@ -1,0 +1,10 @@
+"""layerscope.stats: the public face of the C++ statistics engine (``layerscope._core``).
+
+Every function and class here reads float32, float64, float16 and bfloat16 buffers — numpy arrays
+and CPU torch tensors — in place, without copying. Every state type merges exactly and
+serializes to versioned bytes.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
