@@ -1,0 +1,58 @@
+# The two commands of the README, and what they need. Everything installs from PyPI and Debian
+# into a project-local virtual environment; torch is pinned to the CPU build on this machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+CPP_BUILD := build/cpp-tests
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# cmake, ninja and ctest come from the venv, so the build needs nothing preinstalled but Python.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test test-cpp test-python bench lint setup system-deps clean
+
+## demo: train the demo model, write a TensorBoard run and a report (the README's main job)
+demo: setup
+	$(VENV)/bin/layerscope demo
+
+## test: every test, C++ (GoogleTest through ctest) and Python (pytest)
+test: test-cpp test-python
+
+test-cpp: setup system-deps
+	cmake -S . -B $(CPP_BUILD) -G Ninja -DLAYERSCOPE_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(CPP_BUILD) -j $(JOBS)
+	ctest --test-dir $(CPP_BUILD) --output-on-failure -j $(JOBS)
+
+test-python: setup
+	$(PY) -m pytest
+
+## bench: the benchmarks of benchmarks/, each printing ratios measured side by side
+bench: setup
+	$(PY) benchmarks/bench_core.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+setup: $(VENV)/.installed
+
+# Reinstall whenever the package's sources or build files change.
+$(VENV)/.installed: pyproject.toml CMakeLists.txt cpp/CMakeLists.txt \
+    $(shell find cpp/include cpp/bindings src -type f 2>/dev/null)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet --disable-pip-version-check ninja cmake
+	$(PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
+	touch $@
+
+# GoogleTest from Debian's libgtest-dev; installed only when missing.
+system-deps:
+	@if [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ] && \
+	   [ ! -f /usr/lib/aarch64-linux-gnu/cmake/GTest/GTestConfig.cmake ] && \
+	   [ ! -f /usr/lib/cmake/GTest/GTestConfig.cmake ]; then \
+	  echo "installing GoogleTest (Debian's libgtest-dev)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgtest-dev; \
+	fi
+
+clean:
+	rm -rf build $(VENV)
