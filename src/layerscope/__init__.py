@@ -5,8 +5,10 @@ layer does on the forward and backward pass, reduces it with the C++ streaming s
 :mod:`layerscope.stats`, groups the results through lenses and hands them to sinks.
 """
 
-from layerscope import stats
+from layerscope import lenses, stats
+from layerscope.records import HistogramValue, Record
+from layerscope.scope import Scope, watch
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "stats"]
+__all__ = ["HistogramValue", "Record", "Scope", "__version__", "lenses", "stats", "watch"]

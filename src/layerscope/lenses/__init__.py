@@ -1,0 +1,35 @@
+"""Lenses: what to look at, how to reduce it, when, and under which tag.
+
+``default()`` is the set a one-line :func:`layerscope.watch` uses.
+"""
+
+from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.builtin import (
+    Activations,
+    DeadUnits,
+    Distributions,
+    GradientDeath,
+    GradientNorms,
+    Loss,
+    OutputNorms,
+    Parameters,
+    default,
+)
+from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
+
+__all__ = [
+    "ALL_STATISTICS",
+    "Activations",
+    "DeadUnits",
+    "Distributions",
+    "EmitContext",
+    "GradientDeath",
+    "GradientNorms",
+    "Lens",
+    "Loss",
+    "Needs",
+    "OutputNorms",
+    "Parameters",
+    "SiteWindow",
+    "default",
+]

@@ -1,0 +1,222 @@
+"""The lens: which sites to look at, which statistics, when, and under which tag."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from layerscope.lenses.statistics import (
+    NORM_STATISTICS,
+    QUANTILE_STATISTICS,
+    VALUE_STATISTICS,
+    SiteWindow,
+    check_statistics,
+)
+from layerscope.records import Record
+
+ModulePredicate = Callable[[str, nn.Module], bool]
+Schedule = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a site's reducer must compute for the lenses looking at it on a step."""
+
+    quantiles: bool = False
+    histogram: bool = False
+    activity: bool = False
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.quantiles or other.quantiles,
+            self.histogram or other.histogram,
+            self.activity or other.activity,
+        )
+
+
+@dataclass(frozen=True)
+class EmitContext:
+    """Everything a lens reads when it turns one step's windows into records."""
+
+    step: int
+    epoch: int
+    windows: dict[str, SiteWindow]
+    module_order: dict[str, int]  # module name -> depth index in named_modules() order
+
+
+class Lens:
+    """Base class of every lens.
+
+    A lens selects modules (by type, by name glob, or by predicate — all given conditions must
+    hold), observes some kinds of sites on them (``"output"``, ``"weight.grad"``...), computes
+    statistics, and emits records under its tag on the steps its schedule allows.
+
+    Args:
+        modules: module types to select (``nn.Linear`` or a tuple of types).
+        names: glob pattern(s) over qualified module names (``"encoder.*"``).
+        where: predicate ``(name, module) -> bool``.
+        statistics: statistic names (see :data:`~layerscope.lenses.statistics.ALL_STATISTICS`).
+        every: observe every N-th step (default: the ``every`` given to ``watch``).
+        first: additionally observe each of the first K steps.
+        schedule: a custom ``step -> bool``; replaces ``every``/``first`` when given.
+        tag: the group its plots share; defaults to the lens's own.
+
+    Example:
+        >>> from torch import nn
+        >>> import layerscope
+        >>> lens = layerscope.lenses.Activations(modules=nn.Linear, statistics=("mean", "std"))
+        >>> lens.tag
+        'activations'
+    """
+
+    #: Default tag of the lens class.
+    default_tag = "lens"
+    #: Site kinds the lens reads.
+    kinds: tuple[str, ...] = ("output",)
+    #: Statistics used when none are given.
+    default_statistics: tuple[str, ...] = ("mean",)
+    #: Module types selected when no selection is given (None: every leaf module).
+    default_modules: tuple[type[nn.Module], ...] | None = None
+
+    def __init__(
+        self,
+        *,
+        modules: type[nn.Module] | Sequence[type[nn.Module]] | None = None,
+        names: str | Sequence[str] | None = None,
+        where: ModulePredicate | None = None,
+        statistics: Sequence[str] | None = None,
+        every: int | None = None,
+        first: int = 0,
+        schedule: Schedule | None = None,
+        tag: str | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        if isinstance(modules, type):
+            modules = (modules,)
+        if modules is not None:
+            modules = tuple(modules)
+            for m in modules:
+                if not (isinstance(m, type) and issubclass(m, nn.Module)):
+                    raise ValueError(f"{owner}: modules must be nn.Module subclasses, got {m!r}")
+        self.modules = modules
+        self.names = (names,) if isinstance(names, str) else (tuple(names) if names else None)
+        if where is not None and not callable(where):
+            raise ValueError(f"{owner}: where must be a callable (name, module) -> bool")
+        self.where = where
+        self.statistics = check_statistics(
+            owner, tuple(statistics) if statistics is not None else self.default_statistics
+        )
+        if every is not None and (not isinstance(every, int) or every < 1):
+            raise ValueError(f"{owner}: every must be a positive integer, got {every!r}")
+        if not isinstance(first, int) or first < 0:
+            raise ValueError(f"{owner}: first must be a non-negative integer, got {first!r}")
+        if schedule is not None and not callable(schedule):
+            raise ValueError(f"{owner}: schedule must be a callable step -> bool")
+        self.every = every
+        self.first = first
+        self.schedule = schedule
+        self.tag = tag or self.default_tag
+
+    # -- selection ---------------------------------------------------------------------------
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Whether this lens looks at `module` (named `name`)."""
+        types = self.modules if self.modules is not None else self.default_modules
+        if types is not None and not isinstance(module, types):
+            return False
+        if types is None and self.names is None and self.where is None:
+            if any(True for _ in module.children()):
+                return False  # by default only leaf modules: containers repeat their children
+        if self.names is not None and not any(fnmatch.fnmatchcase(name, p) for p in self.names):
+            return False
+        return self.where is None or bool(self.where(name, module))
+
+    def select(self, named_modules: Iterable[tuple[str, nn.Module]]) -> list[str]:
+        """Names of the selected modules; ValueError when the selection matches nothing."""
+        chosen = [name for name, module in named_modules if self.selects(name, module)]
+        if not chosen:
+            raise ValueError(f"{self!r} selects no module of this model; {self._selection_hint()}")
+        return chosen
+
+    def _selection_hint(self) -> str:
+        parts = []
+        if self.modules is not None:
+            parts.append(f"modules={[m.__name__ for m in self.modules]}")
+        if self.names is not None:
+            parts.append(f"names={list(self.names)}")
+        if self.where is not None:
+            parts.append("a where= predicate")
+        if not parts:
+            return "it needs modules of its default types or leaf modules"
+        return "check " + ", ".join(parts)
+
+    # -- schedule ----------------------------------------------------------------------------
+    def active(self, step: int, default_every: int = 1) -> bool:
+        """Whether the lens observes `step` (0-based)."""
+        if self.schedule is not None:
+            return bool(self.schedule(step))
+        if step < self.first:
+            return True
+        return step % (self.every or default_every) == 0
+
+    # -- what to compute ---------------------------------------------------------------------
+    def needs(self, kind: str) -> Needs:
+        """What the reducer must compute at a site of `kind` for this lens."""
+        return Needs(
+            quantiles=any(s in QUANTILE_STATISTICS for s in self.statistics),
+            histogram="histogram" in self.statistics,
+        )
+
+    def unit_axis(self) -> bool:
+        """Whether the lens needs per-unit activity counts."""
+        return False
+
+    # -- records -----------------------------------------------------------------------------
+    def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
+        """Records for the given sites of this step (sites it selected and that were seen)."""
+        out: list[Record] = []
+        for site in sites:
+            w = ctx.windows.get(site)
+            if w is None or w.summary.size == 0:
+                continue
+            out.extend(self.site_records(ctx, w))
+        return out
+
+    def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
+        """Records of one site; the default reads each statistic off the window."""
+        out = []
+        for name in self.statistics:
+            if name == "histogram":
+                if w.histogram is not None:
+                    out.append(self.record(ctx, w.site, "value", "histogram", histogram=w.histogram))
+            elif name in NORM_STATISTICS:
+                out.append(self.record(ctx, w.site, name, "last", NORM_STATISTICS[name](w)))
+            else:
+                out.append(self.record(ctx, w.site, "value", name, VALUE_STATISTICS[name](w)))
+        return out
+
+    def record(
+        self,
+        ctx: EmitContext,
+        site: str,
+        quantity: str,
+        statistic: str,
+        value: float | None = None,
+        histogram: object = None,
+    ) -> Record:
+        """A record of this lens at the context's step."""
+        return Record(
+            step=ctx.step,
+            epoch=ctx.epoch,
+            tag=self.tag,
+            site=site,
+            quantity=quantity,
+            statistic=statistic,
+            value=None if value is None else float(value),
+            histogram=histogram,  # type: ignore[arg-type]
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tag={self.tag!r})"

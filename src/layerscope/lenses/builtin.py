@@ -1,0 +1,280 @@
+"""The built-in lenses, and the default set a one-line ``watch`` uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from layerscope import stats
+from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.statistics import SiteWindow
+from layerscope.records import Record
+
+#: Modules whose output units are "active" only when positive.
+RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.Hardtanh)
+#: Activation modules observed for activity by default, besides Linear and convolutions.
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    *RELU_LIKE,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+)
+#: Modules with per-unit outputs: output features (Linear) or channels (convolutions).
+UNIT_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
+class Activations(Lens):
+    """Statistics of module outputs: mean, spread, extremes, zeros and non-finite values.
+
+    Example:
+        >>> Activations(statistics=("mean", "max")).statistics
+        ('mean', 'max')
+    """
+
+    default_tag = "activations"
+    kinds = ("output",)
+    default_statistics = ("mean", "std", "min", "max", "zero_fraction", "nonfinite_fraction")
+
+
+class Distributions(Lens):
+    """Accumulated statistics of outputs and weight gradients: median, IQR and histograms.
+
+    These read every element again, so by default they run on every 10th step.
+
+    Example:
+        >>> Distributions().every
+        10
+    """
+
+    default_tag = "distributions"
+    kinds = ("output", "weight.grad")
+    default_statistics = ("median", "iqr", "histogram")
+
+    def __init__(self, *, every: int | None = 10, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(every=every, **kwargs)
+
+
+class OutputNorms(Lens):
+    """The norm of each module output per step (L2 and RMS by default).
+
+    Example:
+        >>> OutputNorms().statistics
+        ('l2', 'rms')
+    """
+
+    default_tag = "output_norms"
+    kinds = ("output",)
+    default_statistics = ("l2", "rms")
+
+
+class Parameters(Lens):
+    """Statistics of parameter values (weights and biases) at each observed step.
+
+    Example:
+        >>> Parameters().kinds
+        ('weight', 'bias')
+    """
+
+    default_tag = "parameters"
+    kinds = ("weight", "bias")
+    default_statistics = ("mean", "std", "l2")
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Modules with parameters of their own."""
+        has_own = any(True for _ in module.parameters(recurse=False))
+        return has_own and super().selects(name, module)
+
+
+class GradientNorms(Lens):
+    """Gradient norms of weights, biases and module outputs, and how they add up.
+
+    Besides the per-site norms it emits the global norm of all selected parameter gradients
+    (site ``""``, quantity ``"global_l2"``) and each module's share of its square (site
+    ``"<module>"``, quantity ``"share"``), the quantities that reveal vanishing and exploding
+    gradients across depth.
+
+    Args:
+        of: which gradients: any of ``"weight"``, ``"bias"``, ``"output"``.
+
+    Example:
+        >>> GradientNorms(of=("weight",)).kinds
+        ('weight.grad',)
+    """
+
+    default_tag = "gradients"
+    default_statistics = ("l2",)
+
+    def __init__(self, *, of: Iterable[str] = ("weight", "bias", "output"), **kwargs: Any) -> None:  # noqa: ANN401
+        of = tuple(of)
+        for name in of:
+            if name not in ("weight", "bias", "output"):
+                raise ValueError(
+                    f"GradientNorms: unknown gradient {name!r}; choose from weight, bias, output"
+                )
+        if not of:
+            raise ValueError("GradientNorms: of= is empty; choose from weight, bias, output")
+        self.kinds = tuple(f"{k}.grad" for k in of)
+        super().__init__(**kwargs)
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Leaf modules, or modules with parameters of their own when only those are asked."""
+        if "output.grad" not in self.kinds:
+            has_own = any(True for _ in module.parameters(recurse=False))
+            if not has_own:
+                return False
+        return super().selects(name, module)
+
+    def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
+        """Per-site norms, then the global norm and each module's share of it."""
+        sites = list(sites)
+        out = super().emit(ctx, sites)
+        squares: dict[str, float] = {}
+        for site in sites:
+            w = ctx.windows.get(site)
+            if w is None or w.kind not in ("weight.grad", "bias.grad") or w.summary.size == 0:
+                continue
+            squares[w.module] = squares.get(w.module, 0.0) + w.summary.l2**2
+        if squares:
+            total = sum(squares.values())
+            out.append(self.record(ctx, "", "global_l2", "last", math.sqrt(total)))
+            for module in sorted(squares, key=lambda m: ctx.module_order.get(m, 0)):
+                share = squares[module] / total if total > 0 else math.nan
+                out.append(self.record(ctx, module or "model", "share", "last", share))
+        return out
+
+
+class _UnitActivity(Lens):
+    """Shared machinery of DeadUnits and GradientDeath: an ActivityTracker per site."""
+
+    default_statistics = ("mean",)  # unused; the lens emits its own quantities
+
+    def __init__(self, *, window: int = 20, **kwargs: Any) -> None:  # noqa: ANN401
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"{type(self).__name__}: window must be a positive integer")
+        self.window = window
+        self._trackers: dict[str, stats.ActivityTracker] = {}
+        super().__init__(**kwargs)
+
+    def needs(self, kind: str) -> Needs:
+        """Per-unit activity counts."""
+        return Needs(activity=True)
+
+    def unit_axis(self) -> bool:
+        """Activity is counted per unit."""
+        return True
+
+    def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
+        """Fraction of units active this step; dead count and fraction over the window."""
+        active = w.summary.channel_active
+        if active is None or active.size == 0:
+            return []
+        tracker = self._trackers.get(w.site)
+        if tracker is None or tracker.units != active.size:
+            tracker = self._trackers[w.site] = stats.ActivityTracker(active.size, self.window)
+        tracker.update(ctx.step, active)
+        out = [self.record(ctx, w.site, "active", "fraction", float((active > 0).mean()))]
+        if tracker.steps_observed >= self.window:
+            out.append(self.record(ctx, w.site, "dead", "fraction", tracker.dead_fraction))
+            out.append(self.record(ctx, w.site, "dead", "count", tracker.dead_count))
+        return out
+
+
+class DeadUnits(_UnitActivity):
+    """Units (output features, channels) that stay inactive over a window of observed steps.
+
+    A unit of a ReLU-like module is active when positive; of any other module when non-zero.
+    Before ``window`` steps have been observed nothing is called dead; ``active.fraction`` is
+    reported from the first step.
+
+    Example:
+        >>> DeadUnits(window=50).window
+        50
+    """
+
+    default_tag = "activity"
+    kinds = ("output",)
+    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
+
+
+class GradientDeath(_UnitActivity):
+    """Units whose output gradient stays exactly zero over a window of observed steps.
+
+    Example:
+        >>> GradientDeath().kinds
+        ('output.grad',)
+    """
+
+    default_tag = "gradient_activity"
+    kinds = ("output.grad",)
+    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
+
+
+class Loss(Lens):
+    """The loss of each step; for a vector of per-sample losses, also its spread.
+
+    Records: site ``""``, quantity ``"loss"``, statistic ``"last"`` (the mean of a vector), and
+    for vectors ``"std"``, ``"min"``, ``"max"``.
+
+    Example:
+        >>> Loss().tag
+        'loss'
+    """
+
+    default_tag = "loss"
+    kinds = ("loss",)
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """The loss is not a module's: the lens selects the whole model once."""
+        return name == ""
+
+    def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
+        """The loss value and, for per-sample losses, its spread."""
+        s = w.summary
+        out = [self.record(ctx, "", "loss", "last", s.mean)]
+        if s.size > 1:
+            std = math.sqrt(s.variance) if s.count else math.nan
+            out += [
+                self.record(ctx, "", "loss", "std", std),
+                self.record(ctx, "", "loss", "min", s.min),
+                self.record(ctx, "", "loss", "max", s.max),
+            ]
+        return out
+
+
+def default() -> list[Lens]:
+    """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
+
+    Example:
+        >>> [lens.tag for lens in default()][:3]
+        ['loss', 'activations', 'output_norms']
+    """
+    return [
+        Loss(),
+        Activations(),
+        OutputNorms(),
+        GradientNorms(),
+        Parameters(),
+        DeadUnits(),
+        GradientDeath(),
+        Distributions(),
+    ]

@@ -1,0 +1,59 @@
+"""Sites and observations: what a gatherer saw, and where.
+
+A *site* is one observed place: a module's qualified name (from ``named_modules()``) plus what is
+observed there — ``"fc1:output"``, ``"fc1:output.grad"``, ``"fc1:weight.grad"``, ``"fc1:weight"``.
+Outputs that are tuples, lists, dicts or dataclasses give one site per tensor leaf:
+``"lstm:output[0]"``, ``"lstm:output[1][0]"``, ``"head:output[logits]"``, ``"enc:output.hidden"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+#: What a site observes. ``output.grad`` is the gradient w.r.t. the module's output.
+SITE_KINDS: tuple[str, ...] = ("output", "output.grad", "weight", "bias", "weight.grad", "bias.grad")
+
+
+def site_name(module_name: str, kind: str, path: str = "") -> str:
+    """The site id: ``"<module>:<kind><path>"``; the root module is named ``"model"``."""
+    return f"{module_name or 'model'}:{kind}{path}"
+
+
+def split_site(site: str) -> tuple[str, str]:
+    """``"fc1:weight.grad"`` -> ``("fc1", "weight.grad")``; leaf paths stay on the kind."""
+    module, _, kind = site.rpartition(":")
+    return module, kind
+
+
+def tensor_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:  # noqa: ANN401
+    """Yield ``(path, tensor)`` for every tensor inside a module's output.
+
+    Tuples and lists index by position (``[0]``), dicts by key (``[key]``), dataclasses and
+    Hugging-Face-style outputs by field (``.field``); anything else is skipped.
+    """
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from tensor_leaves(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from tensor_leaves(item, f"{path}[{key}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from tensor_leaves(getattr(value, f.name), f"{path}.{f.name}")
+
+
+def readable_reason(tensor: torch.Tensor) -> str | None:
+    """Why a statistic cannot read `tensor`, or None when it can."""
+    if tensor.layout != torch.strided:
+        return f"{tensor.layout} layout"
+    if not tensor.is_floating_point():
+        return f"dtype {tensor.dtype}"
+    if tensor.device.type == "meta":
+        return "meta device"
+    return None

@@ -1,0 +1,193 @@
+"""Reducers: one tensor in, one small summary out.
+
+CPU tensors go through the C++ fused kernel (:func:`layerscope.stats.summarize`) in place.
+Tensors on an accelerator are reduced there with torch ops into one packed vector per
+observation; nothing leaves the device until the scope copies every pending summary of
+a flush to the host in a single transfer (:func:`fetch`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from layerscope import stats
+
+#: Quantile levels every quantile-capable path computes (median and IQR derive from them).
+QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Most elements a device-side quantile looks at; larger tensors are subsampled by stride.
+DEVICE_QUANTILE_SAMPLE = 1 << 16
+
+# Layout of DeviceSummary.packed.
+_FIELDS = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
+
+
+@dataclass
+class HostSummary:
+    """Statistics of one or more observations of a site, on the host.
+
+    ``mean``, ``m2`` (sum of squared deviations), ``min``, ``max``, ``l1`` and ``l2`` cover the
+    finite elements (``count`` of ``size``); ``nonfinite`` counts NaN and ±Inf.
+    ``channel_active[c]`` counts the active elements of unit ``c`` (None without a unit axis).
+    """
+
+    size: int = 0
+    count: int = 0
+    mean: float = math.nan
+    m2: float = math.nan
+    min: float = math.nan
+    max: float = math.nan
+    l1: float = 0.0
+    l2: float = 0.0
+    zeros: int = 0
+    nonfinite: int = 0
+    channel_active: np.ndarray | None = None
+
+    @property
+    def variance(self) -> float:
+        """Population variance of the finite elements (NaN when there are none)."""
+        return self.m2 / self.count if self.count else math.nan
+
+
+@dataclass
+class DeviceSummary:
+    """The same statistics as :class:`HostSummary`, still on the device as tensors."""
+
+    packed: torch.Tensor  # float64, fields in _FIELDS order
+    channel_active: torch.Tensor | None = None
+    sample: torch.Tensor | None = field(default=None)  # float32 subsample for quantiles
+
+
+def summarize_cpu(
+    tensor: torch.Tensor, channel_axis: int | None, eps: float, threshold: float | None
+) -> HostSummary:
+    """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
+    s = stats.summarize(tensor, channel_axis=channel_axis, eps=eps, threshold=threshold)
+    return HostSummary(
+        size=s.size,
+        count=s.count,
+        mean=s.mean,
+        m2=s.m2,
+        min=s.min,
+        max=s.max,
+        l1=s.l1,
+        l2=s.l2,
+        zeros=s.zeros,
+        nonfinite=s.nonfinite,
+        channel_active=None if channel_axis is None else np.asarray(s.channel_active),
+    )
+
+
+def summarize_torch(
+    tensor: torch.Tensor,
+    channel_axis: int | None,
+    eps: float,
+    threshold: float | None,
+    want_sample: bool = False,
+) -> DeviceSummary:
+    """Summarize a tensor with torch ops on its own device; no host synchronisation."""
+    x = tensor.detach()
+    xf = x.float()
+    finite = torch.isfinite(xf)
+    count = finite.sum(dtype=torch.float64)
+    zeroed = torch.where(finite, xf, torch.zeros((), dtype=xf.dtype, device=xf.device)).double()
+    total = zeroed.sum()
+    mean = total / count.clamp(min=1)
+    m2 = torch.where(finite, zeroed - mean, torch.zeros((), dtype=torch.float64, device=x.device))
+    m2 = (m2 * m2).sum()
+    inf = torch.tensor(math.inf, dtype=torch.float64, device=x.device)
+    lo = torch.where(finite, zeroed, inf).amin() if x.numel() else inf
+    hi = torch.where(finite, zeroed, -inf).amax() if x.numel() else -inf
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=x.device)
+    has = count > 0
+    packed = torch.stack(
+        [
+            torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device),
+            count,
+            torch.where(has, mean, nan),
+            torch.where(has, m2, nan),
+            torch.where(has, lo, nan),
+            torch.where(has, hi, nan),
+            zeroed.abs().sum(),
+            zeroed.square().sum().sqrt(),
+            (xf == 0).sum(dtype=torch.float64),
+            x.numel() - count,
+        ]
+    )
+    active = None
+    if channel_axis is not None:
+        hit = xf > threshold if threshold is not None else xf.abs() > eps
+        axis = channel_axis % x.dim()
+        dims = [d for d in range(x.dim()) if d != axis]
+        active = hit.sum(dim=dims) if dims else hit.long()
+    sample = None
+    if want_sample and x.numel():
+        flat = xf.reshape(-1)
+        stride = max(1, flat.numel() // DEVICE_QUANTILE_SAMPLE)
+        sample = flat[::stride]
+        sample = sample[torch.isfinite(sample)]
+    return DeviceSummary(packed=packed, channel_active=active, sample=sample)
+
+
+def device_tensors(summary: DeviceSummary) -> list[torch.Tensor]:
+    """The tensors of `summary` that :func:`unpack` reads back, in order."""
+    if summary.channel_active is None:
+        return [summary.packed]
+    return [summary.packed, summary.channel_active]
+
+
+def fetch(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Copy tensors (any devices' dtypes, shapes) to the host as float64 arrays in one transfer."""
+    if not tensors:
+        return []
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors]).cpu().numpy()
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset : offset + t.numel()])
+        offset += t.numel()
+    return out
+
+
+def unpack(summary: DeviceSummary, values: Iterator[np.ndarray]) -> HostSummary:
+    """A host summary from the fetched arrays of :func:`device_tensors`."""
+    fields: dict[str, Any] = dict(zip(_FIELDS, next(values).tolist()))
+    for name in ("size", "count", "zeros", "nonfinite"):
+        fields[name] = int(fields[name])
+    active = next(values).astype(np.int64) if summary.channel_active is not None else None
+    return HostSummary(**fields, channel_active=active)
+
+
+def combine(summaries: Sequence[HostSummary]) -> HostSummary:
+    """Merge summaries of several observations of one site (Chan's formula for the moments)."""
+    if len(summaries) == 1:
+        return summaries[0]
+    out = HostSummary()
+    for s in summaries:
+        out.size += s.size
+        out.zeros += s.zeros
+        out.nonfinite += s.nonfinite
+        out.l1 += s.l1
+        out.l2 = math.hypot(out.l2, s.l2)
+        if s.channel_active is not None:
+            if out.channel_active is None or out.channel_active.shape != s.channel_active.shape:
+                out.channel_active = s.channel_active.copy()
+            else:
+                out.channel_active = out.channel_active + s.channel_active
+        if s.count == 0:
+            continue
+        if out.count == 0:
+            out.count, out.mean, out.m2, out.min, out.max = s.count, s.mean, s.m2, s.min, s.max
+            continue
+        n = out.count + s.count
+        delta = s.mean - out.mean
+        out.m2 = out.m2 + s.m2 + delta * delta * out.count * s.count / n
+        out.mean = out.mean + delta * s.count / n
+        out.count = n
+        out.min = min(out.min, s.min)
+        out.max = max(out.max, s.max)
+    return out

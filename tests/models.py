@@ -1,0 +1,75 @@
+"""Small real models and a training loop shared by the gatherer, lens and scope tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def mlp(bias_init: float | None = None, inplace: bool = False) -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(8, 32), nn.ReLU(inplace=inplace), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
+    if bias_init is not None:
+        nn.init.constant_(model[0].bias, bias_init)
+    return model
+
+
+def cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, 3),
+    )
+
+
+def transformer() -> nn.Module:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
+                                       batch_first=True)
+    return nn.Sequential(nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False),
+                         nn.Flatten(), nn.Linear(16 * 5, 3))
+
+
+def batches(model_kind: str, steps: int, batch: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    shape = {"mlp": (8,), "cnn": (1, 6, 6), "transformer": (5, 16)}[model_kind]
+    return [
+        (torch.randn(batch, *shape, generator=g), torch.randint(0, 3, (batch,), generator=g))
+        for _ in range(steps)
+    ]
+
+
+def train(
+    model: nn.Module,
+    data: list[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    lr: float = 0.05,
+    scope_factory: Callable[[nn.Module, torch.optim.Optimizer], object] | None = None,
+    after_backward: Callable[[int, nn.Module], None] | None = None,
+) -> tuple[list[float], object]:
+    """Train with SGD+momentum; returns per-step losses and the scope (closed)."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scope = scope_factory(model, opt) if scope_factory else None
+    losses = []
+    for i, (x, y) in enumerate(data):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        if after_backward:
+            after_backward(i, model)
+        opt.step()
+        if scope is not None:
+            scope.step(loss=loss)
+        losses.append(loss.item())
+    if scope is not None:
+        scope.close()
+    return losses, scope
