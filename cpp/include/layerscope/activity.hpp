@@ -70,11 +70,17 @@ class ActivityTracker {
                                   std::to_string(last_step()));
     if (step != last_step()) push_step(step);
     std::uint64_t* bits = slot_bits(newest_slot());
-    for (std::size_t u = 0; u < units_; ++u) {
-      if (active[static_cast<std::ptrdiff_t>(u) * stride] != T{0}) {
-        bits[u / 64] |= std::uint64_t{1} << (u % 64);
-        last_active_[u] = step;
+    // Branch-free: activity patterns are data, and a mispredicted branch per unit costs more
+    // than the select.
+    for (std::size_t base = 0; base < units_; base += 64) {
+      const std::size_t end = std::min(units_, base + 64);
+      std::uint64_t word = 0;
+      for (std::size_t u = base; u < end; ++u) {
+        const bool on = active[static_cast<std::ptrdiff_t>(u) * stride] != T{0};
+        word |= std::uint64_t{on} << (u - base);
+        last_active_[u] = on ? step : last_active_[u];
       }
+      bits[base / 64] |= word;
     }
   }
 

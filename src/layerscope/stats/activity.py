@@ -1,4 +1,4 @@
-"""ActivityTracker: which units were active in the last window of observed steps, and which are dead."""
+"""ActivityTracker: which units were active in the last window of steps, and which are dead."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class ActivityTracker:
         ([2, 0, 1], [1, -1, 1])
         >>> tracker
         ActivityTracker(units=3, window=2, steps_observed=2, dead=1)
+
     """
 
     __slots__ = ("_core",)
@@ -56,12 +57,12 @@ class ActivityTracker:
 
     @property
     def units(self) -> int:
-        """Number of units tracked."""
+        """Return the number of units tracked."""
         return int(self._core.units)
 
     @property
     def window(self) -> int:
-        """Number of observed steps in the window."""
+        """Return the number of observed steps in the window."""
         return int(self._core.window)
 
     def update(self, step: int, active: Any) -> None:
@@ -77,6 +78,7 @@ class ActivityTracker:
         Raises:
             TypeError: for a float or other non-integer dtype, or a tensor off the CPU.
             ValueError: for a wrong length or shape, a negative step or a step going backwards.
+
         """
         channel_active = getattr(active, "channel_active", None)
         if channel_active is not None:
@@ -94,42 +96,44 @@ class ActivityTracker:
         Raises:
             TypeError: if ``other`` is not an ActivityTracker.
             ValueError: if ``units`` or ``window`` differ.
+
         """
         if not isinstance(other, ActivityTracker):
-            raise TypeError(f"ActivityTracker.merge: expected an ActivityTracker, got "
-                            f"{type(other).__name__}")
+            raise TypeError(
+                f"ActivityTracker.merge: expected an ActivityTracker, got {type(other).__name__}"
+            )
         self._core.merge(other._core)
 
     def steps_observed(self) -> int:
-        """Number of distinct steps observed (see :meth:`merge` for merged trackers)."""
+        """Return the number of distinct steps observed (see :meth:`merge` after a merge)."""
         return int(self._core.steps_observed())
 
     def last_step(self) -> int:
-        """The newest observed step, or -1 before the first update."""
+        """Return the newest observed step, or -1 before the first update."""
         return int(self._core.last_step())
 
     def last_active(self) -> np.ndarray:
-        """Per unit, the last step it was active (over all steps, not only the window); -1 if never."""
+        """Return, per unit, the last step it was active (not only in the window); -1 if never."""
         return self._core.last_active()
 
     def active_steps(self) -> np.ndarray:
-        """Per unit, the number of steps of the window (the last ``window`` observed) it was active."""
+        """Return, per unit, in how many of the last ``window`` observed steps it was active."""
         return self._core.active_steps()
 
     def dead(self) -> np.ndarray:
-        """Per unit, whether it is dead; all False before ``window`` steps were observed."""
+        """Return, per unit, whether it is dead; all False before ``window`` observed steps."""
         return self._core.dead()
 
     def dead_count(self) -> int:
-        """Number of dead units (0 before a full window)."""
+        """Return the number of dead units (0 before a full window)."""
         return int(self._core.dead_count())
 
     def dead_fraction(self) -> float:
-        """Dead units as a fraction of ``units``, in [0, 1]."""
+        """Return the dead units as a fraction of ``units``, in [0, 1]."""
         return float(self._core.dead_fraction())
 
     def serialize(self) -> bytes:
-        """Versioned bytes that :meth:`deserialize` reads back."""
+        """Return versioned bytes that :meth:`deserialize` reads back."""
         return self._core.serialize()
 
     @classmethod
@@ -138,14 +142,17 @@ class ActivityTracker:
 
         Raises:
             ValueError: for truncated, corrupted or foreign bytes.
+
         """
         tracker = cls.__new__(cls)
         tracker._core = _core.ActivityTracker.deserialize(bytes(data))
         return tracker
 
     def __repr__(self) -> str:
-        return (f"ActivityTracker(units={self.units}, window={self.window}, "
-                f"steps_observed={self.steps_observed()}, dead={self.dead_count()})")
+        return (
+            f"ActivityTracker(units={self.units}, window={self.window}, "
+            f"steps_observed={self.steps_observed()}, dead={self.dead_count()})"
+        )
 
 
 def _as_int(value: Any, name: str) -> int:
