@@ -7,4 +7,6 @@ serializes to versioned bytes.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from layerscope.stats.activity import ActivityTracker
+
+__all__: list[str] = ["ActivityTracker"]
