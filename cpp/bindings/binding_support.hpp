@@ -29,8 +29,8 @@ inline std::string describe_dtype(const nb::dlpack::dtype& dt) {
     case nb::dlpack::dtype_code::Bfloat: return "bfloat" + bits;
     case nb::dlpack::dtype_code::Complex: return "complex" + bits;
     case nb::dlpack::dtype_code::Bool: return "bool";
+    default: return "an unsupported dtype (code " + std::to_string(dt.code) + ", " + bits + " bits)";
   }
-  return "an unknown dtype";
 }
 
 /// Checks that `array` lives on the CPU and holds float32/float64/float16/bfloat16, and views it

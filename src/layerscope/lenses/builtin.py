@@ -193,9 +193,9 @@ class _UnitActivity(Lens):
             tracker = self._trackers[w.site] = stats.ActivityTracker(active.size, self.window)
         tracker.update(ctx.step, active)
         out = [self.record(ctx, w.site, "active", "fraction", float((active > 0).mean()))]
-        if tracker.steps_observed >= self.window:
-            out.append(self.record(ctx, w.site, "dead", "fraction", tracker.dead_fraction))
-            out.append(self.record(ctx, w.site, "dead", "count", tracker.dead_count))
+        if tracker.steps_observed() >= self.window:
+            out.append(self.record(ctx, w.site, "dead", "fraction", tracker.dead_fraction()))
+            out.append(self.record(ctx, w.site, "dead", "count", tracker.dead_count()))
         return out
 
 
