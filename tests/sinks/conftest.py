@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from layerscope.records import HistogramValue, Record
@@ -31,7 +29,7 @@ def make_records() -> list[Record]:
     records: list[Record] = []
     for step in STEPS:
         epoch = step // 3
-        records.append(Record(step, epoch, "loss", "", "loss", "last", 2.0 * math.exp(-step)))
+        records.append(Record(step, epoch, "loss", "", "loss", "last", 2.0 * 10.0 ** (-step)))
         for i, site in enumerate(SITES):
             for statistic in ("mean", "std", "min", "max", "median", "q25", "q75", "iqr"):
                 value = activation_value(i, step, statistic)
