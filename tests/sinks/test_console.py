@@ -16,7 +16,8 @@ def rich_sink():
 def test_findings_printed_once_as_they_arrive():
     sink, console = rich_sink()
     sink.write([FINDING])
-    assert "warning: step 3: health: fc1:output: dead_units (0.75)" in console.export_text(clear=False)
+    first = console.export_text(clear=False)
+    assert "warning: step 3: health: fc1:output: dead_units (0.75)" in first
     sink.write([FINDING, Record(4, 0, "health", "fc1:output", "finding", "dead_units", 0.8)])
     sink.write([Record(5, 0, "health", "fc2:hidden[t]", "finding", "vanishing", None)])
     text = console.export_text(clear=False)
