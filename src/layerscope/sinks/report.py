@@ -183,7 +183,7 @@ class Report:
             ax = fig.add_subplot(nrows, ncols, i + 1, sharex=share)
             if panel.over_time and time_axes is None:
                 time_axes = ax
-            self._draw(ax, panel)
+            draw_panel(ax, panel, self.x)
             ax.set_title(panel.title, fontsize="medium")
             ax.set_ylabel(panel.ylabel)
             if panel.over_time:
@@ -208,44 +208,45 @@ class Report:
                 paths.append(path)
         return paths
 
-    def _draw(self, ax: Any, panel: Panel) -> None:
-        if panel.kind == "bands":
-            by_stat: dict[str, list[Record]] = {}
-            for r in panel.records:
-                by_stat.setdefault(r.statistic, []).append(r)
-            xs: list[float] = []
-            values: dict[str, list[float]] = {}
-            for statistic, rs in by_stat.items():
-                xs_s, ys = _series(rs, self.x)
-                xs = xs or xs_s
-                if xs_s == xs:
-                    values["minimum" if statistic == "min" else
-                           "maximum" if statistic == "max" else statistic] = ys
-            plots.plot_bands(ax, xs, **values)
-        elif panel.kind in ("lines", "stack"):
-            by_site = _by_site(panel.records)
-            series = {_label(s, rs[0].quantity): _series(rs, self.x) for s, rs in by_site.items()}
-            if panel.kind == "lines":
-                plots.plot_lines(ax, series)
-            else:
-                common = sorted(set.intersection(*(set(xs) for xs, _ in series.values())))
-                aligned = {k: [dict(zip(xs, ys, strict=True))[c] for c in common]
-                           for k, (xs, ys) in series.items()}
-                plots.plot_stack(ax, common, aligned)
-        elif panel.kind == "probability":
-            xs, hists = _series(panel.records, self.x)
-            mesh = plots.plot_probability(ax, xs, hists)
-            ax.figure.colorbar(mesh, ax=ax, label="probability")
+def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
+    """Draw one planned panel on ``ax`` with ``x`` (``"step"`` or ``"epoch"``) as x axis."""
+    if panel.kind == "bands":
+        by_stat: dict[str, list[Record]] = {}
+        for r in panel.records:
+            by_stat.setdefault(r.statistic, []).append(r)
+        xs: list[float] = []
+        values: dict[str, list[float]] = {}
+        for statistic, rs in by_stat.items():
+            xs_s, ys = _series(rs, x)
+            xs = xs or xs_s
+            if xs_s == xs:
+                values["minimum" if statistic == "min" else
+                       "maximum" if statistic == "max" else statistic] = ys
+        plots.plot_bands(ax, xs, **values)
+    elif panel.kind in ("lines", "stack"):
+        by_site = _by_site(panel.records)
+        series = {_label(s, rs[0].quantity): _series(rs, x) for s, rs in by_site.items()}
+        if panel.kind == "lines":
+            plots.plot_lines(ax, series)
         else:
-            by_site = _by_site(panel.records)
-            latest = {s: dict(zip(*_series(rs, self.x), strict=True)) for s, rs in by_site.items()}
-            chosen = profile_steps([k for v in latest.values() for k in v])
-            profiles = {
-                int(c): [latest[s].get(c, math.nan) for s in by_site] for c in chosen
-            }
-            plots.plot_depth_profile(ax, list(by_site), profiles)
-        if panel.kind != "probability" and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", loc="best")
+            common = sorted(set.intersection(*(set(xs) for xs, _ in series.values())))
+            aligned = {k: [dict(zip(xs, ys, strict=True))[c] for c in common]
+                       for k, (xs, ys) in series.items()}
+            plots.plot_stack(ax, common, aligned)
+    elif panel.kind == "probability":
+        xs, hists = _series(panel.records, x)
+        mesh = plots.plot_probability(ax, xs, hists)
+        ax.figure.colorbar(mesh, ax=ax, label="probability")
+    else:
+        by_site = _by_site(panel.records)
+        latest = {s: dict(zip(*_series(rs, x), strict=True)) for s, rs in by_site.items()}
+        chosen = profile_steps([k for v in latest.values() for k in v])
+        profiles = {
+            int(c): [latest[s].get(c, math.nan) for s in by_site] for c in chosen
+        }
+        plots.plot_depth_profile(ax, list(by_site), profiles)
+    if panel.kind != "probability" and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", loc="best")
 
 
 def _by_site(records: Sequence[Record]) -> dict[str, list[Record]]:
