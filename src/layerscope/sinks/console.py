@@ -1,0 +1,195 @@
+"""ConsoleSink: findings printed as they appear, and a per-layer table when the run ends."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from layerscope.records import Record
+from layerscope.sinks._optional import require
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the summary table: which records fill it, and how they are shown.
+
+    Args:
+        title: the header.
+        quantities: record quantities that fill it, in order of preference.
+        statistics: record statistics that fill it, in order of preference.
+        what: only sites observing this (the part after ``:``, such as ``"weight.grad"``).
+        percent: show the value ×100 with a % sign.
+
+    Example:
+        >>> Column("dead units %", ("dead",), ("fraction",), percent=True).format(0.25)
+        '25.0%'
+
+    """
+
+    title: str
+    quantities: tuple[str, ...]
+    statistics: tuple[str, ...]
+    what: str | None = None
+    percent: bool = False
+
+    def matches(self, record: Record) -> bool:
+        """Whether the record can fill this column."""
+        return (
+            record.quantity in self.quantities
+            and record.statistic in self.statistics
+            and record.value is not None
+            and (self.what is None or record.site.partition(":")[2] == self.what)
+        )
+
+    def rank(self, record: Record) -> tuple[int, int]:
+        """Preference of a matching record: lower is better."""
+        return self.quantities.index(record.quantity), self.statistics.index(record.statistic)
+
+    def format(self, value: float) -> str:
+        """Format the value for a cell."""
+        return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}"
+
+
+DEFAULT_COLUMNS: tuple[Column, ...] = (
+    Column("activity %", ("active", "activity"), ("fraction", "mean"), percent=True),
+    Column("dead units %", ("dead",), ("fraction", "mean"), percent=True),
+    Column("grad norm", ("l2",), ("last", "mean"), what="weight.grad"),
+    Column("update ratio", ("update_ratio", "update_to_weight"), ("last", "mean")),
+)
+
+
+def finding_text(record: Record) -> str:
+    """One line for a finding record.
+
+    Example:
+        >>> finding_text(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 0.5))
+        'step 4: health: fc1:output: dead_units (0.5)'
+
+    """
+    where = record.site or "model"
+    value = "" if record.value is None else f" ({record.value:.3g})"
+    return f"step {record.step}: {record.tag}: {where}: {record.statistic}{value}"
+
+
+def summary_rows(
+    records: Sequence[Record], columns: Sequence[Column] = DEFAULT_COLUMNS
+) -> tuple[list[Column], list[list[str]]]:
+    """Build the table: the columns that have data, one row per layer (the latest values).
+
+    Example:
+        >>> rs = [Record(0, 0, "a", "fc1:output", "dead", "fraction", 0.5)]
+        >>> cols, rows = summary_rows(rs)
+        >>> [c.title for c in cols], rows
+        (['dead units %'], [['fc1', '50.0%']])
+
+    """
+    best: dict[tuple[str, int], Record] = {}
+    for r in records:
+        layer = r.site.partition(":")[0]
+        if not layer:
+            continue
+        for i, column in enumerate(columns):
+            if column.matches(r):
+                old = best.get((layer, i))
+                if old is None or (column.rank(r), -r.step) <= (column.rank(old), -old.step):
+                    best[(layer, i)] = r
+    used = sorted({i for _, i in best})
+    layers = list(dict.fromkeys(layer for layer, _ in best))
+    rows = [
+        [layer] + [
+            columns[i].format(best[(layer, i)].value) if (layer, i) in best else "–"  # type: ignore[arg-type]
+            for i in used
+        ]
+        for layer in layers
+    ]
+    return [columns[i] for i in used], rows
+
+
+class ConsoleSink:
+    """Prints findings as they arrive, and a per-layer table when the run closes.
+
+    Findings (records with quantity ``"finding"``) are printed once each. At close a table
+    shows per layer the activity, dead units, gradient norm and update ratio (only the columns
+    with data), then the final loss. Uses rich when installed, else plain text.
+
+    Args:
+        console: a ``rich.console.Console`` to print to (implies rich).
+        use_rich: True, False, or None to use rich when it is installed.
+        stream: where plain text goes; ``sys.stdout`` at the time of printing when None.
+        columns: the table's columns.
+
+    Example:
+        >>> sink = ConsoleSink(use_rich=False)
+        >>> sink.write([Record(3, 0, "health", "fc1:output", "finding", "dead_units", 1.0)])
+        warning: step 3: health: fc1:output: dead_units (1)
+
+    """
+
+    def __init__(
+        self,
+        console: Any = None,
+        use_rich: bool | None = None,
+        stream: TextIO | None = None,
+        columns: Sequence[Column] = DEFAULT_COLUMNS,
+    ) -> None:
+        if console is not None and use_rich is False:
+            raise ValueError("ConsoleSink: console is a rich Console; it needs use_rich=None/True")
+        if use_rich is None:
+            try:
+                require("rich", "console", "ConsoleSink")
+                use_rich = True
+            except ImportError:
+                use_rich = False
+        if use_rich:
+            console_module = require("rich.console", "console", "ConsoleSink")
+            self.console = console or console_module.Console(file=stream)
+        else:
+            self.console = None
+        self.stream = stream
+        self.columns = tuple(columns)
+        self.records: list[Record] = []
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def _print(self, text: str, style: str = "") -> None:
+        if self.console is not None:
+            text_module = require("rich.text", "console", "ConsoleSink")
+            self.console.print(text_module.Text(text, style=style))
+        else:
+            print(text, file=self.stream or sys.stdout)
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Print new findings; keep the rest for the table."""
+        for r in records:
+            if r.quantity == "finding":
+                key = (r.tag, r.site, r.statistic)
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self._print("warning: " + finding_text(r), style="bold yellow")
+            else:
+                self.records.append(r)
+
+    def close(self) -> None:
+        """Print the per-layer table and the final loss."""
+        columns, rows = summary_rows(self.records, self.columns)
+        if rows and self.console is not None:
+            table_module = require("rich.table", "console", "ConsoleSink")
+            table = table_module.Table(title="layerscope summary")
+            table.add_column("layer")
+            for column in columns:
+                table.add_column(column.title, justify="right")
+            for row in rows:
+                table.add_row(*row)
+            self.console.print(table)
+        elif rows:
+            header = ["layer"] + [c.title for c in columns]
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+            for row in [header, *rows]:
+                cells = [row[0].ljust(widths[0])]
+                cells += [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+                self._print("  ".join(cells))
+        losses = [r for r in self.records if r.quantity == "loss" and r.value is not None]
+        if losses:
+            last = max(losses, key=lambda r: r.step)
+            self._print(f"loss at step {last.step}: {last.value:.4g}")

@@ -1,0 +1,215 @@
+"""TensorBoardSink: records as TensorBoard scalars, histograms and a custom-scalars layout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from layerscope.records import HistogramValue, Record
+from layerscope.sinks._optional import require
+
+#: Bands of a margin chart: the candidates for its centre line (the first written wins), and
+#: the statistics of its lower and upper edges.
+BANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("mean",), "mean-std", "mean+std"),
+    (("median",), "q25", "q75"),
+    (("mean", "median", "min"), "min", "max"),
+)
+
+
+def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
+    """Build the arguments of ``SummaryWriter.add_histogram_raw`` for one histogram.
+
+    TensorBoard reads bucket ``i`` as spanning ``(limit[i-1], limit[i]]`` with ``min`` as the
+    left edge of the first bucket and ``max`` as the right edge of the last, so the buckets
+    are trimmed to the non-empty ones and ``min`` / ``max`` are their outer edges: the
+    tightest bounds the histogram gives. ``sum`` and ``sum_squares`` are estimated from bin
+    centres. Underflow and overflow become one extra bucket, one bin wide, beyond each end.
+
+    Args:
+        histogram: the record's histogram.
+
+    Returns:
+        Keyword arguments for ``add_histogram_raw`` (without tag and step), or None when the
+        histogram counted nothing.
+
+    Example:
+        >>> h = HistogramValue(edges=(0.0, 1.0, 2.0, 3.0), counts=(0, 2, 1))
+        >>> s = histogram_summary(h)
+        >>> s["min"], s["max"], s["num"], s["bucket_limits"], s["sum"]
+        (1.0, 3.0, 3, [2.0, 3.0], 5.5)
+
+    """
+    edges = [float(e) for e in histogram.edges]
+    counts = [int(c) for c in histogram.counts]
+    if histogram.underflow:
+        edges.insert(0, edges[0] - (edges[1] - edges[0]))
+        counts.insert(0, int(histogram.underflow))
+    if histogram.overflow:
+        edges.append(edges[-1] + (edges[-1] - edges[-2]))
+        counts.append(int(histogram.overflow))
+    nonempty = [i for i, c in enumerate(counts) if c > 0]
+    if not nonempty:
+        return None
+    first, last = nonempty[0], nonempty[-1]
+    counts = counts[first : last + 1]
+    edges = edges[first : last + 2]
+    centres = [(lo + hi) / 2 for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return {
+        "min": edges[0],
+        "max": edges[-1],
+        "num": sum(counts),
+        "sum": sum(c * x for c, x in zip(counts, centres, strict=True)),
+        "sum_squares": sum(c * x * x for c, x in zip(counts, centres, strict=True)),
+        "bucket_limits": edges[1:],
+        "bucket_counts": counts,
+    }
+
+
+def derived_bands(records: Sequence[Record]) -> list[Record]:
+    """``mean-std`` and ``mean+std`` records for every step/site/quantity with mean and std.
+
+    Example:
+        >>> rs = [Record(1, 0, "a", "fc:output", "value", "mean", 2.0),
+        ...       Record(1, 0, "a", "fc:output", "value", "std", 0.5)]
+        >>> [(r.statistic, r.value) for r in derived_bands(rs)]
+        [('mean-std', 1.5), ('mean+std', 2.5)]
+
+    """
+    found: dict[tuple[int, int, str, str, str], dict[str, float]] = {}
+    for r in records:
+        if r.statistic in ("mean", "std") and r.value is not None:
+            key = (r.step, r.epoch, r.tag, r.site, r.quantity)
+            found.setdefault(key, {})[r.statistic] = r.value
+    out = []
+    for (step, epoch, tag, site, quantity), stats in found.items():
+        if "mean" in stats and "std" in stats:
+            mean, std = stats["mean"], stats["std"]
+            out.append(Record(step, epoch, tag, site, quantity, "mean-std", mean - std))
+            out.append(Record(step, epoch, tag, site, quantity, "mean+std", mean + std))
+    return out
+
+
+def _scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
+    return Record(0, 0, tag, site, quantity, statistic).name
+
+
+class TensorBoardSink:
+    """Writes records to a TensorBoard log directory.
+
+    Scalars are named by :attr:`Record.name` (``tag/site/quantity.statistic``) at global step
+    ``record.step``; histogram records are written from their edges and counts. Where a
+    site/quantity has mean and std (written also as ``mean-std`` / ``mean+std`` scalars) or
+    min and max, a margin chart in the custom-scalars dashboard shows the centre line with its
+    bands (mean±std, q25–q75, min–max) together, one category per tag. The layout is written
+    when the first records of a site arrive, and again only if later sites add charts.
+
+    Args:
+        logdir: directory of the run; created if missing.
+        flush_secs: how often the writer flushes on its own, in seconds.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     sink = TensorBoardSink(d)
+        ...     sink.write([Record(0, 0, "loss", "", "loss", "last", 2.3)])
+        ...     sink.close()
+        ...     sink.scalars_written
+        1
+
+    """
+
+    def __init__(self, logdir: str | Path, flush_secs: int = 30) -> None:
+        if not isinstance(logdir, (str, Path)) or not str(logdir):
+            raise ValueError(
+                f"TensorBoardSink: logdir must be a non-empty path (str or Path), got {logdir!r}"
+            )
+        if flush_secs <= 0:
+            raise ValueError(f"TensorBoardSink: flush_secs must be positive, got {flush_secs}")
+        require("tensorboard", "tensorboard", "TensorBoardSink")
+        summary_writer = require("torch.utils.tensorboard", "tensorboard", "TensorBoardSink")
+        self.logdir = Path(logdir)
+        self._writer = summary_writer.SummaryWriter(str(self.logdir), flush_secs=flush_secs)
+        self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
+        self._scalar_names: set[str] = set()
+        self.scalars_written = 0
+        self.histograms_written = 0
+        self.closed = False
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Write one flush of records and flush the event file."""
+        if self.closed:
+            raise RuntimeError("TensorBoardSink.write: the sink is closed")
+        scalars = [r for r in records if r.histogram is None and r.value is not None]
+        for r in [*scalars, *derived_bands(scalars)]:
+            self._writer.add_scalar(r.name, float(r.value), global_step=r.step)
+            self._scalar_names.add(r.name)
+            self.scalars_written += 1
+        for r in records:
+            if r.histogram is not None:
+                summary = histogram_summary(r.histogram)
+                if summary is not None:
+                    self._writer.add_histogram_raw(r.name, global_step=r.step, **summary)
+                    self.histograms_written += 1
+        if scalars and self._update_charts(scalars):
+            self._write_layout(max(r.step for r in scalars))
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file; later closes do nothing."""
+        if not self.closed:
+            self._writer.close()
+            self.closed = True
+
+    def _update_charts(self, records: Sequence[Record]) -> bool:
+        """Add the margin charts that the names written so far allow; True if any was added."""
+        added = False
+        for r in records:
+            title = f"{r.site}/{r.quantity}" if r.site else r.quantity
+            category = self._charts.setdefault(r.tag, {})
+            series = []
+            for centres, lower, upper in BANDS:
+                names = [_scalar_name(r.tag, r.site, r.quantity, s) for s in centres]
+                written = [n for n in names if n in self._scalar_names]
+                edges = tuple(_scalar_name(r.tag, r.site, r.quantity, s) for s in (lower, upper))
+                if written and all(n in self._scalar_names for n in edges):
+                    series.append((written[0], *edges))
+            if len(series) > len(category.get(title, [])):
+                category[title] = series
+                added = True
+        return added
+
+    def _write_layout(self, step: int) -> None:
+        layout_pb2 = require(
+            "tensorboard.plugins.custom_scalar.layout_pb2", "tensorboard", "TensorBoardSink"
+        )
+        layout = layout_pb2.Layout()
+        for tag in sorted(self._charts):
+            charts = self._charts[tag]
+            if not charts:
+                continue
+            category = layout.category.add(title=tag)
+            for title, series in charts.items():
+                chart = category.chart.add(title=title)
+                for value, lower, upper in series:
+                    chart.margin.series.add(value=value, lower=lower, upper=upper)
+        if layout.category:
+            self._writer._get_file_writer().add_summary(layout_summary(layout), step)
+
+
+def layout_summary(layout: Any) -> Any:
+    """Wrap a custom-scalars ``Layout`` proto in the Summary the custom-scalars plugin reads.
+
+    (``tensorboard.plugins.custom_scalar.summary.pb`` does the same but needs TensorFlow.)
+    """
+    metadata = require("tensorboard.plugins.custom_scalar.metadata", "tensorboard", "layouts")
+    summary_pb2 = require("tensorboard.compat.proto.summary_pb2", "tensorboard", "layouts")
+    tensor_pb2 = require("tensorboard.compat.proto.tensor_pb2", "tensorboard", "layouts")
+    tensor = tensor_pb2.TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()])
+    value = summary_pb2.Summary.Value(
+        tag=metadata.CONFIG_SUMMARY_TAG,
+        tensor=tensor,
+        metadata=metadata.create_summary_metadata(),
+    )
+    return summary_pb2.Summary(value=[value])
