@@ -7,4 +7,6 @@ serializes to versioned bytes.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from layerscope.stats.summary import Summary, summarize
+
+__all__: list[str] = ["Summary", "summarize"]
