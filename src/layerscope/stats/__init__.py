@@ -8,5 +8,6 @@ serializes to versioned bytes.
 from __future__ import annotations
 
 from layerscope.stats.activity import ActivityTracker
+from layerscope.stats.summary import Summary, summarize
 
-__all__: list[str] = ["ActivityTracker"]
+__all__: list[str] = ["ActivityTracker", "Summary", "summarize"]

@@ -1,0 +1,94 @@
+"""Benchmarks of layerscope's C++ engine, measured side by side with torch in the same run.
+
+    .venv/bin/python benchmarks/bench_core.py
+
+The fused summary of a 64M-element tensor (float32, then bfloat16) against
+- the same statistics computed by separate torch ops (mean, var, aminmax, norm, count_nonzero,
+  isfinite().sum()): ``vs_torch_ops`` = their time / ours (higher is better, target >= 3);
+- a single ``torch.sum`` over the same tensor, a floor set by memory bandwidth:
+  ``vs_sum`` = our time / its time (lower is better, target <= 1.5).
+Every timing is the best of several interleaved repetitions; torch keeps its default thread
+count. If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
+every figure as ``name=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from layerscope import stats
+
+N = 64 * 1024 * 1024
+REPEATS = 7
+
+
+def torch_ops(x: torch.Tensor) -> tuple:
+    """The statistics of a Summary, one torch reduction each."""
+    return (
+        x.mean(),
+        x.var(),
+        torch.aminmax(x),
+        x.norm(),
+        torch.count_nonzero(x),
+        torch.isfinite(x).sum(),
+    )
+
+
+def fused(x: torch.Tensor) -> stats.Summary:
+    return stats.summarize(x)
+
+
+def torch_sum(x: torch.Tensor) -> torch.Tensor:
+    return torch.sum(x)
+
+
+def time_side_by_side(
+    candidates: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor
+) -> dict[str, tuple[float, float]]:
+    """Best and median seconds of each candidate, repetitions interleaved so that a noisy
+    neighbour slows them all alike."""
+    for fn in candidates.values():  # warm-up: page faults, thread pools
+        fn(x)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(REPEATS):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+
+
+def bench_dtype(dtype: torch.dtype, prefix: str) -> dict[str, float]:
+    x = torch.randn(N, generator=torch.Generator().manual_seed(0)).to(dtype)
+    t = time_side_by_side({"fused": fused, "ops": torch_ops, "sum": torch_sum}, x)
+    for name, (best, median) in t.items():
+        print(f"{prefix or 'f32_'}{name}: best {best * 1e3:8.2f} ms, median {median * 1e3:8.2f} ms")
+    return {
+        f"{prefix}vs_torch_ops": t["ops"][0] / t["fused"][0],
+        f"{prefix}vs_sum": t["fused"][0] / t["sum"][0],
+        f"{prefix or 'f32_'}fused_ms": t["fused"][0] * 1e3,
+        f"{prefix or 'f32_'}sum_ms": t["sum"][0] * 1e3,
+    }
+
+
+def main() -> None:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {N} elements")
+    results = bench_dtype(torch.float32, "")
+    results.update(bench_dtype(torch.bfloat16, "bf16_"))
+    here = Path(__file__).resolve().parent
+    if (here / "sketch_benchmark.py").exists():
+        sys.path.insert(0, str(here))
+        from sketch_benchmark import run as run_sketch
+
+        results.update(run_sketch())
+    print(" ".join(f"{name}={value:.4g}" for name, value in results.items()))
+
+
+if __name__ == "__main__":
+    main()

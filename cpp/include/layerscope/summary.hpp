@@ -1,0 +1,314 @@
+// Summary: every running statistic of one tensor, computed by summarize() in a single pass over
+// its memory, whatever its dtype and layout. summarize() keeps no state; accumulators fold the
+// Summaries it returns (and merge() combines two of them exactly).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "layerscope/buffer.hpp"
+#include "layerscope/detail/parallel_for.hpp"
+#include "layerscope/detail/summary_simd.hpp"
+
+namespace layerscope {
+
+/// What counts as an "active" element for the per-channel activity counts.
+struct SummaryOptions {
+  /// An element is active when |x| > eps. Must be >= 0 and not NaN.
+  double eps = 0.0;
+  /// When set, an element is active when x > threshold instead (e.g. 0 for ReLU outputs);
+  /// eps is then ignored. Must not be NaN.
+  std::optional<double> threshold;
+};
+
+/// Statistics of one buffer. Sums are accumulated in double whatever the input dtype.
+/// NaN and ±Inf are counted (nan, pos_inf, neg_inf) and excluded from every other statistic,
+/// so one bad value never poisons the rest. With no finite element (count == 0): mean, min and
+/// max are NaN; sum, sum_sq, m2, l1 and l2 are 0.
+struct Summary {
+  std::int64_t size = 0;     ///< all elements, finite or not
+  std::int64_t count = 0;    ///< finite elements
+  double sum = 0.0;          ///< sum of finite values
+  double sum_sq = 0.0;       ///< sum of squares of finite values
+  double mean = std::numeric_limits<double>::quiet_NaN();  ///< sum / count
+  double m2 = 0.0;           ///< sum of squared deviations from mean (stable, Chan/Welford)
+  double min = std::numeric_limits<double>::quiet_NaN();   ///< smallest finite value
+  double max = std::numeric_limits<double>::quiet_NaN();   ///< largest finite value
+  double l1 = 0.0;           ///< sum of |x| over finite values
+  double l2 = 0.0;           ///< sqrt(sum_sq)
+  std::int64_t zeros = 0;    ///< elements equal to 0 (either sign)
+  std::int64_t nan = 0;      ///< NaN elements
+  std::int64_t pos_inf = 0;  ///< +Inf elements
+  std::int64_t neg_inf = 0;  ///< -Inf elements
+  /// Per channel, length view.channels() (1 without a channel axis):
+  std::vector<std::int64_t> channel_count;   ///< finite elements
+  /// Elements with |x| > eps, or x > threshold when set. NaN is never active; ±Inf are
+  /// compared like any value (+Inf is active, -Inf is active only under |x| > eps).
+  std::vector<std::int64_t> channel_active;
+  std::vector<double> channel_sum;     ///< sum of finite values
+  std::vector<double> channel_sum_sq;  ///< sum of squares of finite values
+};
+
+/// Folds `other` into `into`, exactly as if both buffers had been summarized together: counts
+/// and sums add, mean and m2 combine by Chan's formula, min/max combine, l2 is recomputed.
+/// A default-constructed `into` (size 0, no channels) adopts `other`'s channel count.
+/// Throws std::invalid_argument when both have channels and their channel counts differ.
+inline void merge(Summary& into, const Summary& other) {
+  const std::size_t channels = other.channel_count.size();
+  if (into.channel_count.empty() && into.size == 0) {
+    into.channel_count.assign(channels, 0);
+    into.channel_active.assign(channels, 0);
+    into.channel_sum.assign(channels, 0.0);
+    into.channel_sum_sq.assign(channels, 0.0);
+  } else if (into.channel_count.size() != channels) {
+    throw std::invalid_argument("layerscope: cannot merge summaries of " +
+                                std::to_string(into.channel_count.size()) + " and " +
+                                std::to_string(channels) + " channels");
+  }
+  for (std::size_t c = 0; c < channels; ++c) {
+    into.channel_count[c] += other.channel_count[c];
+    into.channel_active[c] += other.channel_active[c];
+    into.channel_sum[c] += other.channel_sum[c];
+    into.channel_sum_sq[c] += other.channel_sum_sq[c];
+  }
+  into.size += other.size;
+  into.zeros += other.zeros;
+  into.nan += other.nan;
+  into.pos_inf += other.pos_inf;
+  into.neg_inf += other.neg_inf;
+  if (other.count == 0) return;
+  if (into.count == 0) {
+    into.count = other.count;
+    into.sum = other.sum;
+    into.sum_sq = other.sum_sq;
+    into.mean = other.mean;
+    into.m2 = other.m2;
+    into.min = other.min;
+    into.max = other.max;
+    into.l1 = other.l1;
+    into.l2 = other.l2;
+    return;
+  }
+  // Counts as double: their product overflows int64 long before it loses precision here.
+  const double na = static_cast<double>(into.count), nb = static_cast<double>(other.count);
+  const double n = na + nb;
+  const double delta = other.mean - into.mean;
+  into.mean += delta * (nb / n);
+  into.m2 += other.m2 + delta * delta * (na * nb / n);
+  into.count += other.count;
+  into.sum += other.sum;
+  into.sum_sq += other.sum_sq;
+  into.l1 += other.l1;
+  into.l2 = std::sqrt(into.sum_sq);
+  into.min = std::min(into.min, other.min);
+  into.max = std::max(into.max, other.max);
+}
+
+namespace detail {
+
+/// One worker's share of summarize(): folds blocks into a Summary. Values are read straight
+/// from memory for unit-stride float32/float64 stretches, and otherwise gathered (converted to
+/// T) into a block buffer first, which also packs short runs into full blocks.
+template <DType D> class SummaryFolder {
+  using S = typename Element<D>::storage;
+  using T = std::conditional_t<D == DType::Float64, double, float>;
+
+ public:
+  /// `per_element`: the channel axis is innermost (RunPlan::channel_innermost()).
+  SummaryFolder(Summary& out, std::int64_t channels, ActiveTest<T> test, bool per_element)
+      : out_(out), channels_(channels), test_(test), per_element_(per_element) {}
+
+  /// Folds elements [start, start + length) of `run`.
+  void segment(const Run& run, std::int64_t start, std::int64_t length) {
+    const S* p = reinterpret_cast<const S*>(run.data) + start * run.stride;
+    if (!per_element_ && run.channel != channel_) {
+      flush();
+      channel_ = run.channel;
+    }
+    if constexpr (std::is_same_v<S, T>) {
+      if (run.stride == 1 && length >= kSummaryBlock / 4) {
+        flush();
+        for (std::int64_t at = 0; at < length; at += kSummaryBlock) {
+          const int n = static_cast<int>(std::min<std::int64_t>(kSummaryBlock, length - at));
+          fold(p + at, n, start + at);
+        }
+        return;
+      }
+    }
+    if constexpr (D == DType::BFloat16) {
+      if (run.stride == 1 && length >= kSummaryBlock / 4 && !per_element_ && test_.wide) {
+        flush();
+        for (std::int64_t at = 0; at < length; at += kSummaryBlock) {
+          const int n = static_cast<int>(std::min<std::int64_t>(kSummaryBlock, length - at));
+          BlockStats b;
+          if (bfloat16_block_stats(p + at, n, test_, b)) {
+            apply(b, nullptr, n, 0);
+          } else {
+            for (int i = 0; i < n; ++i) buffer_[i] = Element<D>::load(p + at + i);
+            fold(buffer_, n, 0);
+          }
+        }
+        return;
+      }
+    }
+    for (std::int64_t at = 0; at < length;) {
+      if (fill_ == 0) first_ = start + at;
+      const int n = static_cast<int>(std::min<std::int64_t>(kSummaryBlock - fill_, length - at));
+      const S* q = p + at * run.stride;
+      T* dst = buffer_ + fill_;
+      for (int i = 0; i < n; ++i) dst[i] = static_cast<T>(Element<D>::load(q + i * run.stride));
+      fill_ += n;
+      at += n;
+      if (fill_ == kSummaryBlock) flush();
+    }
+  }
+
+  /// Folds whatever is still buffered; call once at the end.
+  void flush() {
+    if (fill_ > 0) fold(buffer_, fill_, first_);
+    fill_ = 0;
+  }
+
+ private:
+  // x[0, n) are consecutive elements; with the channel axis innermost, x[0] belongs to channel
+  // first % channels and the following ones to the next channels, wrapping around.
+  void fold(const T* x, int n, std::int64_t first) { apply(block_stats(x, n, test_), x, n, first); }
+
+  // Adds the block's statistics; `x` is read only with the channel axis innermost.
+  void apply(const BlockStats& b, const T* x, int n, std::int64_t first) {
+    Summary& s = out_;
+    s.size += n;
+    s.zeros += b.zeros;
+    s.nan += b.nan;
+    s.pos_inf += b.pos_inf;
+    s.neg_inf += b.neg_inf;
+    if (per_element_) {
+      std::int64_t c = first % channels_;
+      for (int i = 0; i < n;) {
+        const int k = static_cast<int>(std::min<std::int64_t>(n - i, channels_ - c));
+        channel_stretch(x + i, k, test_, s.channel_count.data() + c, s.channel_active.data() + c,
+                        s.channel_sum.data() + c, s.channel_sum_sq.data() + c);
+        i += k;
+        c = 0;
+      }
+    } else {
+      const auto c = static_cast<std::size_t>(channel_);
+      s.channel_count[c] += b.finite;
+      s.channel_active[c] += b.active;
+      s.channel_sum[c] += b.sum;
+      s.channel_sum_sq[c] += b.sum_sq;
+    }
+    if (b.finite == 0) return;
+    const double nb = static_cast<double>(b.finite);
+    const double block_mean = b.sum / nb;
+    if (s.count == 0) {
+      s.mean = block_mean;
+      s.m2 = b.m2;
+      s.min = b.min;
+      s.max = b.max;
+    } else {
+      const double na = static_cast<double>(s.count), n_all = na + nb;
+      const double delta = block_mean - s.mean;
+      s.mean += delta * (nb / n_all);
+      s.m2 += b.m2 + delta * delta * (na * nb / n_all);
+      s.min = std::min(s.min, b.min);
+      s.max = std::max(s.max, b.max);
+    }
+    s.count += b.finite;
+    s.sum += b.sum;
+    s.sum_sq += b.sum_sq;
+    s.l1 += b.l1;
+  }
+
+  Summary& out_;
+  std::int64_t channels_;
+  ActiveTest<T> test_;
+  bool per_element_;
+  std::int64_t channel_ = -2;  // channel of the buffered values (runs with a fixed channel)
+  std::int64_t first_ = 0;     // element index within its run of buffer_[0]
+  int fill_ = 0;
+  T buffer_[kSummaryBlock];
+};
+
+inline Summary empty_summary(std::int64_t channels) {
+  Summary s;
+  const auto c = static_cast<std::size_t>(channels);
+  s.channel_count.assign(c, 0);
+  s.channel_active.assign(c, 0);
+  s.channel_sum.assign(c, 0.0);
+  s.channel_sum_sq.assign(c, 0.0);
+  return s;
+}
+
+/// Buffers smaller than this are summarized on the calling thread alone.
+inline constexpr std::int64_t kSummaryParallelMin = std::int64_t{1} << 20;
+/// Long runs are cut into pieces of about this many elements so that a single contiguous
+/// tensor can be shared among workers.
+inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 16;
+
+}  // namespace detail
+
+/// Summarizes `view` in one pass: float32, float64, float16 or bfloat16, any strides (zero and
+/// negative included), channel axis anywhere. Large buffers are split among the hardware
+/// threads and the partial summaries merged. An empty view gives count 0 (see Summary).
+/// Throws std::invalid_argument when options.eps is negative or NaN, or options.threshold NaN.
+inline Summary summarize(const BufferView& view, const SummaryOptions& options = {}) {
+  if (!(options.eps >= 0.0))
+    throw std::invalid_argument("layerscope: eps must be >= 0, got " + std::to_string(options.eps));
+  if (options.threshold && std::isnan(*options.threshold))
+    throw std::invalid_argument("layerscope: threshold must not be NaN");
+  const std::int64_t channels = view.channels();
+  const RunPlan plan(view);
+  const std::int64_t runs = plan.run_count();
+  const std::int64_t length = plan.run_length();
+  // Work units: each run cut into `pieces` stretches of at most `piece` elements.
+  const std::int64_t pieces =
+      length > detail::kSummaryPiece ? (length + detail::kSummaryPiece - 1) / detail::kSummaryPiece
+                                     : 1;
+  const std::int64_t piece = (length + pieces - 1) / std::max<std::int64_t>(pieces, 1);
+  const std::int64_t units = runs * pieces;
+  const std::int64_t total = runs * length;
+  const unsigned workers =
+      total < detail::kSummaryParallelMin
+          ? 1u
+          : std::min<unsigned>(detail::worker_count(total, detail::kSummaryParallelMin / 2),
+                               static_cast<unsigned>(std::max<std::int64_t>(units, 1)));
+  std::vector<Summary> partial(workers, detail::empty_summary(channels));
+
+  visit_dtype(view.dtype, [&](auto tag) {
+    constexpr DType D = decltype(tag)::value;
+    using T = std::conditional_t<D == DType::Float64, double, float>;
+    const detail::ActiveTest<T> test{
+        detail::round_down<T>(options.threshold ? *options.threshold : options.eps),
+        !options.threshold.has_value(), detail::cpu_has_avx2_fma()};
+    detail::parallel_for(units, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
+      if (begin >= end) return;
+      detail::SummaryFolder<D> folder(partial[w], channels, test, plan.channel_innermost());
+      const std::int64_t first_run = begin / pieces, last_run = (end - 1) / pieces;
+      std::int64_t r = first_run;
+      plan.for_each_run(first_run, last_run + 1, [&](const Run& run) {
+        const std::int64_t from = r == first_run ? begin % pieces : 0;
+        const std::int64_t to = r == last_run ? (end - 1) % pieces + 1 : pieces;
+        const std::int64_t start = from * piece;
+        const std::int64_t stop = std::min(length, to * piece);
+        if (stop > start) folder.segment(run, start, stop - start);
+        ++r;
+      });
+      folder.flush();
+    });
+  });
+
+  Summary result = std::move(partial[0]);
+  for (unsigned w = 1; w < workers; ++w) merge(result, partial[w]);
+  result.size = view.size();  // also right for views with no runs at all
+  result.l2 = std::sqrt(result.sum_sq);
+  return result;
+}
+
+}  // namespace layerscope

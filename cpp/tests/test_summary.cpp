@@ -1,0 +1,312 @@
+// summarize() against straightforward loops over every element, for every dtype and layout.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "layerscope/summary.hpp"
+
+namespace ls = layerscope;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Storage of `values` in `dtype` (float16/bfloat16 rounded to nearest).
+struct Buffer {
+  ls::DType dtype;
+  std::vector<float> f32;
+  std::vector<double> f64;
+  std::vector<std::uint16_t> u16;
+  const void* data() const {
+    switch (dtype) {
+      case ls::DType::Float32: return f32.data();
+      case ls::DType::Float64: return f64.data();
+      default: return u16.data();
+    }
+  }
+};
+
+Buffer store(const std::vector<double>& values, ls::DType dtype) {
+  Buffer b{dtype, {}, {}, {}};
+  for (double v : values) {
+    const float f = static_cast<float>(v);
+    switch (dtype) {
+      case ls::DType::Float32: b.f32.push_back(f); break;
+      case ls::DType::Float64: b.f64.push_back(v); break;
+      case ls::DType::Float16: b.u16.push_back(ls::detail::float_to_half(f)); break;
+      case ls::DType::BFloat16: b.u16.push_back(ls::detail::float_to_bfloat16(f)); break;
+    }
+  }
+  return b;
+}
+
+double load(const ls::BufferView& v, std::int64_t offset) {
+  return ls::visit_dtype(v.dtype, [&](auto tag) {
+    using E = ls::Element<decltype(tag)::value>;
+    const auto* p = static_cast<const typename E::storage*>(v.data) + offset;
+    return static_cast<double>(E::load(p));
+  });
+}
+
+// The oracle: every element visited by its multi-index, plain double sums, two-pass m2.
+ls::Summary reference(const ls::BufferView& v, const ls::SummaryOptions& o = {}) {
+  ls::Summary s;
+  const auto channels = static_cast<std::size_t>(v.channels());
+  s.channel_count.assign(channels, 0);
+  s.channel_active.assign(channels, 0);
+  s.channel_sum.assign(channels, 0.0);
+  s.channel_sum_sq.assign(channels, 0.0);
+  s.size = v.size();
+  std::vector<std::pair<double, std::size_t>> finite;
+  std::vector<std::int64_t> index(static_cast<std::size_t>(v.ndim), 0);
+  for (std::int64_t e = 0; e < s.size; ++e) {
+    std::int64_t offset = 0;
+    for (int d = 0; d < v.ndim; ++d) offset += index[d] * v.strides[d];
+    const std::size_t c = v.channel_axis < 0 ? 0 : static_cast<std::size_t>(index[v.channel_axis]);
+    const double x = load(v, offset);
+    const bool active = o.threshold ? x > *o.threshold : std::fabs(x) > o.eps;
+    s.channel_active[c] += active;
+    if (std::isnan(x)) ++s.nan;
+    else if (x == kInf) ++s.pos_inf;
+    else if (x == -kInf) ++s.neg_inf;
+    else finite.emplace_back(x, c);
+    for (int d = v.ndim - 1; d >= 0; --d) {
+      if (++index[d] < v.shape[d]) break;
+      index[d] = 0;
+    }
+  }
+  s.count = static_cast<std::int64_t>(finite.size());
+  for (auto [x, c] : finite) {
+    s.sum += x;
+    s.sum_sq += x * x;
+    s.l1 += std::fabs(x);
+    s.zeros += x == 0.0;
+    s.min = std::isnan(s.min) ? x : std::min(s.min, x);
+    s.max = std::isnan(s.max) ? x : std::max(s.max, x);
+    ++s.channel_count[c];
+    s.channel_sum[c] += x;
+    s.channel_sum_sq[c] += x * x;
+  }
+  if (s.count > 0) s.mean = s.sum / static_cast<double>(s.count);
+  for (auto [x, c] : finite) s.m2 += (x - s.mean) * (x - s.mean);
+  s.l2 = std::sqrt(s.sum_sq);
+  return s;
+}
+
+void near(double got, double want, double scale, const char* what) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << what;
+  } else {
+    EXPECT_NEAR(got, want, 1e-11 * scale + 1e-300) << what;
+  }
+}
+
+void expect_same(const ls::Summary& got, const ls::Summary& want) {
+  EXPECT_EQ(got.size, want.size);
+  EXPECT_EQ(got.count, want.count);
+  EXPECT_EQ(got.zeros, want.zeros);
+  EXPECT_EQ(got.nan, want.nan);
+  EXPECT_EQ(got.pos_inf, want.pos_inf);
+  EXPECT_EQ(got.neg_inf, want.neg_inf);
+  near(got.sum, want.sum, want.l1, "sum");
+  near(got.sum_sq, want.sum_sq, want.sum_sq, "sum_sq");
+  near(got.l1, want.l1, want.l1, "l1");
+  near(got.l2, want.l2, want.l2, "l2");
+  near(got.mean, want.mean, want.l1 / std::max<double>(1.0, static_cast<double>(want.count)),
+       "mean");
+  near(got.m2, want.m2, want.sum_sq, "m2");
+  near(got.min, want.min, 0.0, "min");
+  near(got.max, want.max, 0.0, "max");
+  ASSERT_EQ(got.channel_count.size(), want.channel_count.size());
+  EXPECT_EQ(got.channel_count, want.channel_count);
+  EXPECT_EQ(got.channel_active, want.channel_active);
+  for (std::size_t c = 0; c < want.channel_sum.size(); ++c) {
+    near(got.channel_sum[c], want.channel_sum[c], want.l1, "channel_sum");
+    near(got.channel_sum_sq[c], want.channel_sum_sq[c], want.sum_sq, "channel_sum_sq");
+  }
+}
+
+std::vector<double> normal(std::size_t n, double mean = 0.0, double sd = 1.0, unsigned seed = 1) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<double> d(mean, sd);
+  std::vector<double> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+const ls::DType kDTypes[] = {ls::DType::Float32, ls::DType::Float64, ls::DType::Float16,
+                             ls::DType::BFloat16};
+
+}  // namespace
+
+TEST(Summarize, ContiguousEveryDtypeAndLength) {
+  for (ls::DType dtype : kDTypes) {
+    for (std::int64_t n : {1, 7, 8, 15, 16, 17, 1000, 4095, 4096, 4097, 20000}) {
+      const Buffer b = store(normal(static_cast<std::size_t>(n), 0.5, 2.0), dtype);
+      const ls::BufferView v = ls::make_view(b.data(), dtype, {n}, {1});
+      SCOPED_TRACE(std::string(ls::dtype_name(dtype)) + " n=" + std::to_string(n));
+      expect_same(ls::summarize(v), reference(v));
+    }
+  }
+}
+
+TEST(Summarize, StridedTransposedAndFlippedViews) {
+  const Buffer b = store(normal(6 * 50 * 40), ls::DType::Float32);
+  const float* base = b.f32.data();
+  // (6, 50, 40) row-major, then: transposed, every other row, a flipped axis.
+  const ls::BufferView views[] = {
+      ls::make_view(base, ls::DType::Float32, {40, 50, 6}, {1, 40, 2000}),
+      ls::make_view(base, ls::DType::Float32, {6, 25, 40}, {2000, 80, 1}),
+      ls::make_view(base + 39, ls::DType::Float32, {6, 50, 40}, {2000, 40, -1}),
+      ls::make_view(base + 5 * 2000, ls::DType::Float32, {6, 50, 13}, {-2000, 40, 3}),
+      ls::make_view(base, ls::DType::Float32, {6, 7, 40}, {2000, 0, 1}),  // broadcast axis
+  };
+  for (const auto& v : views) expect_same(ls::summarize(v), reference(v));
+}
+
+TEST(Summarize, ChannelAxisAnywhere) {
+  for (ls::DType dtype : kDTypes) {
+    const Buffer b = store(normal(4 * 9 * 300, 0.0, 1.0, 7), dtype);
+    for (int axis = 0; axis < 3; ++axis) {
+      SCOPED_TRACE(std::string(ls::dtype_name(dtype)) + " axis=" + std::to_string(axis));
+      const ls::BufferView v = ls::make_view(b.data(), dtype, {4, 9, 300}, {2700, 300, 1}, axis);
+      expect_same(ls::summarize(v), reference(v));
+      const ls::BufferView t = ls::make_view(b.data(), dtype, {300, 9, 4}, {1, 300, 2700}, axis);
+      expect_same(ls::summarize(t), reference(t));
+    }
+  }
+}
+
+TEST(Summarize, NonFiniteValuesAreCountedNotPropagated) {
+  std::vector<double> values = normal(10000);
+  values[0] = kNaN;  // the block's first value, used as its shift
+  values[5] = kInf;
+  values[4096] = -kInf;
+  values[9999] = kNaN;
+  for (ls::DType dtype : kDTypes) {
+    const Buffer b = store(values, dtype);
+    const ls::BufferView v = ls::make_view(b.data(), dtype, {100, 100}, {100, 1}, 1);
+    const ls::Summary s = ls::summarize(v);
+    EXPECT_EQ(s.nan, 2);
+    EXPECT_EQ(s.pos_inf, 1);
+    EXPECT_EQ(s.neg_inf, 1);
+    EXPECT_EQ(s.count, 9996);
+    EXPECT_TRUE(std::isfinite(s.mean) && std::isfinite(s.m2) && std::isfinite(s.max));
+    expect_same(s, reference(v));
+  }
+}
+
+TEST(Summarize, EmptyAndSingleElement) {
+  const float one = -3.5f;
+  const ls::Summary e = ls::summarize(ls::make_view(&one, ls::DType::Float32, {0, 5}, {5, 1}, 1));
+  EXPECT_EQ(e.size, 0);
+  EXPECT_EQ(e.count, 0);
+  EXPECT_TRUE(std::isnan(e.mean) && std::isnan(e.min) && std::isnan(e.max));
+  EXPECT_EQ(e.m2, 0.0);
+  EXPECT_EQ(e.channel_count, std::vector<std::int64_t>(5, 0));
+  const ls::Summary s = ls::summarize(ls::make_view(&one, ls::DType::Float32, {}, {}));
+  EXPECT_EQ(s.size, 1);
+  EXPECT_EQ(s.count, 1);
+  EXPECT_EQ(s.mean, -3.5);
+  EXPECT_EQ(s.m2, 0.0);
+  EXPECT_EQ(s.min, -3.5);
+  EXPECT_EQ(s.l2, 3.5);
+  EXPECT_EQ(s.channel_active, std::vector<std::int64_t>{1});
+}
+
+TEST(Summarize, ConstantsHaveZeroVarianceAndHugeValuesDoNotOverflow) {
+  const std::vector<float> constant(9000, 0.1f);
+  const ls::Summary c = ls::summarize(ls::contiguous_view(constant.data(), 9000, ls::DType::Float32));
+  EXPECT_EQ(c.m2, 0.0);
+  EXPECT_EQ(c.mean, static_cast<double>(0.1f));
+  std::vector<float> huge(5000, 3e38f);
+  huge[7] = -3e38f;
+  const ls::Summary h = ls::summarize(ls::contiguous_view(huge.data(), 5000, ls::DType::Float32));
+  EXPECT_EQ(h.pos_inf, 0);
+  EXPECT_TRUE(std::isfinite(h.sum_sq) && std::isfinite(h.m2));
+  const double big = 3e38f;
+  EXPECT_NEAR(h.sum_sq, 5000 * big * big, 1e-12 * 5000 * big * big);
+}
+
+TEST(Summarize, ActivityByEpsAndByThreshold) {
+  const std::vector<double> x = {-2.0, -0.5, 0.0, 0.25, 1.0, kInf, -kInf, kNaN};
+  const ls::BufferView v = ls::make_view(x.data(), ls::DType::Float64, {8}, {1});
+  EXPECT_EQ(ls::summarize(v).channel_active[0], 6);  // |x| > 0: NaN and 0 are not
+  EXPECT_EQ(ls::summarize(v, {0.5, {}}).channel_active[0], 4);
+  EXPECT_EQ(ls::summarize(v, {0.0, 0.0}).channel_active[0], 3);  // x > 0
+  EXPECT_EQ(ls::summarize(v, {0.0, -1.0}).channel_active[0], 5);
+  // A threshold between two floats: float32 input compared as if in double.
+  const std::vector<float> f(4100, 0.1f);
+  const ls::BufferView fv = ls::contiguous_view(f.data(), 4100, ls::DType::Float32);
+  EXPECT_EQ(ls::summarize(fv, {0.0, 0.1}).channel_active[0], 4100);  // 0.1f > 0.1
+  EXPECT_EQ(ls::summarize(fv, {0.0, static_cast<double>(0.1f)}).channel_active[0], 0);
+  EXPECT_THROW(ls::summarize(v, {-1.0, {}}), std::invalid_argument);
+  EXPECT_THROW(ls::summarize(v, {kNaN, {}}), std::invalid_argument);
+  EXPECT_THROW(ls::summarize(v, {0.0, kNaN}), std::invalid_argument);
+}
+
+TEST(Summarize, LargeBuffersSplitAmongWorkersGiveTheSameResult) {
+  const std::vector<double> values = normal(3'000'000, 1.0, 3.0, 11);
+  for (ls::DType dtype : {ls::DType::Float32, ls::DType::BFloat16}) {
+    const Buffer b = store(values, dtype);
+    const ls::BufferView whole = ls::make_view(b.data(), dtype, {3'000'000}, {1});
+    // Channel axis innermost with runs longer than a piece: pieces start mid-run.
+    const ls::BufferView wide = ls::make_view(b.data(), dtype, {20, 150'000}, {150'000, 1}, 1);
+    const ls::BufferView rows = ls::make_view(b.data(), dtype, {3000, 1000}, {1000, 1}, 0);
+    for (const auto& v : {whole, wide, rows}) expect_same(ls::summarize(v), reference(v));
+    // Serial pieces merged equal the parallel whole.
+    ls::Summary merged;
+    const std::int64_t cut = 1'234'567;
+    ls::merge(merged, ls::summarize(ls::make_view(b.data(), dtype, {cut}, {1})));
+    const auto* bytes = static_cast<const unsigned char*>(b.data()) + cut * ls::itemsize(dtype);
+    ls::merge(merged, ls::summarize(ls::make_view(bytes, dtype, {3'000'000 - cut}, {1})));
+    merged.size = 3'000'000;
+    expect_same(merged, reference(whole));
+  }
+}
+
+TEST(Merge, EqualsSummaryOfConcatenation) {
+  std::vector<double> a = normal(3000, 100.0, 0.01, 3), b = normal(500, -4.0, 7.0, 4);
+  a[10] = kNaN;
+  std::vector<double> both = a;
+  both.insert(both.end(), b.begin(), b.end());
+  const auto view = [](const std::vector<double>& v) {
+    return ls::make_view(v.data(), ls::DType::Float64, {static_cast<std::int64_t>(v.size())}, {1});
+  };
+  ls::Summary m = ls::summarize(view(a));
+  ls::merge(m, ls::summarize(view(b)));
+  expect_same(m, reference(view(both)));
+  ls::Summary empty = ls::summarize(view({}));
+  ls::merge(empty, m);
+  expect_same(empty, m);
+  ls::Summary three = ls::summarize(ls::make_view(a.data(), ls::DType::Float64, {1000, 3}, {3, 1}, 1));
+  EXPECT_THROW(ls::merge(three, m), std::invalid_argument);
+}
+
+TEST(BlockKernels, EveryFastPathAgreesWithThePortableOne) {
+  const std::vector<double> values = normal(4096, 2.0, 0.5, 5);
+  const Buffer b = store(values, ls::DType::Float32);
+  for (int n : {1, 9, 33, 4096}) {
+    ls::detail::BlockStats want, got;
+    ASSERT_TRUE((ls::detail::fast_block_portable<float, true>(b.f32.data(), n, 1.5f, want)));
+#if defined(LAYERSCOPE_SUMMARY_SSE2)
+    ASSERT_TRUE((ls::detail::fast_block_sse2<true>(b.f32.data(), n, 1.5f, got)));
+    EXPECT_EQ(got.active, want.active);
+    EXPECT_EQ(got.min, want.min);
+    EXPECT_NEAR(got.m2, want.m2, 1e-12 * want.sum_sq);
+#endif
+#if defined(LAYERSCOPE_SUMMARY_AVX2)
+    if (ls::detail::cpu_has_avx2_fma()) {
+      ASSERT_TRUE((ls::detail::fast_block_avx2<float, true>(b.f32.data(), n, 1.5f, got)));
+      EXPECT_EQ(got.active, want.active);
+      EXPECT_EQ(got.max, want.max);
+      EXPECT_NEAR(got.m2, want.m2, 1e-12 * want.sum_sq);
+    }
+#endif
+  }
+}
