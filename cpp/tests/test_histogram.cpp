@@ -186,7 +186,8 @@ TEST(Histogram, RandomCorruptionNeverCrashes) {
   for (int trial = 0; trial < 2000; ++trial) {
     auto bad = bytes;
     const int flips = 1 + trial % 4;
-    for (int f = 0; f < flips; ++f) bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+    for (int f = 0; f < flips; ++f)
+      bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
     try {
       auto back = ls::Histogram::deserialize(bad.data(), bad.size());
       back.update(0.5);  // whatever was accepted must still work

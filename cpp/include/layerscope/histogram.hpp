@@ -230,18 +230,24 @@ class Histogram {
       throw std::invalid_argument(std::string(caller) + ": edges must hold 2 to " +
                                   std::to_string(kMaxBins + 1) + " values, got " +
                                   std::to_string(edges_.size()));
+    const bool factory = is_factory(caller);
     for (std::size_t i = 0; i < edges_.size(); ++i) {
       if (!std::isfinite(edges_[i]))
         throw std::invalid_argument(std::string(caller) + ": edges must be finite, edge " +
                                     std::to_string(i) + " is " + num(edges_[i]));
       if (i > 0 && !(edges_[i - 1] < edges_[i]))
-        throw std::invalid_argument(std::string(caller) +
-                                    ": edges must be strictly increasing, but edge " +
-                                    std::to_string(i) + " (" + num(edges_[i]) +
-                                    ") does not exceed the one before (" + num(edges_[i - 1]) +
-                                    "); for a factory, the bins are too narrow for the range");
+        throw std::invalid_argument(
+            std::string(caller) + ": edges must be strictly increasing, but edge " +
+            std::to_string(i) + " (" + num(edges_[i]) + ") does not exceed the one before (" +
+            num(edges_[i - 1]) + ")" +
+            (factory ? "; the bins are too narrow for the range" : ""));
     }
     counts_.assign(edges_.size() - 1, 0);
+  }
+
+  static bool is_factory(const char* caller) {
+    const std::string name = caller;
+    return name == "Histogram.linear" || name == "Histogram.symlog";
   }
 
   // K, the number of log bins on each side. The slack keeps a ratio that is an exact power of

@@ -7,4 +7,7 @@ serializes to versioned bytes.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from layerscope.stats.histogram import Histogram
+from layerscope.stats.moments import ChannelMoments, Moments
+
+__all__: list[str] = ["ChannelMoments", "Histogram", "Moments"]
