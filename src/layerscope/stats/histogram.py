@@ -55,6 +55,7 @@ class Histogram:
         ([1, 1, 0, 1], 1, 2, 1, 7)
         >>> Histogram.symlog(1e-3, 10.0, bins_per_decade=1).edges.tolist()[5:]
         [0.0, 0.001, 0.01, 0.1, 1.0, 10.0]
+
     """
 
     __slots__ = ("_state",)
@@ -73,6 +74,7 @@ class Histogram:
             TypeError: for a non-integer `bins` or non-numeric bounds.
             ValueError: unless ``low < high`` (both finite, ``high - low`` finite) and
                 ``1 <= bins <= 1_000_000``.
+
         """
         caller = "Histogram.linear"
         return cls._wrap(
@@ -93,6 +95,7 @@ class Histogram:
             TypeError: for a non-integer `bins_per_decade` or non-numeric bounds.
             ValueError: unless ``0 < linear_width < max_abs`` (finite), ``bins_per_decade >= 1``
                 and the histogram has at most 1,000,000 bins.
+
         """
         caller = "Histogram.symlog"
         return cls._wrap(
@@ -115,6 +118,7 @@ class Histogram:
         Raises:
             TypeError: for a dtype other than float32/float64/float16/bfloat16, or a CUDA or
                 sparse tensor.
+
         """
         if isinstance(values, (float, int)) and not isinstance(values, bool):
             self._state.update_value(float(values))
@@ -127,6 +131,7 @@ class Histogram:
         Raises:
             TypeError: if `other` is not a :class:`Histogram`.
             ValueError: unless the edges are identical.
+
         """
         if not isinstance(other, Histogram):
             raise TypeError(f"Histogram.merge: expected a Histogram, got {type(other).__name__}")
@@ -183,6 +188,7 @@ class Histogram:
         Raises:
             TypeError: if `data` is not bytes-like.
             ValueError: for truncated or corrupted bytes, or bytes of another state type.
+
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"Histogram.deserialize: expected bytes, got {type(data).__name__}")

@@ -37,6 +37,7 @@ class Moments:
         >>> m.update(4.0)
         >>> m.count, m.mean, m.variance, m.nonfinite
         (4, 2.5, 1.25, 1)
+
     """
 
     __slots__ = ("_state",)
@@ -53,6 +54,7 @@ class Moments:
 
         Raises:
             TypeError: for another dtype, a CUDA or sparse tensor.
+
         """
         if isinstance(values, (float, int)) and not isinstance(values, bool):
             self._state.update_value(float(values))
@@ -64,6 +66,7 @@ class Moments:
 
         Raises:
             TypeError: if `other` is not a :class:`Moments`.
+
         """
         if not isinstance(other, Moments):
             raise TypeError(f"Moments.merge: expected a Moments, got {type(other).__name__}")
@@ -130,6 +133,7 @@ class Moments:
         Raises:
             TypeError: if `data` is not bytes-like.
             ValueError: for truncated or corrupted bytes, or bytes of another state type.
+
         """
         out = cls.__new__(cls)
         out._state = _core.Moments.deserialize(_as_bytes(data, "Moments.deserialize"))
@@ -168,6 +172,7 @@ class ChannelMoments:
         >>> conv.update(np.ones((4, 2, 5, 5), dtype=np.float32), channel_axis=1)  # NCHW
         >>> conv.count.tolist()
         [100, 100]
+
     """
 
     __slots__ = ("_state",)
@@ -198,6 +203,7 @@ class ChannelMoments:
         Raises:
             TypeError: for another dtype, a CUDA or sparse tensor, or a non-integer axis.
             ValueError: if the axis is out of range or its length is not ``channels``.
+
         """
         try:
             axis = operator.index(channel_axis)
@@ -214,6 +220,7 @@ class ChannelMoments:
         Raises:
             TypeError: if `other` is not a :class:`ChannelMoments`.
             ValueError: if the channel counts differ.
+
         """
         if not isinstance(other, ChannelMoments):
             raise TypeError(
@@ -282,11 +289,10 @@ class ChannelMoments:
         Raises:
             TypeError: if `data` is not bytes-like.
             ValueError: for truncated or corrupted bytes, or bytes of another state type.
+
         """
         out = cls.__new__(cls)
-        out._state = _core.ChannelMoments.deserialize(
-            _as_bytes(data, "ChannelMoments.deserialize")
-        )
+        out._state = _core.ChannelMoments.deserialize(_as_bytes(data, "ChannelMoments.deserialize"))
         return out
 
     def __reduce__(self) -> tuple[Any, ...]:
