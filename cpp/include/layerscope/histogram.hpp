@@ -290,24 +290,33 @@ class Histogram {
     if (kind_ == Kind::Linear) {
       i = static_cast<std::int64_t>(std::min((x - edges_.front()) * scale_, double(last)));
     } else if (kind_ == Kind::Symlog) {
+      // Selects, not branches: signs and magnitudes of gradients are as good as random.
       const std::int64_t zero = last / 2 + 1;  // index of the edge 0
       const double a = std::fabs(x);
-      if (a < p0_) {
-        i = x < 0.0 ? zero - 1 : zero;
-      } else {
-        const double k = std::floor((std::log10(a) - scale_) * static_cast<double>(p2_));
-        const auto step = static_cast<std::int64_t>(std::clamp(k, 0.0, double(last)));
-        i = x < 0.0 ? zero - 2 - step : zero + 1 + step;
-      }
-      i = std::clamp<std::int64_t>(i, 0, last);
+      const double k = std::floor((std::log10(std::max(a, p0_)) - scale_) * double(p2_));
+      const auto step = static_cast<std::int64_t>(std::clamp(k, 0.0, double(last)));
+      const std::int64_t offset = a < p0_ ? 0 : 1 + step;  // bins between edge 0 and x
+      i = std::clamp<std::int64_t>(x < 0.0 ? zero - 1 - offset : zero + offset, 0, last);
     } else {
-      i = std::upper_bound(edges_.begin(), edges_.end(), x) - edges_.begin() - 1;
+      return search(x);
     }
-    if (x < edges_[i]) --i;
-    if (x >= edges_[i + 1]) ++i;
-    if (x < edges_[i] || x >= edges_[i + 1])  // only for edges that no factory made
-      i = std::upper_bound(edges_.begin(), edges_.end(), x) - edges_.begin() - 1;
+    i -= x < edges_[i];
+    i += x >= edges_[i + 1];
+    if (x < edges_[i] || x >= edges_[i + 1]) return search(x);  // edges no factory made
     return i;
+  }
+
+  // The last edge <= x, by a binary search whose steps are selects rather than branches: the
+  // data decide each step, so branches would be mispredicted half the time.
+  std::int64_t search(double x) const noexcept {
+    const double* base = edges_.data();
+    std::size_t length = edges_.size();
+    while (length > 1) {
+      const std::size_t half = length / 2;
+      base = base[half] <= x ? base + half : base;
+      length -= half;
+    }
+    return base - edges_.data();
   }
 
   std::vector<double> edges_;
