@@ -112,6 +112,7 @@ def records_to_rows(records: Iterable[Record]) -> list[tuple[object, ...]]:
 def select(
     records: Sequence[Record],
     *,
+    step: int | None = None,
     tag: str | None = None,
     site: str | None = None,
     quantity: str | None = None,
@@ -121,7 +122,8 @@ def select(
     return [
         r
         for r in records
-        if (tag is None or r.tag == tag)
+        if (step is None or r.step == step)
+        and (tag is None or r.tag == tag)
         and (site is None or r.site == site)
         and (quantity is None or r.quantity == quantity)
         and (statistic is None or r.statistic == statistic)

@@ -8,6 +8,15 @@ serializes to versioned bytes.
 from __future__ import annotations
 
 from layerscope.stats.activity import ActivityTracker
+from layerscope.stats.histogram import Histogram
+from layerscope.stats.moments import ChannelMoments, Moments
 from layerscope.stats.summary import Summary, summarize
 
-__all__: list[str] = ["ActivityTracker", "Summary", "summarize"]
+__all__: list[str] = [
+    "ActivityTracker",
+    "ChannelMoments",
+    "Histogram",
+    "Moments",
+    "Summary",
+    "summarize",
+]
