@@ -44,6 +44,8 @@ static_assert(sizeof(double) == 8 && sizeof(float) == 4, "IEEE 754 binary32/64 r
 class ByteWriter {
  public:
   ByteWriter(StateType type, std::uint8_t version) {
+    // Reserving first also keeps GCC 12's -Wstringop-overflow from a false positive here.
+    bytes_.reserve(64);
     bytes_.insert(bytes_.end(), detail::kMagic, detail::kMagic + 4);
     bytes_.push_back(static_cast<std::uint8_t>(type));
     bytes_.push_back(version);
