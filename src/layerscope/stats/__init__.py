@@ -7,4 +7,6 @@ serializes to versioned bytes.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from layerscope.stats.quantiles import ExactQuantiles, QuantileSketch
+
+__all__: list[str] = ["ExactQuantiles", "QuantileSketch"]
