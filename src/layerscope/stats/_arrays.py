@@ -16,7 +16,6 @@ def readable(array: Any, caller: str) -> Any:  # noqa: ANN401 - any array-like g
 
     Raises:
         TypeError: for tensors outside CPU memory or with a sparse / non-strided layout.
-
     """
     if isinstance(array, np.ndarray):
         return array
