@@ -10,13 +10,16 @@ from __future__ import annotations
 from layerscope.stats.activity import ActivityTracker
 from layerscope.stats.histogram import Histogram
 from layerscope.stats.moments import ChannelMoments, Moments
+from layerscope.stats.quantiles import ExactQuantiles, QuantileSketch
 from layerscope.stats.summary import Summary, summarize
 
 __all__: list[str] = [
     "ActivityTracker",
     "ChannelMoments",
+    "ExactQuantiles",
     "Histogram",
     "Moments",
+    "QuantileSketch",
     "Summary",
     "summarize",
 ]
