@@ -1,7 +1,7 @@
 
 import numpy as np
 import pytest
-from conftest import SITES, STEPS, activation_value
+from sink_records import SITES, STEPS, activation_value
 
 from layerscope.records import Record
 from layerscope.sinks.report import Report, ReportSink, plan_panels, render_report

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import SITES, STEPS, activation_value
+from sink_records import SITES, STEPS, activation_value
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2, metadata
 

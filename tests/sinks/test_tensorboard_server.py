@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import make_records
+from sink_records import make_records
 
 from layerscope.sinks.tensorboard import TensorBoardSink
 
