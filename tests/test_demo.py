@@ -1,11 +1,10 @@
-"""The demo's parts; the full run only once layerscope.watch exists."""
+"""The demo: its parts, and a full (short) run that must find the planted faults."""
 
 import math
 
 import pytest
 import torch
 
-import layerscope
 from layerscope.demo import DigitsMLP, Findings, load_data, run_demo
 from layerscope.records import Record
 
@@ -25,16 +24,22 @@ def test_findings_take_latest_values():
     rs = [
         Record(1, 0, "activations", "fc1:output", "dead", "fraction", 0.2),
         Record(9, 0, "activations", "fc1:output", "dead", "fraction", 1.0),
+        Record(9, 0, "gradient_activity", "fc1:output.grad", "dead", "fraction", 0.5),
         Record(9, 0, "gradients", "fc2:weight.grad", "l2", "last", 0.5),
         Record(9, 0, "gradients", "fc2:bias.grad", "l2", "last", 7.0),
         Record(9, 0, "loss", "", "loss", "last", 1.25),
     ]
     found = Findings.from_records(rs)
     assert found.dead == {"fc1": 1.0}
+    assert found.gradient_dead == {"fc1": 0.5}
     assert found.grad_norms == {"fc2": 0.5}
     assert found.loss == 1.25
-    assert found.lines("bad") == ["bad: final loss 1.25", "  dead units: fc1 100%",
-                                  "  weight-gradient norms: fc2 0.5"]
+    assert found.lines("bad") == [
+        "bad: final loss 1.25",
+        "  dead units (never active): fc1 100%",
+        "  gradient death (zero output gradient): fc1 50%",
+        "  weight-gradient norms: fc2 0.5",
+    ]
     assert math.isnan(Findings.from_records([]).loss)
 
 
@@ -44,12 +49,12 @@ def test_bad_steps_named():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(layerscope, "watch"), reason="layerscope.watch not merged yet")
 def test_demo_finds_the_planted_faults(tmp_path):
     lines = []
     results = run_demo(tmp_path, steps=30, progress=False, echo=lines.append)
-    assert results["bad"].dead.get("fc1") == 1.0
-    assert results["healthy"].dead.get("fc1", 0.0) < 0.5
+    assert results["bad"].dead["act1"] == 1.0  # bias -10 before the ReLU: every unit dead
+    assert results["bad"].gradient_dead["fc1"] == 1.0  # so no gradient reaches fc1's output
+    assert results["healthy"].dead["act1"] < 0.5
     assert (tmp_path / "report" / "bad").is_dir()
     assert any((tmp_path / "tensorboard" / "healthy").iterdir())
     assert lines[0].startswith("healthy: final loss")

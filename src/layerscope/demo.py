@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -84,17 +83,21 @@ class Findings:
     """
 
     dead: dict[str, float] = field(default_factory=dict)
+    gradient_dead: dict[str, float] = field(default_factory=dict)
     grad_norms: dict[str, float] = field(default_factory=dict)
     loss: float = math.nan
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> Findings:
         """Read the latest dead fractions, weight-gradient norms and loss from records."""
-        dead = latest(r for r in records if r.quantity == "dead" and r.statistic == "fraction")
+        dead_fractions = [r for r in records if r.quantity == "dead" and r.statistic == "fraction"]
+        dead = latest(r for r in dead_fractions if r.site.endswith(":output"))
+        gradient_dead = latest(r for r in dead_fractions if r.site.endswith(":output.grad"))
         norms = latest(r for r in records if r.quantity == "l2" and r.site.endswith(":weight.grad"))
         losses = latest(r for r in records if r.quantity == "loss")
         return cls(
             dead={site.partition(":")[0]: v for site, v in dead.items()},
+            gradient_dead={site.partition(":")[0]: v for site, v in gradient_dead.items()},
             grad_norms={site.partition(":")[0]: v for site, v in norms.items()},
             loss=losses.get("loss", math.nan),
         )
@@ -106,7 +109,8 @@ class Findings:
 
         return [
             f"{name}: final loss {self.loss:.4g}",
-            f"  dead units: {fmt(self.dead, '{:.0%}')}",
+            f"  dead units (never active): {fmt(self.dead, '{:.0%}')}",
+            f"  gradient death (zero output gradient): {fmt(self.gradient_dead, '{:.0%}')}",
             f"  weight-gradient norms: {fmt(self.grad_norms, '{:.3g}')}",
         ]
 
@@ -126,9 +130,6 @@ def train_variant(name: str, out_dir: Path, steps: int, progress: bool, seed: in
     import layerscope
     from layerscope.sinks.report import render_report
 
-    watch: Callable[..., Any] | None = getattr(layerscope, "watch", None)
-    if watch is None:
-        raise RuntimeError("layerscope demo needs layerscope.watch, which this build lacks")
     faults, lr = VARIANTS[name]
     torch.manual_seed(seed)
     x, y = load_data()
@@ -137,7 +138,7 @@ def train_variant(name: str, out_dir: Path, steps: int, progress: bool, seed: in
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=generator)
     per_epoch = len(x) // BATCH
-    with watch(model, optimizer=opt, logdir=out_dir / "tensorboard" / name) as scope:
+    with layerscope.watch(model, optimizer=opt, logdir=out_dir / "tensorboard" / name) as scope:
         for step in _progress(steps, name, progress):
             if step and step % per_epoch == 0:
                 scope.epoch()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from layerscope import stats
-from layerscope.gatherers import ForwardGatherer, ParameterGatherer
+from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
 from layerscope.lenses import Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE, UNIT_MODULES
 from layerscope.lenses.statistics import SiteWindow
@@ -140,15 +140,25 @@ class Scope:
         for lens in self.lenses:
             for name in self._selected[id(lens)]:
                 wanted.setdefault(name, set()).update(lens.kinds)
-        modules_with = lambda *kinds: {n for n, k in wanted.items() if k & set(kinds)}  # noqa: E731
-        self._forward = ForwardGatherer(
-            self._modules, modules_with("output"), modules_with("output.grad"),
-            self._observe, self._active_modules.__contains__,
+        known = {"loss", *(kind for g in GATHERERS for kind in g.kinds)}
+        for lens in self.lenses:
+            for kind in lens.kinds:
+                if kind not in known:
+                    raise ValueError(
+                        f"{lens!r} reads site kind {kind!r}, which no gatherer produces; "
+                        f"known kinds: {', '.join(sorted(known))}"
+                    )
+        context = GatherContext(
+            modules=self._modules,
+            wanted=wanted,
+            observe=self._observe,
+            enabled=self._active_modules.__contains__,
+            optimizer=optimizer,
         )
-        self._parameters = ParameterGatherer(
-            self._modules, modules_with("weight", "bias"), modules_with("weight.grad", "bias.grad"),
-            self._observe,
-        )
+        every_kind = {kind for kinds in wanted.values() for kind in kinds}
+        self._gatherers: list[Gatherer] = [
+            g(context) for g in GATHERERS if every_kind & set(g.kinds)
+        ]
         self._handles = [model.register_forward_pre_hook(self._mark_forward)]
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
@@ -219,8 +229,8 @@ class Scope:
         finally:
             for sink in self.sinks:
                 sink.close()
-            self._forward.remove()
-            self._parameters.remove()
+            for gatherer in self._gatherers:
+                gatherer.remove()
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
@@ -238,13 +248,17 @@ class Scope:
             self._forward_since_step = True
 
     def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        self._parameters.collect(self._active_modules.__contains__)
+        for gatherer in self._gatherers:
+            gatherer.before_step()
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
+        for gatherer in self._gatherers:
+            gatherer.after_step()
         self._finish_step()
 
     def _take_step(self) -> None:
-        self._parameters.collect(self._active_modules.__contains__)
+        for gatherer in self._gatherers:
+            gatherer.before_step()
         self._finish_step()
 
     def _plan_step(self) -> None:
@@ -406,20 +420,26 @@ class Scope:
         from layerscope.lenses import EmitContext
 
         ctx = EmitContext(step=step, epoch=epoch, windows=windows, module_order=self._order)
-        for lens in self.lenses if lenses is None else lenses:
-            if not lens.active(step, self.every):
-                continue
+        active = [lens for lens in (self.lenses if lenses is None else lenses) if lens.active(step, self.every)]
+        emitted: list[Record] = []
+        for lens in active:
             chosen = self._selected[id(lens)]
             sites = [s for s, w in windows.items() if w.module in chosen and w.kind in lens.kinds]
-            try:
-                records = lens.emit(ctx, sites)
-            except Exception as error:  # noqa: BLE001 - a lens must never kill training
-                if repr(lens) not in self._notes:
-                    self._notes.add(repr(lens))
-                    warnings.warn(f"layerscope: lens {lens!r} failed: {error!r}", RuntimeWarning, stacklevel=2)
-                continue
-            self._records.extend(records)
-            self._unflushed.extend(records)
+            emitted.extend(self._guarded(lens, lens.emit, ctx, sites))
+        for lens in active:  # lenses that judge the step as a whole read every lens's records
+            emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
+        self._records.extend(emitted)
+        self._unflushed.extend(emitted)
+
+    def _guarded(self, lens: Lens, method: Any, *args: Any) -> list[Record]:  # noqa: ANN401
+        """Call a lens method; a failing lens warns once and the run goes on."""
+        try:
+            return method(*args)
+        except Exception as error:  # noqa: BLE001 - a lens must never kill training
+            if repr(lens) not in self._notes:
+                self._notes.add(repr(lens))
+                warnings.warn(f"layerscope: lens {lens!r} failed: {error!r}", RuntimeWarning, stacklevel=3)
+            return []
 
 
 def _histogram_edges() -> Any:  # noqa: ANN401

@@ -8,15 +8,14 @@ averaged one under DDP, and costs one read per step however many micro-batches t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-#: observe(module_name, kind, site, tensor)
-Observe = Callable[[str, str, str, torch.Tensor], None]
+from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.observation import site_name
 
 
 def parameter_kind(param_name: str) -> str:
@@ -24,48 +23,46 @@ def parameter_kind(param_name: str) -> str:
     return "bias" if "bias" in param_name else "weight"
 
 
-class ParameterGatherer:
+class ParameterGatherer(Gatherer):
     """Observes ``<param>`` values and ``<param>.grad`` of each module's direct parameters.
 
     Sites are ``"fc1:weight"``, ``"fc1:weight.grad"``, ``"lstm:weight_ih_l0.grad"``; their kind
     is ``"weight"``/``"bias"`` (+ ``".grad"``) by the parameter's name.
     """
 
-    def __init__(
-        self,
-        modules: dict[str, nn.Module],
-        values: set[str],
-        grads: set[str],
-        observe: Observe,
-    ) -> None:
-        self._observe = observe
-        self._values: list[tuple[str, str, nn.Parameter]] = []
-        self._grads: list[tuple[str, str, nn.Parameter]] = []
+    kinds = ("weight", "bias", "weight.grad", "bias.grad")
+
+    def __init__(self, context: GatherContext) -> None:
+        super().__init__(context)
+        self._values: list[tuple[str, str, str, nn.Parameter]] = []
+        self._grads: list[tuple[str, str, str, nn.Parameter]] = []
         self._fresh: set[int] = set()
         self._handles: list[RemovableHandle] = []
-        for name, module in modules.items():
+        for name, module in context.modules_wanting(*self.kinds).items():
+            wanted = context.wanted[name]
             for pname, param in module.named_parameters(recurse=False):
-                entry = (name, pname, param)
-                if name in values:
-                    self._values.append(entry)
-                if name in grads and param.requires_grad:
+                kind = parameter_kind(pname)
+                if kind in wanted:
+                    self._values.append((name, kind, site_name(name, "", pname), param))
+                if f"{kind}.grad" in wanted and param.requires_grad:
                     index = len(self._grads)
-                    self._grads.append(entry)
+                    self._grads.append((name, f"{kind}.grad", site_name(name, "", f"{pname}.grad"), param))
                     hook = partial(self._arrived, index)
                     self._handles.append(param.register_post_accumulate_grad_hook(hook))
 
     def _arrived(self, index: int, param: torch.Tensor) -> None:
         self._fresh.add(index)
 
-    def collect(self, enabled: Callable[[str], bool]) -> None:
-        """Observe values and the gradients that arrived since the last call."""
-        for name, pname, param in self._values:
+    def before_step(self) -> None:
+        """Observe values and the gradients that arrived since the last step."""
+        enabled, observe = self.context.enabled, self.context.observe
+        for name, kind, site, param in self._values:
             if enabled(name):
-                self._observe(name, parameter_kind(pname), f"{name or 'model'}:{pname}", param.detach())
+                observe(name, kind, site, param.detach())
         for index in sorted(self._fresh):
-            name, pname, param = self._grads[index]
+            name, kind, site, param = self._grads[index]
             if param.grad is not None and enabled(name):
-                self._observe(name, parameter_kind(pname) + ".grad", f"{name or 'model'}:{pname}.grad", param.grad)
+                observe(name, kind, site, param.grad)
         self._fresh.clear()
 
     def remove(self) -> None:

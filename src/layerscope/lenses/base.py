@@ -197,6 +197,14 @@ class Lens:
                 out.append(self.record(ctx, w.site, "value", name, VALUE_STATISTICS[name](w)))
         return out
 
+    def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
+        """Records judging the whole step, given every record the lenses emitted for it.
+
+        Called after every active lens's :meth:`emit`; lenses that diagnose (health checks)
+        override it. The default adds nothing.
+        """
+        return []
+
     def record(
         self,
         ctx: EmitContext,

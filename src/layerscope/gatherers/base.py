@@ -1,0 +1,64 @@
+"""What every gatherer gets from the Scope, and the small protocol it implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
+Observe = Callable[[str, str, str, torch.Tensor], None]
+
+
+@dataclass
+class GatherContext:
+    """The scope's side of a gatherer.
+
+    Attributes:
+        modules: every module of the model by qualified name, in ``named_modules()`` order.
+        wanted: module name -> the site kinds some lens reads there.
+        observe: the callback that reduces a tensor at once (it never stores it).
+        enabled: whether a module is observed on the current step (its lenses' schedules).
+        optimizer: the optimizer given to ``watch``, if any.
+    """
+
+    modules: dict[str, nn.Module]
+    wanted: dict[str, set[str]]
+    observe: Observe
+    enabled: Callable[[str], bool]
+    optimizer: torch.optim.Optimizer | None = None
+
+    def modules_wanting(self, *kinds: str) -> dict[str, nn.Module]:
+        """Modules where some lens reads one of `kinds`, in model order."""
+        return {
+            name: module
+            for name, module in self.modules.items()
+            if self.wanted.get(name, set()) & set(kinds)
+        }
+
+
+class Gatherer:
+    """Base of every gatherer: owns its hooks and gives them back in :meth:`remove`.
+
+    A subclass names the site kinds it produces in ``kinds``, installs its hooks in
+    ``__init__`` from the :class:`GatherContext`, and may act at the step boundary:
+    :meth:`before_step` runs before the optimizer updates the parameters (or at
+    ``scope.step()`` without an optimizer), :meth:`after_step` right after the update.
+    """
+
+    #: Site kinds this gatherer produces.
+    kinds: tuple[str, ...] = ()
+
+    def __init__(self, context: GatherContext) -> None:
+        self.context = context
+
+    def before_step(self) -> None:
+        """Observe what is only complete at the end of backward (accumulated gradients)."""
+
+    def after_step(self) -> None:
+        """Observe what the optimizer's update produced (its state, the update itself)."""
+
+    def remove(self) -> None:
+        """Remove every hook this gatherer installed."""
