@@ -27,6 +27,7 @@ from layerscope.reducers import (
     HostSummary,
     combine,
     device_tensors,
+    strided_sample,
     fetch,
     summarize_cpu,
     summarize_torch,
@@ -135,6 +136,7 @@ class Scope:
         self._notes: set[str] = set()
         self._closed = False
         self.force_torch_reducer = False  # tests: reduce CPU tensors as a device would
+        self._edges = stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
 
         wanted: dict[str, set[str]] = {}
         for lens in self.lenses:
@@ -334,17 +336,19 @@ class Scope:
         threshold = 0.0 if relu_like else None
         if tensor.device.type == "cpu" and not self.force_torch_reducer:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            if needs.quantiles or needs.histogram:
+                sample = strided_sample(tensor)
             if needs.quantiles:
                 pending.quantiles = pending.quantiles or stats.ExactQuantiles(capacity=1 << 20)
-                pending.quantiles.update(tensor)
+                pending.quantiles.update(sample)
             if needs.histogram:
                 pending.histogram = pending.histogram or stats.Histogram.symlog(**HISTOGRAM_EDGES)
-                pending.histogram.update(tensor)
+                pending.histogram.update(sample)
             return
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
         if needs.histogram:
-            edges = torch.as_tensor(_histogram_edges(), device=tensor.device)
-            x = tensor.detach().float().reshape(-1)
+            edges = torch.as_tensor(self._edges, device=tensor.device)
+            x = strided_sample(tensor).float()
             x = x[~torch.isnan(x)]
             bins = torch.bucketize(x, edges, right=True)  # 0: underflow, len(edges): overflow
             counts = torch.bincount(bins, minlength=len(edges) + 1)
@@ -400,7 +404,7 @@ class Scope:
                 if isinstance(p.histogram, list):
                     tensors.append(torch.stack(p.histogram).sum(0))
         values = iter(fetch(tensors))  # the one device-to-host copy of this flush
-        edges = tuple(map(float, _histogram_edges()))
+        edges = tuple(map(float, self._edges))
         for step, epoch, pending in deferred:
             windows = {}
             for site, p in pending.items():
@@ -440,10 +444,6 @@ class Scope:
                 self._notes.add(repr(lens))
                 warnings.warn(f"layerscope: lens {lens!r} failed: {error!r}", RuntimeWarning, stacklevel=3)
             return []
-
-
-def _histogram_edges() -> Any:  # noqa: ANN401
-    return stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
 
 
 def watch(

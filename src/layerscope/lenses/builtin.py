@@ -59,18 +59,20 @@ class Activations(Lens):
 class Distributions(Lens):
     """Accumulated statistics of outputs and weight gradients: median, IQR and histograms.
 
-    These read every element again, so by default they run on every 10th step.
+    These read the data again (an evenly strided sample of at most
+    :data:`~layerscope.reducers.DISTRIBUTION_SAMPLE` elements per tensor), so by default they
+    run on every 50th step.
 
     Example:
         >>> Distributions().every
-        10
+        50
     """
 
     default_tag = "distributions"
     kinds = ("output", "weight.grad")
     default_statistics = ("median", "iqr", "histogram")
 
-    def __init__(self, *, every: int | None = 10, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(self, *, every: int | None = 50, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(every=every, **kwargs)
 
 
@@ -264,6 +266,9 @@ class Loss(Lens):
 def default() -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
+    Parameter values are observed on every 10th step and distributions (median, IQR,
+    histograms) on every 50th, everything else on every step ``watch``'s ``every`` allows.
+
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
@@ -273,7 +278,7 @@ def default() -> list[Lens]:
         Activations(),
         OutputNorms(),
         GradientNorms(),
-        Parameters(),
+        Parameters(every=10),  # weights move slowly: every 10th step is plenty
         DeadUnits(),
         GradientDeath(),
         Distributions(),
