@@ -4,69 +4,26 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import warnings
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from layerscope import stats
+from layerscope.distributed import merge_to_rank0, rank_and_size
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
-from layerscope.lenses import Lens, Needs, default
-from layerscope.lenses.builtin import RELU_LIKE, UNIT_MODULES
-from layerscope.lenses.statistics import SiteWindow
+from layerscope.history import RecordHistory
+from layerscope.lenses import EmitContext, Lens, Needs, default
+from layerscope.lenses.builtin import RELU_LIKE
 from layerscope.observation import readable_reason
-from layerscope.records import HistogramValue, Record
-from layerscope.reducers import (
-    QUANTILE_LEVELS,
-    DeviceSummary,
-    HostSummary,
-    combine,
-    device_tensors,
-    strided_sample,
-    fetch,
-    summarize_cpu,
-    summarize_torch,
-    unpack,
-)
+from layerscope.records import Record
 from layerscope.sinks.base import GuardedSink, Sink
+from layerscope.units import unit_axes, unit_axis
+from layerscope.windows import StepWindows, WindowBuilder
 
 log = logging.getLogger("layerscope")
-
-#: Histogram edges for every site: symmetric log scale from 1e-9 to 1e4, four bins a decade.
-HISTOGRAM_EDGES = dict(linear_width=1e-9, max_abs=1e4, bins_per_decade=4)
-
-
-@dataclass
-class _Pending:
-    """Observations of one site during the current step."""
-
-    module: str
-    kind: str
-    summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
-    quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
-    histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
-
-
-def _unit_axes(modules: dict[str, nn.Module]) -> dict[str, tuple[int, bool]]:
-    """(unit axis, counts-from-the-end) per module: features last for Linear-like modules,
-    channels at dim 1 for convolutions; activations inherit the axis of the module before them.
-    """
-    axes: dict[str, tuple[int, bool]] = {}
-    previous = (-1, True)
-    for name, module in modules.items():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
-                               nn.ConvTranspose2d, nn.ConvTranspose3d, nn.BatchNorm1d,
-                               nn.BatchNorm2d, nn.BatchNorm3d)):
-            previous = (1, False)
-        elif isinstance(module, (*UNIT_MODULES, nn.LayerNorm, nn.Embedding)):
-            previous = (-1, True)
-        axes[name] = previous
-    return axes
 
 
 class Scope:
@@ -100,17 +57,9 @@ class Scope:
         logdir: str | None = None,
         sinks: Sequence[Sink] = (),
         flush_every: int = 10,
+        history: int = 500_000,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}")
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(
-                f"layerscope.watch: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"layerscope.watch: every must be a positive integer, got {every!r}")
-        if not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"layerscope.watch: flush_every must be a positive integer, got {flush_every!r}")
+        _check_arguments(model, optimizer, every, flush_every)
         self.model = model
         self.optimizer = optimizer
         self.every = every
@@ -121,23 +70,41 @@ class Scope:
                 raise ValueError(f"layerscope.watch: lenses must be Lens objects, got {lens!r}")
         self._modules = dict(model.named_modules())
         self._order = {name: i for i, name in enumerate(self._modules)}
-        self._axes = _unit_axes(self._modules)
+        self._axes = unit_axes(self._modules)
         self._selected = {id(lens): set(lens.select(self._modules.items())) for lens in self.lenses}
+        self.rank, self.world_size = rank_and_size()
 
         self.step_count = 0
         self.epoch_count = 0
-        self._records: list[Record] = []
+        self._history = RecordHistory(history)
         self._unflushed: list[Record] = []
-        self._deferred: list[tuple[int, int, dict[str, _Pending]]] = []
-        self._pending: dict[str, _Pending] = {}
+        self._windows = WindowBuilder()
         self._active: dict[tuple[str, str], Needs] = {}
         self._active_modules: set[str] = set()
         self._forward_since_step = False
         self._notes: set[str] = set()
         self._closed = False
-        self.force_torch_reducer = False  # tests: reduce CPU tensors as a device would
-        self._edges = stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
 
+        self._gatherers = self._install_gatherers()
+        self._handles = [model.register_forward_pre_hook(self._mark_forward)]
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
+            self._handles.append(optimizer.register_step_post_hook(self._optimizer_post_step))
+
+        self.sinks: list[GuardedSink] = []
+        if self.rank == 0:  # one writer per run
+            self.sinks = [GuardedSink(s) for s in sinks]
+            if logdir is not None:
+                from layerscope.sinks.tensorboard import TensorBoardSink
+
+                self.sinks.insert(0, GuardedSink(TensorBoardSink(logdir)))
+        self.logdir = logdir
+        self._plan_step()
+        ref = weakref.ref(self)
+        self._atexit = lambda: (s := ref()) is not None and s.close()
+        atexit.register(self._atexit)
+
+    def _install_gatherers(self) -> list[Gatherer]:
         wanted: dict[str, set[str]] = {}
         for lens in self.lenses:
             for name in self._selected[id(lens)]:
@@ -155,27 +122,12 @@ class Scope:
             wanted=wanted,
             observe=self._observe,
             enabled=self._active_modules.__contains__,
-            optimizer=optimizer,
+            optimizer=self.optimizer,
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
-        self._gatherers: list[Gatherer] = [
-            g(context) for g in GATHERERS if every_kind & set(g.kinds)
-        ]
-        self._handles = [model.register_forward_pre_hook(self._mark_forward)]
-        if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
-            self._handles.append(optimizer.register_step_post_hook(self._optimizer_post_step))
-
-        self.sinks: list[GuardedSink] = [GuardedSink(s) for s in sinks]
-        if logdir is not None:
-            from layerscope.sinks.tensorboard import TensorBoardSink
-
-            self.sinks.insert(0, GuardedSink(TensorBoardSink(logdir)))
-        self.logdir = logdir
-        self._plan_step()
-        ref = weakref.ref(self)
-        self._atexit = lambda: (s := ref()) is not None and s.close()
-        atexit.register(self._atexit)
+        gatherers = [g(context) for g in GATHERERS if every_kind & set(g.kinds)]
+        self._replicated = {k for g in gatherers if g.replicated for k in g.kinds}
+        return gatherers
 
     # -- the user's calls ----------------------------------------------------------------------
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -190,22 +142,20 @@ class Scope:
             if loss is not None:
                 self._observe_loss(loss)
             self._take_step()
-            return
-        if loss is None:
-            return
-        if self._forward_since_step or self.step_count == 0:
-            self._observe_loss(loss)
-        else:  # the optimizer already closed the step this loss belongs to
-            self._late_loss(loss)
+        elif loss is not None:
+            if self._forward_since_step or self.step_count == 0:
+                self._observe_loss(loss)
+            else:  # the optimizer already closed the step this loss belongs to
+                self._late_loss(loss)
 
     def epoch(self) -> None:
         """Advance the epoch counter; records from now on carry the new epoch."""
         self.epoch_count += 1
 
     def records(self) -> list[Record]:
-        """Every record so far (pending device values are fetched first)."""
-        self._drain_deferred()
-        return list(self._records)
+        """The records of the run so far (on rank 0; thinned past ``history`` records)."""
+        self._emit_ready(collective=False)
+        return list(self._history)
 
     def to_pandas(self) -> Any:  # noqa: ANN401 - pandas is an optional extra
         """The records as a pandas DataFrame (needs the ``pandas`` extra)."""
@@ -214,8 +164,12 @@ class Scope:
         return to_pandas(self.records())
 
     def flush(self) -> None:
-        """Fetch pending device values and hand new records to the sinks."""
-        self._drain_deferred()
+        """Turn pending observations into records and hand new records to the sinks.
+
+        Under torch.distributed this is a collective: every rank must call it (steps and
+        ``close()`` do so at the same points on every rank).
+        """
+        self._emit_ready(collective=True)
         batch, self._unflushed = self._unflushed, []
         if batch:
             for sink in self.sinks:
@@ -226,6 +180,7 @@ class Scope:
         if self._closed:
             return
         self._closed = True
+        self._windows.discard_current()  # a step that never finished
         try:
             self.flush()
         finally:
@@ -243,6 +198,32 @@ class Scope:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue its curves: counters and lens states."""
+        self.flush()
+        return {
+            "version": 1,
+            "step": self.step_count,
+            "epoch": self.epoch_count,
+            "lenses": [lens.state_dict() for lens in self.lenses],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order)."""
+        if state.get("version") != 1:
+            raise ValueError(f"Scope.load_state_dict: unknown state version {state.get('version')!r}")
+        if len(state["lenses"]) != len(self.lenses):
+            raise ValueError(
+                f"Scope.load_state_dict: the state holds {len(state['lenses'])} lenses, this "
+                f"scope has {len(self.lenses)}; attach the same lenses as the saved run"
+            )
+        for lens, lens_state in zip(self.lenses, state["lenses"]):
+            lens.load_state_dict(lens_state)
+        self.step_count = int(state["step"])
+        self.epoch_count = int(state["epoch"])
+        self._plan_step()
 
     # -- steps ---------------------------------------------------------------------------------
     def _mark_forward(self, module: nn.Module, args: Any) -> None:  # noqa: ANN401
@@ -277,39 +258,32 @@ class Scope:
         self._active_modules.update(name for name, _ in self._active)
 
     def _finish_step(self) -> None:
-        pending, self._pending = self._pending, {}
-        step, epoch = self.step_count, self.epoch_count
-        on_device = any(
-            isinstance(s, DeviceSummary) for p in pending.values() for s in p.summaries
-        )
-        if on_device:
-            self._deferred.append((step, epoch, pending))
-        else:
-            self._emit(step, epoch, {site: self._host_window(site, p) for site, p in pending.items()})
+        self._windows.close_step(self.step_count, self.epoch_count)
         self.step_count += 1
         self._forward_since_step = False
         self._plan_step()
         if self.step_count % self.flush_every == 0:
             self.flush()
+        elif self.world_size == 1 and not self._windows.has_device_work:
+            self._emit_ready(collective=False)  # host values: records at once, no need to wait
 
     # -- observing -----------------------------------------------------------------------------
-    def _note(self, key: str, message: str) -> None:
-        if key not in self._notes:
-            self._notes.add(key)
-            log.info("layerscope: %s", message)
-
     def _observe(self, module: str, kind: str, site: str, tensor: torch.Tensor) -> None:
         needs = self._active.get((module, kind))
         if needs is None or self._closed:
             return
         reason = readable_reason(tensor)
         if reason is not None:
-            self._note(site, f"skipping site {site}: a statistic cannot read {reason}")
+            if site not in self._notes:
+                self._notes.add(site)
+                log.info("layerscope: skipping site %s: a statistic cannot read %s", site, reason)
             return
         if tensor.numel() == 0:
             return
+        axis = unit_axis(self._axes.get(module), tensor) if needs.activity else None
+        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
         try:
-            self._reduce(module, kind, site, tensor, needs)
+            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             if site not in self._notes:
                 self._notes.add(site)
@@ -319,120 +293,43 @@ class Scope:
                 )
             self._active.pop((module, kind), None)
 
-    def _unit_axis(self, module: str, tensor: torch.Tensor) -> int | None:
-        if tensor.dim() == 0:
-            return None
-        axis, from_end = self._axes.get(module, (-1, True))
-        if not from_end and tensor.dim() < 3:  # an unbatched convolution input: (C, L)
-            return 0
-        return axis if from_end else min(axis, tensor.dim() - 1)
-
-    def _reduce(self, module: str, kind: str, site: str, tensor: torch.Tensor, needs: Needs) -> None:
-        pending = self._pending.get(site)
-        if pending is None:
-            pending = self._pending[site] = _Pending(module, kind)
-        axis = self._unit_axis(module, tensor) if needs.activity else None
-        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
-        threshold = 0.0 if relu_like else None
-        if tensor.device.type == "cpu" and not self.force_torch_reducer:
-            pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
-            if needs.quantiles or needs.histogram:
-                sample = strided_sample(tensor)
-            if needs.quantiles:
-                pending.quantiles = pending.quantiles or stats.ExactQuantiles(capacity=1 << 20)
-                pending.quantiles.update(sample)
-            if needs.histogram:
-                pending.histogram = pending.histogram or stats.Histogram.symlog(**HISTOGRAM_EDGES)
-                pending.histogram.update(sample)
-            return
-        pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
-        if needs.histogram:
-            edges = torch.as_tensor(self._edges, device=tensor.device)
-            x = strided_sample(tensor).float()
-            x = x[~torch.isnan(x)]
-            bins = torch.bucketize(x, edges, right=True)  # 0: underflow, len(edges): overflow
-            counts = torch.bincount(bins, minlength=len(edges) + 1)
-            pending.histogram = (pending.histogram or []) + [counts]
-
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
         tensor = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        self._observe("", "loss", "loss", tensor.detach())
+        self._observe("", "loss", "loss", tensor.detach().float())
 
     def _late_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step the optimizer just closed."""
         step = self.step_count - 1
-        lenses = [lens for lens in self.lenses if "loss" in lens.kinds and lens.active(step, self.every)]
-        if not lenses:
+        if not any("loss" in lens.kinds and lens.active(step, self.every) for lens in self.lenses):
             return
-        value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        if value.device.type == "cpu" and value.is_floating_point():
-            window = SiteWindow("loss", "", "loss", summarize_cpu(value, None, 0.0, None))
-            self._emit(step, self.epoch_count, {"loss": window}, lenses)
-        else:
-            pending = _Pending("", "loss", [summarize_torch(value.float(), None, 0.0, None)])
-            self._deferred.append((step, self.epoch_count, {"loss": pending}))
+        value = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        late = WindowBuilder(force_torch=self._windows.force_torch)
+        late.add("", "loss", "loss", value, Needs(), None, None)
+        late.close_step(step, self.epoch_count)
+        self._windows.adopt(late)
 
     # -- windows and records -------------------------------------------------------------------
-    def _host_window(self, site: str, p: _Pending) -> SiteWindow:
-        window = SiteWindow(site, p.module, p.kind, combine(p.summaries))  # type: ignore[arg-type]
-        if p.quantiles is not None and p.quantiles.count:
-            values = p.quantiles.quantile(list(QUANTILE_LEVELS))
-            window.quantiles = dict(zip(QUANTILE_LEVELS, map(float, values)))
-        if p.histogram is not None:
-            h = p.histogram
-            window.histogram = HistogramValue(
-                tuple(map(float, h.edges)), tuple(map(int, h.counts)), int(h.underflow), int(h.overflow)
-            )
-        return window
-
-    def _drain_deferred(self) -> None:
-        """Fetch every pending device summary of every deferred step in one transfer."""
-        if not self._deferred:
+    def _emit_ready(self, collective: bool) -> None:
+        """Records for every closed step; across ranks only at a collective flush."""
+        if self.world_size > 1 and not collective:
             return
-        deferred, self._deferred = self._deferred, []
-        tensors: list[torch.Tensor] = []
-        for _, _, pending in deferred:
-            for p in pending.values():
-                device = [s for s in p.summaries if isinstance(s, DeviceSummary)]
-                for summary in device:
-                    tensors.extend(device_tensors(summary))
-                samples = [s.sample for s in device if s.sample is not None]
-                if samples:
-                    joined = torch.cat(samples)
-                    levels = torch.tensor(QUANTILE_LEVELS, device=joined.device)
-                    tensors.append(torch.quantile(joined, levels) if joined.numel() else levels * math.nan)
-                if isinstance(p.histogram, list):
-                    tensors.append(torch.stack(p.histogram).sum(0))
-        values = iter(fetch(tensors))  # the one device-to-host copy of this flush
-        edges = tuple(map(float, self._edges))
-        for step, epoch, pending in deferred:
-            windows = {}
-            for site, p in pending.items():
-                summary = combine([unpack(s, values) if isinstance(s, DeviceSummary) else s for s in p.summaries])
-                window = SiteWindow(site, p.module, p.kind, summary)
-                if any(isinstance(s, DeviceSummary) and s.sample is not None for s in p.summaries):
-                    window.quantiles = dict(zip(QUANTILE_LEVELS, next(values).tolist()))
-                if isinstance(p.histogram, list):
-                    counts = next(values).astype(int).tolist()
-                    window.histogram = HistogramValue(edges, tuple(counts[1:-1]), counts[0], counts[-1])
-                windows[site] = window
-            self._emit(step, epoch, windows)
+        steps = self._windows.ready()
+        if self.world_size > 1:
+            steps = merge_to_rank0(steps, self._replicated)
+        for step_windows in steps:
+            self._emit(step_windows)
 
-    def _emit(
-        self, step: int, epoch: int, windows: dict[str, SiteWindow], lenses: Sequence[Lens] | None = None
-    ) -> None:
-        from layerscope.lenses import EmitContext
-
-        ctx = EmitContext(step=step, epoch=epoch, windows=windows, module_order=self._order)
-        active = [lens for lens in (self.lenses if lenses is None else lenses) if lens.active(step, self.every)]
+    def _emit(self, sw: StepWindows) -> None:
+        ctx = EmitContext(step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order)
+        active = [lens for lens in self.lenses if lens.active(sw.step, self.every)]
         emitted: list[Record] = []
         for lens in active:
             chosen = self._selected[id(lens)]
-            sites = [s for s, w in windows.items() if w.module in chosen and w.kind in lens.kinds]
+            sites = [s for s, w in sw.windows.items() if w.module in chosen and w.kind in lens.kinds]
             emitted.extend(self._guarded(lens, lens.emit, ctx, sites))
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
-        self._records.extend(emitted)
+        self._history.extend(emitted)
         self._unflushed.extend(emitted)
 
     def _guarded(self, lens: Lens, method: Any, *args: Any) -> list[Record]:  # noqa: ANN401
@@ -442,8 +339,34 @@ class Scope:
         except Exception as error:  # noqa: BLE001 - a lens must never kill training
             if repr(lens) not in self._notes:
                 self._notes.add(repr(lens))
-                warnings.warn(f"layerscope: lens {lens!r} failed: {error!r}", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"layerscope: lens {lens!r} failed: {error!r}", RuntimeWarning, stacklevel=3
+                )
             return []
+
+    @property
+    def force_torch_reducer(self) -> bool:
+        """Reduce CPU tensors with the torch-op (device) path; tests compare the two."""
+        return self._windows.force_torch
+
+    @force_torch_reducer.setter
+    def force_torch_reducer(self, value: bool) -> None:
+        self._windows.force_torch = value
+
+
+def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}"
+        )
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(
+            "layerscope.watch: optimizer must be a torch.optim.Optimizer, got "
+            f"{type(optimizer).__name__}"
+        )
+    for name, value in (("every", every), ("flush_every", flush_every)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"layerscope.watch: {name} must be a positive integer, got {value!r}")
 
 
 def watch(
@@ -454,6 +377,7 @@ def watch(
     logdir: str | None = None,
     sinks: Sequence[Sink] = (),
     flush_every: int = 10,
+    history: int = 500_000,
 ) -> Scope:
     """Attach layerscope to `model` (and `optimizer`) in one line.
 
@@ -465,7 +389,10 @@ def watch(
         every: observe every N-th step (lenses with their own schedule keep it).
         logdir: write a TensorBoard run there (needs the ``tensorboard`` extra).
         sinks: further sinks that receive the records at each flush.
-        flush_every: hand records to the sinks every N steps (and on close).
+        flush_every: hand records to the sinks every N steps (and on close). On a GPU values
+            stay on the device until then: one device-to-host copy per flush.
+        history: most records kept in memory for ``records()``; past it the oldest steps are
+            thinned (sinks still receive every record).
 
     Returns:
         The :class:`Scope`; use it as a context manager or call ``close()``.
@@ -473,4 +400,4 @@ def watch(
     Raises:
         ValueError: a non-Module, a lens selecting no module, a bad option.
     """
-    return Scope(model, optimizer, lenses, every, logdir, sinks, flush_every)
+    return Scope(model, optimizer, lenses, every, logdir, sinks, flush_every, history)

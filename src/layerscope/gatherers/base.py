@@ -50,6 +50,10 @@ class Gatherer:
 
     #: Site kinds this gatherer produces.
     kinds: tuple[str, ...] = ()
+    #: Whether its sites hold the same values on every data-parallel (DDP) rank — parameters
+    #: and all-reduced gradients do, activations do not. Replicated sites are not merged
+    #: across ranks; rank 0's values are written.
+    replicated: bool = False
 
     def __init__(self, context: GatherContext) -> None:
         self.context = context

@@ -31,6 +31,7 @@ class ParameterGatherer(Gatherer):
     """
 
     kinds = ("weight", "bias", "weight.grad", "bias.grad")
+    replicated = True
 
     def __init__(self, context: GatherContext) -> None:
         super().__init__(context)

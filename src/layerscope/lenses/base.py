@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -196,6 +197,13 @@ class Lens:
             else:
                 out.append(self.record(ctx, w.site, "value", name, VALUE_STATISTICS[name](w)))
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried across steps (for checkpoints); stateless lenses return ``{}``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
 
     def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Records judging the whole step, given every record the lenses emitted for it.

@@ -177,6 +177,17 @@ class _UnitActivity(Lens):
         self._trackers: dict[str, stats.ActivityTracker] = {}
         super().__init__(**kwargs)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The activity trackers of every site, serialized."""
+        return {"trackers": {site: t.serialize() for site, t in self._trackers.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the activity trackers."""
+        self._trackers = {
+            site: stats.ActivityTracker.deserialize(data)
+            for site, data in state.get("trackers", {}).items()
+        }
+
     def needs(self, kind: str) -> Needs:
         """Per-unit activity counts."""
         return Needs(activity=True)

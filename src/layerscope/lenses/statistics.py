@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from layerscope.records import HistogramValue
 from layerscope.reducers import QUANTILE_LEVELS, HostSummary
@@ -15,7 +16,8 @@ class SiteWindow:
     """What one site's observations of one step reduced to.
 
     ``quantiles`` maps each level of :data:`~layerscope.reducers.QUANTILE_LEVELS` to its value
-    when a lens asked for quantiles; ``histogram`` is set when one asked for a histogram.
+    when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
+    from); ``histogram`` is set when one asked for a histogram.
     """
 
     site: str
@@ -24,6 +26,7 @@ class SiteWindow:
     summary: HostSummary
     quantiles: dict[float, float] | None = None
     histogram: HistogramValue | None = None
+    quantile_state: Any = None
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:

@@ -1,0 +1,194 @@
+"""Windows: what each site's observations of one step reduce to, on the host.
+
+The Scope hands every observed tensor to a :class:`WindowBuilder`, which reduces it at once
+(C++ fused kernel on CPU, torch ops on the tensor's device otherwise) and keeps only the small
+result. At the end of a step the step's observations are closed; :meth:`WindowBuilder.ready`
+turns closed steps into :class:`StepWindows`, copying whatever is still on a device to the host
+in a single transfer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from layerscope import stats
+from layerscope.lenses.base import Needs
+from layerscope.lenses.statistics import SiteWindow
+from layerscope.records import HistogramValue
+from layerscope.reducers import (
+    QUANTILE_LEVELS,
+    DeviceSummary,
+    HostSummary,
+    combine,
+    device_tensors,
+    fetch,
+    strided_sample,
+    summarize_cpu,
+    summarize_torch,
+    unpack,
+)
+
+#: Histogram edges of every site: symmetric log scale from 1e-9 to 1e4, four bins a decade.
+HISTOGRAM_EDGES: dict[str, float] = {"linear_width": 1e-9, "max_abs": 1e4, "bins_per_decade": 4}
+#: Capacity of the exact-quantile buffer of one site and step (samples are smaller anyway).
+QUANTILE_CAPACITY = 1 << 20
+
+
+@dataclass
+class _Pending:
+    """Observations of one site during one step."""
+
+    module: str
+    kind: str
+    summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
+    quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
+    histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
+
+    @property
+    def on_device(self) -> bool:
+        return isinstance(self.histogram, list) or any(
+            isinstance(s, DeviceSummary) for s in self.summaries
+        )
+
+
+@dataclass
+class StepWindows:
+    """Every site's window of one step."""
+
+    step: int
+    epoch: int
+    windows: dict[str, SiteWindow]
+
+
+def set_quantiles(window: SiteWindow, state: Any) -> None:  # noqa: ANN401
+    """Keep a quantile state on `window` and read the standard levels off it."""
+    window.quantile_state = state
+    if state.count:
+        levels = state.quantile(list(QUANTILE_LEVELS))
+        window.quantiles = dict(zip(QUANTILE_LEVELS, map(float, levels)))
+
+
+class WindowBuilder:
+    """Reduces observations as they come and assembles them into per-step windows.
+
+    Args:
+        force_torch: reduce CPU tensors with the torch-op path too (tests compare the two).
+    """
+
+    def __init__(self, force_torch: bool = False) -> None:
+        self.force_torch = force_torch
+        self.edges = stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
+        self._current: dict[str, _Pending] = {}
+        self._closed: list[tuple[int, int, dict[str, _Pending]]] = []
+
+    @property
+    def has_device_work(self) -> bool:
+        """Whether a closed step still holds values on a device."""
+        return any(p.on_device for _, _, pending in self._closed for p in pending.values())
+
+    def add(
+        self,
+        module: str,
+        kind: str,
+        site: str,
+        tensor: torch.Tensor,
+        needs: Needs,
+        axis: int | None,
+        threshold: float | None,
+    ) -> None:
+        """Reduce one observed tensor into the current step's window of `site`."""
+        pending = self._current.get(site)
+        if pending is None:
+            pending = self._current[site] = _Pending(module, kind)
+        if tensor.device.type == "cpu" and not self.force_torch:
+            pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            if needs.quantiles or needs.histogram:
+                sample = strided_sample(tensor)
+            if needs.quantiles:
+                pending.quantiles = pending.quantiles or stats.ExactQuantiles(QUANTILE_CAPACITY)
+                pending.quantiles.update(sample)
+            if needs.histogram:
+                pending.histogram = pending.histogram or stats.Histogram.symlog(**HISTOGRAM_EDGES)
+                pending.histogram.update(sample)
+            return
+        pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
+        if needs.histogram:
+            edges = torch.as_tensor(self.edges, device=tensor.device)
+            x = strided_sample(tensor).float()
+            x = x[~torch.isnan(x)]
+            bins = torch.bucketize(x, edges, right=True)  # 0: underflow, len(edges): overflow
+            counts = torch.bincount(bins, minlength=len(edges) + 1)
+            pending.histogram = (pending.histogram or []) + [counts]
+
+    def close_step(self, step: int, epoch: int) -> None:
+        """End the current step; its observations wait for :meth:`ready`."""
+        if self._current:
+            self._closed.append((step, epoch, self._current))
+            self._current = {}
+
+    def adopt(self, other: WindowBuilder) -> None:
+        """Take over `other`'s closed steps (a late observation of an earlier step)."""
+        self._closed.extend(other._closed)
+        self._closed.sort(key=lambda entry: entry[0])
+        other._closed = []
+
+    def discard_current(self) -> None:
+        """Drop observations of a step that never finished."""
+        self._current = {}
+
+    def ready(self) -> list[StepWindows]:
+        """Windows of every closed step, in step order; one device-to-host copy at most."""
+        closed, self._closed = self._closed, []
+        tensors: list[torch.Tensor] = []
+        for _, _, pending in closed:
+            for p in pending.values():
+                tensors.extend(self._device_parts(p))
+        values = iter(fetch(tensors))
+        out = []
+        for step, epoch, pending in closed:
+            windows = {site: self._window(site, p, values) for site, p in pending.items()}
+            out.append(StepWindows(step, epoch, windows))
+        return out
+
+    @staticmethod
+    def _device_parts(p: _Pending) -> list[torch.Tensor]:
+        """The tensors of `p` still on a device, in the order :meth:`_window` reads them."""
+        parts: list[torch.Tensor] = []
+        device = [s for s in p.summaries if isinstance(s, DeviceSummary)]
+        for summary in device:
+            parts.extend(device_tensors(summary))
+        samples = [s.sample for s in device if s.sample is not None]
+        if samples:  # the samples themselves: quantiles are then taken on the host, mergeably
+            parts.append(torch.cat(samples))
+        if isinstance(p.histogram, list):
+            parts.append(torch.stack(p.histogram).sum(0))
+        return parts
+
+    def _window(self, site: str, p: _Pending, values: Any) -> SiteWindow:  # noqa: ANN401
+        device_samples = any(
+            isinstance(s, DeviceSummary) and s.sample is not None for s in p.summaries
+        )
+        summaries = [unpack(s, values) if isinstance(s, DeviceSummary) else s for s in p.summaries]
+        window = SiteWindow(site, p.module, p.kind, combine(summaries))
+        quantiles = p.quantiles
+        if device_samples:
+            quantiles = stats.ExactQuantiles(QUANTILE_CAPACITY)
+            quantiles.update(next(values))
+        if quantiles is not None:
+            set_quantiles(window, quantiles)
+        if isinstance(p.histogram, list):
+            counts = next(values).astype(int).tolist()
+            edges = tuple(map(float, self.edges))
+            window.histogram = HistogramValue(edges, tuple(counts[1:-1]), counts[0], counts[-1])
+        elif p.histogram is not None:
+            h = p.histogram
+            window.histogram = HistogramValue(
+                tuple(map(float, h.edges)),
+                tuple(map(int, h.counts)),
+                int(h.underflow),
+                int(h.overflow),
+            )
+        return window

@@ -1,0 +1,107 @@
+"""Checkpoint and resume: a resumed run continues its curves without a gap or a reset."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from models import batches, mlp
+from torch import nn
+
+import layerscope
+from layerscope import lenses
+from layerscope.history import RecordHistory
+from layerscope.records import Record
+
+
+def _lenses():
+    return [lenses.Loss(), lenses.GradientNorms(of=("weight",)), lenses.DeadUnits(window=8)]
+
+
+def _train(model, opt, scope, data):
+    for x, y in data:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        scope.step(loss=loss)
+
+
+def _scalars(records, first_step):
+    return {(r.step, r.site, r.quantity, r.statistic): r.value for r in records if r.step >= first_step}
+
+
+def test_resumed_run_equals_uninterrupted_run():
+    data = batches("mlp", 20)
+    torch.manual_seed(0)
+    model = mlp(bias_init=-1.0)
+    start = copy.deepcopy(model.state_dict())
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_lenses()) as whole:
+        _train(model, opt, whole, data)
+
+    model = mlp()
+    model.load_state_dict(start)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_lenses()) as first:
+        _train(model, opt, first, data[:10])
+        checkpoint = copy.deepcopy(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "scope": first.state_dict()}
+        )
+
+    resumed_model = mlp()
+    resumed_model.load_state_dict(checkpoint["model"])
+    resumed_opt = torch.optim.SGD(resumed_model.parameters(), lr=0.05)
+    resumed_opt.load_state_dict(checkpoint["opt"])
+    with layerscope.watch(resumed_model, optimizer=resumed_opt, lenses=_lenses()) as second:
+        second.load_state_dict(checkpoint["scope"])
+        _train(resumed_model, resumed_opt, second, data[10:])
+
+    assert min(r.step for r in second.records()) == 10  # no reset of the step counter
+    expected = _scalars(whole.records(), 10)
+    got = _scalars(second.records(), 10)
+    assert got.keys() == expected.keys()
+    dead = [k for k in got if k[2] == "dead"]
+    assert dead and all(k[0] >= 10 for k in dead)  # dead units known at once: trackers carried
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_load_state_dict_checks_the_lenses():
+    scope = layerscope.watch(mlp(), lenses=_lenses())
+    state = scope.state_dict()
+    scope.close()
+    other = layerscope.watch(mlp(), lenses=[lenses.Loss()])
+    with pytest.raises(ValueError, match="holds 3 lenses"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="version"):
+        other.load_state_dict({"version": 99})
+    other.close()
+
+
+def test_history_stays_bounded_and_covers_the_run():
+    history = RecordHistory(limit=1000)
+    for step in range(10_000):
+        history.extend([Record(step, 0, "t", f"s{i}", "q", "last", 1.0) for i in range(5)])
+        assert len(history) <= 1000 + 5
+    steps = sorted({r.step for r in history})
+    assert steps[0] == 0 and steps[-1] == 9_999
+    assert history.stride > 1 and all(s % history.stride == 0 for s in steps[:-1])
+
+
+def test_history_never_thins_findings():
+    history = RecordHistory(limit=10)
+    history.extend([Record(3, 0, "health", "fc1", "finding", "dead_units", 2.0)])
+    history.extend(Record(s, 0, "t", "", "q", "last", 0.0) for s in range(100))
+    assert any(r.quantity == "finding" for r in history)
+
+
+def test_scope_history_limit():
+    model = mlp()
+    with layerscope.watch(model, lenses=[lenses.Loss()], history=10) as scope:
+        for _ in range(50):
+            model(torch.randn(2, 8)).sum().backward()
+            scope.step(loss=1.0)
+    assert len(scope.records()) <= 11
