@@ -103,24 +103,26 @@ def summarize_torch(
     """Summarize a tensor with torch ops on its own device; no host synchronisation."""
     x = tensor.detach()
     xf = x.float()
+    device = x.device
+
+    def scalar(value: float) -> torch.Tensor:  # a fill kernel: no host-to-device copy
+        return torch.full((), value, dtype=torch.float64, device=device)
+
     finite = torch.isfinite(xf)
     count = finite.sum(dtype=torch.float64)
-    zeroed = torch.where(finite, xf, torch.zeros((), dtype=xf.dtype, device=xf.device)).double()
-    total = zeroed.sum()
-    mean = total / count.clamp(min=1)
-    m2 = torch.where(finite, zeroed - mean, torch.zeros((), dtype=torch.float64, device=x.device))
-    m2 = (m2 * m2).sum()
-    inf = torch.tensor(math.inf, dtype=torch.float64, device=x.device)
+    zeroed = torch.where(finite, xf, torch.zeros((), dtype=xf.dtype, device=device)).double()
+    mean = zeroed.sum() / count.clamp(min=1)
+    deviations = torch.where(finite, zeroed - mean, scalar(0.0))
+    inf, nan = scalar(math.inf), scalar(math.nan)
     lo = torch.where(finite, zeroed, inf).amin() if x.numel() else inf
     hi = torch.where(finite, zeroed, -inf).amax() if x.numel() else -inf
-    nan = torch.tensor(math.nan, dtype=torch.float64, device=x.device)
     has = count > 0
     packed = torch.stack(
         [
-            torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device),
+            scalar(float(x.numel())),
             count,
             torch.where(has, mean, nan),
-            torch.where(has, m2, nan),
+            torch.where(has, deviations.square().sum(), nan),
             torch.where(has, lo, nan),
             torch.where(has, hi, nan),
             zeroed.abs().sum(),
@@ -135,10 +137,9 @@ def summarize_torch(
         axis = channel_axis % x.dim()
         dims = [d for d in range(x.dim()) if d != axis]
         active = hit.sum(dim=dims) if dims else hit.long()
-    sample = None
-    if want_sample and x.numel():
-        sample = strided_sample(xf)
-        sample = sample[torch.isfinite(sample)]
+    # Non-finite values stay in the sample (boolean indexing would synchronise with the host);
+    # the host-side quantile buffer skips NaN.
+    sample = strided_sample(xf) if want_sample and x.numel() else None
     return DeviceSummary(packed=packed, channel_active=active, sample=sample)
 
 

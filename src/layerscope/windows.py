@@ -81,6 +81,7 @@ class WindowBuilder:
     def __init__(self, force_torch: bool = False) -> None:
         self.force_torch = force_torch
         self.edges = stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
+        self._device_edges: dict[torch.device, torch.Tensor] = {}
         self._current: dict[str, _Pending] = {}
         self._closed: list[tuple[int, int, dict[str, _Pending]]] = []
 
@@ -116,12 +117,21 @@ class WindowBuilder:
             return
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
         if needs.histogram:
-            edges = torch.as_tensor(self.edges, device=tensor.device)
-            x = strided_sample(tensor).float()
-            x = x[~torch.isnan(x)]
-            bins = torch.bucketize(x, edges, right=True)  # 0: underflow, len(edges): overflow
-            counts = torch.bincount(bins, minlength=len(edges) + 1)
-            pending.histogram = (pending.histogram or []) + [counts]
+            pending.histogram = (pending.histogram or []) + [self._device_counts(tensor)]
+
+    def _device_counts(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Bin counts of a strided sample of `tensor`, on its device, with no host sync:
+        [underflow, bins..., overflow, nan] (bincount and boolean masks would synchronise)."""
+        edges = self._device_edges.get(tensor.device)
+        if edges is None:  # one non-blocking copy per device, from pinned memory
+            host = torch.as_tensor(self.edges, dtype=torch.float64)
+            host = host.pin_memory() if tensor.device.type == "cuda" else host
+            edges = self._device_edges[tensor.device] = host.to(tensor.device, non_blocking=True)
+        x = strided_sample(tensor).double()  # the host histogram bins in float64 too
+        slots = torch.bucketize(x, edges, right=True)  # 0: underflow, len(edges): overflow
+        slots = torch.where(torch.isnan(x), len(edges) + 1, slots)
+        counts = torch.zeros(len(edges) + 2, dtype=torch.int64, device=tensor.device)
+        return counts.scatter_add_(0, slots, torch.ones_like(slots))[:-1]
 
     def close_step(self, step: int, epoch: int) -> None:
         """End the current step; its observations wait for :meth:`ready`."""
