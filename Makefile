@@ -28,7 +28,9 @@ test-python: setup
 
 ## bench: the benchmarks of benchmarks/, each printing ratios measured side by side
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check ".[bench]"
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_overhead.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
