@@ -200,3 +200,25 @@ def combine(summaries: Sequence[HostSummary]) -> HostSummary:
         out.min = min(out.min, s.min)
         out.max = max(out.max, s.max)
     return out
+
+
+def combine_values(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of the vectors one site handed over during one step.
+
+    Vectors of different lengths along the last axis (sequences of different lengths) are
+    NaN-padded to the longest; each element is then the mean of the observations that have it.
+    """
+    if len(arrays) == 1:
+        return arrays[0]
+    if all(a.shape == arrays[0].shape for a in arrays):
+        return np.mean(np.stack(arrays), axis=0)
+    if any(a.shape[:-1] != arrays[0].shape[:-1] for a in arrays):
+        return arrays[-1]  # incomparable layouts: keep the latest
+    width = max(a.shape[-1] for a in arrays)
+    padded = np.stack([
+        np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=np.nan)
+        for a in arrays
+    ])
+    counts = (~np.isnan(padded)).sum(axis=0)
+    sums = np.nansum(padded, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(arrays[0].dtype)

@@ -64,7 +64,7 @@ class Scope:
         self.optimizer = optimizer
         self.every = every
         self.flush_every = flush_every
-        self.lenses: list[Lens] = list(default() if lenses is None else lenses)
+        self.lenses: list[Lens] = list(default(optimizer is not None) if lenses is None else lenses)
         for lens in self.lenses:
             if not isinstance(lens, Lens):
                 raise ValueError(f"layerscope.watch: lenses must be Lens objects, got {lens!r}")
@@ -123,6 +123,10 @@ class Scope:
             observe=self._observe,
             enabled=self._active_modules.__contains__,
             optimizer=self.optimizer,
+            lenses={
+                name: [lens for lens in self.lenses if name in self._selected[id(lens)]]
+                for name in wanted
+            },
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
         gatherers = [g(context) for g in GATHERERS if every_kind & set(g.kinds)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from layerscope import stats
@@ -23,6 +24,7 @@ from layerscope.reducers import (
     DeviceSummary,
     HostSummary,
     combine,
+    combine_values,
     device_tensors,
     fetch,
     strided_sample,
@@ -46,11 +48,14 @@ class _Pending:
     summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
+    values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
 
     @property
     def on_device(self) -> bool:
-        return isinstance(self.histogram, list) or any(
-            isinstance(s, DeviceSummary) for s in self.summaries
+        return (
+            isinstance(self.histogram, list)
+            or any(isinstance(s, DeviceSummary) for s in self.summaries)
+            or any(isinstance(v, torch.Tensor) for v in self.values)
         )
 
 
@@ -104,6 +109,10 @@ class WindowBuilder:
         pending = self._current.get(site)
         if pending is None:
             pending = self._current[site] = _Pending(module, kind)
+        if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
+            kept = tensor.detach().float()
+            on_host = kept.device.type == "cpu" and not self.force_torch
+            pending.values.append(kept.numpy().copy() if on_host else kept.clone())
         if tensor.device.type == "cpu" and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
             if needs.quantiles or needs.histogram:
@@ -175,6 +184,7 @@ class WindowBuilder:
             parts.append(torch.cat(samples))
         if isinstance(p.histogram, list):
             parts.append(torch.stack(p.histogram).sum(0))
+        parts.extend(v for v in p.values if isinstance(v, torch.Tensor))
         return parts
 
     def _window(self, site: str, p: _Pending, values: Any) -> SiteWindow:  # noqa: ANN401
@@ -200,5 +210,14 @@ class WindowBuilder:
                 tuple(map(int, h.counts)),
                 int(h.underflow),
                 int(h.overflow),
+            )
+        if p.values:
+            window.values = combine_values(
+                [
+                    next(values).astype(np.float32).reshape(v.shape)
+                    if isinstance(v, torch.Tensor)
+                    else v
+                    for v in p.values
+                ]
             )
         return window

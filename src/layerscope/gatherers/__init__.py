@@ -4,11 +4,30 @@
 produced by one of them.
 """
 
+from layerscope.gatherers.attention import AttentionGatherer
 from layerscope.gatherers.base import GatherContext, Gatherer, Observe
 from layerscope.gatherers.forward import ForwardGatherer
+from layerscope.gatherers.optimizer import OptimizerGatherer
 from layerscope.gatherers.parameters import ParameterGatherer
+from layerscope.gatherers.recurrent import RecurrentGatherer
 
 #: Every gatherer, in the order the Scope installs them.
-GATHERERS: tuple[type[Gatherer], ...] = (ForwardGatherer, ParameterGatherer)
+GATHERERS: tuple[type[Gatherer], ...] = (
+    ForwardGatherer,
+    ParameterGatherer,
+    AttentionGatherer,
+    RecurrentGatherer,
+    OptimizerGatherer,
+)
 
-__all__ = ["GATHERERS", "ForwardGatherer", "GatherContext", "Gatherer", "Observe", "ParameterGatherer"]
+__all__ = [
+    "GATHERERS",
+    "AttentionGatherer",
+    "ForwardGatherer",
+    "GatherContext",
+    "Gatherer",
+    "Observe",
+    "OptimizerGatherer",
+    "ParameterGatherer",
+    "RecurrentGatherer",
+]

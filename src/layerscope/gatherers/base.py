@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,6 +23,8 @@ class GatherContext:
         observe: the callback that reduces a tensor at once (it never stores it).
         enabled: whether a module is observed on the current step (its lenses' schedules).
         optimizer: the optimizer given to ``watch``, if any.
+        lenses: module name -> the lenses that selected it (gatherers read lens options there,
+            e.g. which output leaf holds attention weights).
     """
 
     modules: dict[str, nn.Module]
@@ -29,6 +32,7 @@ class GatherContext:
     observe: Observe
     enabled: Callable[[str], bool]
     optimizer: torch.optim.Optimizer | None = None
+    lenses: dict[str, list[Any]] = field(default_factory=dict)
 
     def modules_wanting(self, *kinds: str) -> dict[str, nn.Module]:
         """Modules where some lens reads one of `kinds`, in model order."""

@@ -1,8 +1,10 @@
 """Lenses: what to look at, how to reduce it, when, and under which tag.
 
-``default()`` is the set a one-line :func:`layerscope.watch` uses.
+``default()`` is the set a one-line :func:`layerscope.watch` uses (with ``Optimizer`` when an
+optimizer is watched); ``Attention`` and ``Recurrent`` are opt-in.
 """
 
+from layerscope.lenses.attention import Attention
 from layerscope.lenses.base import EmitContext, Lens, Needs
 from layerscope.lenses.builtin import (
     Activations,
@@ -15,11 +17,14 @@ from layerscope.lenses.builtin import (
     Parameters,
     default,
 )
+from layerscope.lenses.optimizer import Optimizer
+from layerscope.lenses.recurrent import Recurrent
 from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
 
 __all__ = [
     "ALL_STATISTICS",
     "Activations",
+    "Attention",
     "DeadUnits",
     "Distributions",
     "EmitContext",
@@ -28,8 +33,10 @@ __all__ = [
     "Lens",
     "Loss",
     "Needs",
+    "Optimizer",
     "OutputNorms",
     "Parameters",
+    "Recurrent",
     "SiteWindow",
     "default",
 ]

@@ -24,17 +24,23 @@ Schedule = Callable[[int], bool]
 
 @dataclass(frozen=True)
 class Needs:
-    """What a site's reducer must compute for the lenses looking at it on a step."""
+    """What a site's reducer must compute for the lenses looking at it on a step.
+
+    ``values``: keep the observed tensor itself (a small vector a gatherer already reduced) in
+    :attr:`SiteWindow.values`, besides its summary.
+    """
 
     quantiles: bool = False
     histogram: bool = False
     activity: bool = False
+    values: bool = False
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
             self.quantiles or other.quantiles,
             self.histogram or other.histogram,
             self.activity or other.activity,
+            self.values or other.values,
         )
 
 

@@ -274,17 +274,25 @@ class Loss(Lens):
         return out
 
 
-def default() -> list[Lens]:
+def default(optimizer: bool = False) -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
     Parameter values are observed on every 10th step and distributions (median, IQR,
     histograms) on every 50th, everything else on every step ``watch``'s ``every`` allows.
 
+    Args:
+        optimizer: add the :class:`~layerscope.lenses.Optimizer` lens (``watch`` does when it
+            is given an optimizer).
+
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
+        >>> default(optimizer=True)[-1].tag
+        'optimizer'
     """
-    return [
+    from layerscope.lenses.optimizer import Optimizer
+
+    lenses: list[Lens] = [
         Loss(),
         Activations(),
         OutputNorms(),
@@ -294,3 +302,4 @@ def default() -> list[Lens]:
         GradientDeath(),
         Distributions(),
     ]
+    return [*lenses, Optimizer()] if optimizer else lenses

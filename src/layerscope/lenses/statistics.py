@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from layerscope.records import HistogramValue
 from layerscope.reducers import QUANTILE_LEVELS, HostSummary
 
@@ -18,6 +20,9 @@ class SiteWindow:
     ``quantiles`` maps each level of :data:`~layerscope.reducers.QUANTILE_LEVELS` to its value
     when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
     from); ``histogram`` is set when one asked for a histogram.
+    ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
+    the step's observations), when a lens asked for it (:attr:`Needs.values`): gatherers that
+    reduce on their own (attention heads, timesteps) hand over such small vectors.
     """
 
     site: str
@@ -27,6 +32,7 @@ class SiteWindow:
     quantiles: dict[float, float] | None = None
     histogram: HistogramValue | None = None
     quantile_state: Any = None
+    values: np.ndarray | None = None
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:

@@ -1,0 +1,101 @@
+"""The Attention lens: per-head entropy, focus and output norms, and dead heads."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from layerscope.gatherers.attention import HEAD_QUANTITIES
+from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.statistics import SiteWindow
+from layerscope.records import Record
+
+
+class Attention(Lens):
+    """Attention weights per head: how spread, how focused, where, and whether the head is alive.
+
+    Selects ``nn.MultiheadAttention`` modules by default; a selected
+    ``nn.TransformerEncoderLayer`` / ``DecoderLayer`` is observed through its attention
+    submodules, and any other module through ``output_path``, the leaf of its output that holds
+    the weights (``"[1]"`` for a module returning ``(output, weights)``).
+
+    Records, for an attention module ``m`` with heads ``h`` (statistic ``"mean"``: the mean
+    over batch and query rows, and over the step's calls):
+
+    * site ``"m:attention.head<h>"``, quantities ``"entropy"`` (nats), ``"entropy_ratio"``
+      (entropy / log(keys): 0 all mass on one key, 1 uniform), ``"max_weight"``,
+      ``"first_key_mass"``, ``"diagonal_mass"`` and ``"output_l2"`` (L2 norm of the head's output
+      before the output projection; not for ``output_path`` modules);
+    * site ``"m:attention"``, quantity ``"dead_heads"``, statistics ``"count"`` and
+      ``"fraction"``: heads whose ``output_l2`` was at most ``dead_tolerance`` times the largest
+      head's on each of the last ``window`` observed steps.
+
+    Args:
+        output_path: the output leaf holding attention weights, for modules other than
+            MultiheadAttention and Transformer layers.
+        dead_tolerance: relative output norm under which a head counts as silent.
+        window: observed steps a head must stay silent to be called dead.
+        **kwargs: selection and schedule, as for :class:`~layerscope.lenses.Lens`.
+
+    Example:
+        >>> Attention(output_path="[1]").kinds
+        ('attention',)
+    """
+
+    default_tag = "attention"
+    kinds = ("attention",)
+    default_modules = (nn.MultiheadAttention,)
+
+    def __init__(
+        self,
+        *,
+        output_path: str | None = None,
+        dead_tolerance: float = 1e-6,
+        window: int = 1,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> None:
+        if output_path is not None and not isinstance(output_path, str):
+            raise ValueError(f"Attention: output_path must be a string like '[1]', got {output_path!r}")
+        if not isinstance(dead_tolerance, (int, float)) or not 0 <= dead_tolerance < 1:
+            raise ValueError(f"Attention: dead_tolerance must be in [0, 1), got {dead_tolerance!r}")
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"Attention: window must be a positive integer, got {window!r}")
+        self.output_path = output_path
+        self.dead_tolerance = float(dead_tolerance)
+        self.window = window
+        self._silent: dict[str, np.ndarray] = {}  # site -> consecutive silent steps per head
+        if output_path is not None:
+            self.default_modules = None  # any module the user names holds the weights
+        super().__init__(**kwargs)
+
+    def needs(self, kind: str) -> Needs:
+        """The gatherer's per-head vectors, whole."""
+        return Needs(values=True)
+
+    def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
+        """Per-head records and the dead-head count of one attention module."""
+        v = w.values
+        if v is None or v.ndim != 2 or v.shape[0] != len(HEAD_QUANTITIES):
+            return []
+        out = []
+        for head in range(v.shape[1]):
+            for row, quantity in enumerate(HEAD_QUANTITIES):
+                value = float(v[row, head])
+                if quantity == "output_l2" and math.isnan(value):
+                    continue
+                out.append(self.record(ctx, f"{w.site}.head{head}", quantity, "mean", value))
+        norms = v[HEAD_QUANTITIES.index("output_l2")]
+        if np.isfinite(norms).all():
+            silent = norms <= self.dead_tolerance * norms.max()
+            count = self._silent.get(w.site)
+            count = np.zeros(len(norms), np.int64) if count is None or count.shape != norms.shape else count
+            count = np.where(silent, count + 1, 0)
+            self._silent[w.site] = count
+            dead = int((count >= self.window).sum())
+            out.append(self.record(ctx, w.site, "dead_heads", "count", dead))
+            out.append(self.record(ctx, w.site, "dead_heads", "fraction", dead / len(norms)))
+        return out
+

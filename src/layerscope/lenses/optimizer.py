@@ -1,0 +1,96 @@
+"""The Optimizer lens: what the optimizer holds and does to each parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.statistics import QUANTILE_STATISTICS, VALUE_STATISTICS, SiteWindow
+from layerscope.records import Record
+
+#: How each optimizer state tensor is summarised: its statistic name and how to read it.
+STATE_STATISTIC: dict[str, str] = {
+    "exp_avg": "l2",
+    "exp_avg_sq": "mean",
+    "max_exp_avg_sq": "mean",
+    "momentum_buffer": "l2",
+    "square_avg": "mean",
+    "grad_avg": "l2",
+    "sum": "mean",
+}
+
+
+class Optimizer(Lens):
+    """Optimizer state, effective step sizes, updates and learning rates.
+
+    Needs the optimizer given to ``watch``. Records per parameter site ``p`` (named as the
+    parameter gatherer names it: ``"fc1:weight"``, ``"lstm:weight_ih_l0"``):
+
+    * every optimizer, unknown ones too: quantity ``"update"`` statistic ``"l2"`` (‖Δw‖ of this
+      step) and ``"update_ratio"`` / ``"last"`` (‖Δw‖ / ‖w‖, w before the step);
+    * state the optimizer keeps: ``"exp_avg"`` / ``"l2"``, ``"exp_avg_sq"`` / ``"mean"``
+      (Adam, AdamW; ``"max_exp_avg_sq"`` / ``"mean"`` under amsgrad), ``"momentum_buffer"`` /
+      ``"l2"`` (SGD with momentum or Nesterov, RMSprop with momentum), ``"square_avg"`` /
+      ``"mean"`` and ``"grad_avg"`` / ``"l2"`` (RMSprop), ``"sum"`` / ``"mean"`` (Adagrad);
+    * Adam and AdamW: ``"step_size"`` with this lens's statistics (default mean, min, max,
+      median) of the bias-corrected effective step lr / (sqrt(v̂) + eps), and
+      ``"eps_dominance"`` / ``"fraction"``: the share of elements where sqrt(v̂) < eps;
+
+    and per parameter group ``i``: site ``"param_group[i]"``, quantity ``"lr"``, statistic
+    ``"last"``.
+
+    Args:
+        **kwargs: selection, statistics of ``step_size`` and schedule, as for
+            :class:`~layerscope.lenses.Lens`.
+
+    Example:
+        >>> Optimizer().statistics
+        ('mean', 'min', 'max', 'median')
+    """
+
+    default_tag = "optimizer"
+    kinds = ("optimizer.state", "optimizer.step_size", "optimizer.update", "optimizer.lr")
+    default_statistics = ("mean", "min", "max", "median")
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(**kwargs)
+        unknown = [s for s in self.statistics if s not in VALUE_STATISTICS]
+        if unknown:
+            raise ValueError(
+                f"Optimizer: statistic {unknown[0]!r} does not apply to step sizes; choose from "
+                f"{', '.join(VALUE_STATISTICS)}"
+            )
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Modules with parameters of their own, and the root (for the learning rates)."""
+        if name == "":
+            return True
+        has_own = any(True for _ in module.parameters(recurse=False))
+        return has_own and super().selects(name, module)
+
+    def needs(self, kind: str) -> Needs:
+        """Quantiles for step sizes when a quantile statistic is asked; nothing else."""
+        wants = kind == "optimizer.step_size" and any(s in QUANTILE_STATISTICS for s in self.statistics)
+        return Needs(quantiles=wants)
+
+    def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
+        """Records of one optimizer site."""
+        s = w.summary
+        if w.kind == "optimizer.lr":
+            return [self.record(ctx, w.site, "lr", "last", s.mean)]
+        site, _, what = w.site.rpartition(".")
+        if w.kind == "optimizer.step_size":
+            return [self.record(ctx, site, "step_size", name, VALUE_STATISTICS[name](w))
+                    for name in self.statistics]
+        if what == "update":
+            return [self.record(ctx, site, "update", "l2", s.l2)]
+        if what == "update_ratio":
+            return [self.record(ctx, site, "update_ratio", "last", s.mean)]
+        if what == "eps_dominance":
+            return [self.record(ctx, site, "eps_dominance", "fraction", s.mean)]
+        statistic = STATE_STATISTIC.get(what)
+        if statistic is None:
+            return []
+        return [self.record(ctx, site, what, statistic, s.l2 if statistic == "l2" else s.mean)]
