@@ -97,15 +97,15 @@ def test_transformer_heads_match_weights_from_need_weights_true():
     for handle in handles:
         handle.remove()
     records = scope.records()
+    table = {(r.step, r.site, r.quantity, r.statistic): r.value for r in records}
+    assert len(table) == len(records) and {r.tag for r in records} == {"attention"}
     assert len(expected) == 6
     for (i, name), numbers in expected.items():
         for quantity, per_head in numbers.items():
             for h, value in enumerate(per_head):
-                got = _value(records, step=i, tag="attention", site=f"{name}:attention.head{h}",
-                             quantity=quantity, statistic="mean")
+                got = table[(i, f"{name}:attention.head{h}", quantity, "mean")]
                 assert got == pytest.approx(value, rel=1e-4, abs=1e-6), (i, name, quantity, h)
-        assert _value(records, step=i, site=f"{name}:attention", quantity="dead_heads",
-                      statistic="count") == 0
+        assert table[(i, f"{name}:attention", "dead_heads", "count")] == 0
     ratios = [r.value for r in select(records, quantity="entropy_ratio")]
     assert all(0 < r < 1 for r in ratios)  # causal and padded: never uniform over all 6 keys
 
@@ -147,7 +147,7 @@ def test_dead_head_is_counted():
         mha(x, x, x)[0].sum().backward()
         scope.step()
     records = scope.records()
-    assert _value(records, site=":attention".join(["model", ""]), quantity="dead_heads",
+    assert _value(records, site="model:attention", quantity="dead_heads",
                   statistic="count") == 1
     assert _value(records, site="model:attention", quantity="dead_heads",
                   statistic="fraction") == pytest.approx(1 / 3)

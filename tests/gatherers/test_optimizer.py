@@ -1,0 +1,132 @@
+"""Optimizer gatherer and lens: state, step sizes and updates against the optimizer's own state
+and parameter copies taken around ``opt.step()``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from models import batches, mlp
+from torch import nn
+
+import layerscope
+from layerscope.lenses import Optimizer
+from layerscope.records import select
+
+
+class SignDescent(torch.optim.Optimizer):
+    """An optimizer layerscope has never heard of: w -= lr * sign(grad), no state."""
+
+    def __init__(self, params, lr: float = 1e-2) -> None:  # noqa: ANN001
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:  # noqa: ANN001
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+OPTIMIZERS = {
+    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-3),  # large eps: some elements dominated
+    "adamw_amsgrad": lambda ps: torch.optim.AdamW(ps, lr=1e-2, eps=1e-4, amsgrad=True),
+    "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+    "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+    "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=1e-3, momentum=0.5, centered=True),
+    "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=0.05),
+    "unknown": lambda ps: SignDescent(ps),
+}
+STATE = {
+    "adam": {"exp_avg": "l2", "exp_avg_sq": "mean"},
+    "adamw_amsgrad": {"exp_avg": "l2", "exp_avg_sq": "mean", "max_exp_avg_sq": "mean"},
+    "sgd_momentum": {"momentum_buffer": "l2"},
+    "sgd_nesterov": {"momentum_buffer": "l2"},
+    "rmsprop": {"square_avg": "mean", "momentum_buffer": "l2", "grad_avg": "l2"},
+    "adagrad": {"sum": "mean"},
+    "unknown": {},
+}
+
+
+def _train(kind: str, steps: int = 3):
+    model = mlp()
+    head, body = list(model[4].parameters()), [p for m in model[:4] for p in m.parameters()]
+    opt = OPTIMIZERS[kind]([{"params": body}, {"params": head, "lr": 2e-3}])
+    expected = []
+    with layerscope.watch(model, opt, lenses=[Optimizer()]) as scope:
+        for x, y in batches("mlp", steps):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            opt.step()
+            after = {n: p.detach().clone() for n, p in model.named_parameters()}
+            state = {n: {k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                         for k, v in opt.state[p].items()} for n, p in model.named_parameters()}
+            expected.append((before, after, state, [dict(g) for g in opt.param_groups]))
+    records = scope.records()
+    table = {(r.step, r.site, r.quantity, r.statistic): r.value for r in records}
+    assert len(table) == len(records) and {r.tag for r in records} == {"optimizer"}
+    return model, opt, expected, table
+
+
+@pytest.mark.parametrize("kind", list(OPTIMIZERS))
+def test_updates_state_and_lr_match_torch(kind):
+    model, opt, expected, table = _train(kind)
+    for step, (before, after, state, groups) in enumerate(expected):
+        for name in before:
+            site = ":".join(name.rsplit(".", 1))  # "0.weight" -> "0:weight"
+            delta = (after[name] - before[name]).double()
+            assert table[(step, site, "update", "l2")] == pytest.approx(delta.norm().item(), rel=1e-5)
+            ratio = delta.norm().item() / before[name].double().norm().item()
+            assert table[(step, site, "update_ratio", "last")] == pytest.approx(ratio, rel=1e-5)
+            for key, statistic in STATE[kind].items():
+                value = state[name][key].double()
+                want = value.norm() if statistic == "l2" else value.mean()
+                assert table[(step, site, key, statistic)] == pytest.approx(want.item(), rel=1e-5, abs=1e-12)
+            reported = {q for (s, st, q, _) in table if s == step and st == site}
+            assert reported - {"update", "update_ratio"} == set(STATE[kind]) | (
+                {"step_size", "eps_dominance"} if kind.startswith("adam") else set())
+        for i, group in enumerate(groups):
+            assert table[(step, f"param_group[{i}]", "lr", "last")] == pytest.approx(group["lr"])
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw_amsgrad"])
+def test_adam_effective_step_and_eps_dominance(kind):
+    _, _, expected, table = _train(kind)
+    fractions = []
+    for step, (_, _, state, groups) in enumerate(expected):
+        for name, st in state.items():
+            site = ":".join(name.rsplit(".", 1))
+            group = groups[1] if name.startswith("4.") else groups[0]
+            beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
+            second = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]
+            root = (second.double() / (1 - beta2 ** float(st["step"]))).sqrt()
+            steps = lr / (root + eps)
+            for statistic, want in (("mean", steps.mean()), ("min", steps.min()), ("max", steps.max()),
+                                    ("median", steps.quantile(0.5))):
+                got = table[(step, site, "step_size", statistic)]
+                assert got == pytest.approx(want.item(), rel=1e-4), (step, site, statistic)
+            fraction = (root < eps).double().mean().item()
+            assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(fraction, abs=1e-7)
+            fractions.append(fraction)
+    assert 0 < max(fractions) and min(fractions) < 1  # the check can tell both ways
+
+
+def test_default_lenses_add_optimizer_only_with_an_optimizer():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with layerscope.watch(model, optimizer=opt) as scope:
+        for x, y in batches("mlp", 2):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert select(scope.records(), tag="optimizer", site="0:weight", quantity="update_ratio")
+    assert "optimizer" not in {lens.tag for lens in layerscope.watch(mlp()).lenses}
+    with pytest.raises(ValueError, match="optimizer=opt"):
+        layerscope.watch(mlp(), lenses=[Optimizer()])
+    with pytest.raises(ValueError, match="step sizes"):
+        Optimizer(statistics=("l2",))
+    assert math.isfinite(select(scope.records(), quantity="lr")[0].value)
