@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 import layerscope
+from layerscope.gatherers.attention import recompute_attention
 from layerscope.lenses import Attention
 from layerscope.records import select
 
@@ -35,8 +37,10 @@ def _data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(3)
     pad = torch.zeros(8, 6, dtype=torch.bool)
     pad[:3, 4:] = True  # three sequences of length 4
-    return [(torch.randn(8, 6, 16, generator=g), pad, torch.randint(0, 3, (8,), generator=g))
-            for _ in range(steps)]
+    return [
+        (torch.randn(8, 6, 16, generator=g), pad, torch.randint(0, 3, (8,), generator=g))
+        for _ in range(steps)
+    ]
 
 
 def _expected(weights: torch.Tensor, head_out: torch.Tensor | None) -> dict[str, np.ndarray]:
@@ -58,10 +62,12 @@ def _expected(weights: torch.Tensor, head_out: torch.Tensor | None) -> dict[str,
     return out
 
 
-def _head_outputs(mha: nn.MultiheadAttention, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _head_outputs(
+    mha: nn.MultiheadAttention, x: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Each head's output (N, H, L, d): weights times that head's value projection."""
     e, h = mha.embed_dim, mha.num_heads
-    wv, bv = mha.in_proj_weight[2 * e:], mha.in_proj_bias[2 * e:]
+    wv, bv = mha.in_proj_weight[2 * e :], mha.in_proj_bias[2 * e :]
     v = (x @ wv.T + bv).reshape(x.shape[0], x.shape[1], h, e // h).permute(0, 2, 1, 3)
     return torch.einsum("nhls,nhsd->nhld", weights, v)
 
@@ -82,13 +88,22 @@ def test_transformer_heads_match_weights_from_need_weights_true():
     def capture(name: str):  # an independent forward asking for the weights
         def hook(mha, args, kwargs):
             with torch.no_grad():
-                _, w = mha.forward(*args, **{**kwargs, "need_weights": True, "average_attn_weights": False})
+                _, w = mha.forward(
+                    *args, **{**kwargs, "need_weights": True, "average_attn_weights": False}
+                )
                 expected[(step["i"], name)] = _expected(w, _head_outputs(mha, args[0], w))
+
         return hook
 
-    handles = [model.enc.layers[i].self_attn.register_forward_pre_hook(
-        capture(f"enc.layers.{i}.self_attn"), with_kwargs=True) for i in range(2)]
-    with layerscope.watch(model, opt, lenses=[Attention(modules=nn.TransformerEncoderLayer)]) as scope:
+    handles = [
+        model.enc.layers[i].self_attn.register_forward_pre_hook(
+            capture(f"enc.layers.{i}.self_attn"), with_kwargs=True
+        )
+        for i in range(2)
+    ]
+    with layerscope.watch(
+        model, opt, lenses=[Attention(modules=nn.TransformerEncoderLayer)]
+    ) as scope:
         for i, (x, pad, y) in enumerate(data):
             step["i"] = i
             opt.zero_grad()
@@ -98,7 +113,8 @@ def test_transformer_heads_match_weights_from_need_weights_true():
         handle.remove()
     records = scope.records()
     table = {(r.step, r.site, r.quantity, r.statistic): r.value for r in records}
-    assert len(table) == len(records) and {r.tag for r in records} == {"attention"}
+    assert len(table) == len(records)
+    assert {r.tag for r in records} == {"attention"}
     assert len(expected) == 6
     for (i, name), numbers in expected.items():
         for quantity, per_head in numbers.items():
@@ -132,25 +148,25 @@ def test_need_weights_false_outputs_and_training_are_bitwise_unchanged():
         return outs, [p.detach().clone() for p in mha.parameters()]
 
     (plain_out, plain_params), (seen_out, seen_params) = run(False), run(True)
-    assert all(torch.equal(a, b) for a, b in zip(plain_out, seen_out))
-    assert all(torch.equal(a, b) for a, b in zip(plain_params, seen_params))
+    assert all(torch.equal(a, b) for a, b in zip(plain_out, seen_out, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(plain_params, seen_params, strict=True))
 
 
 def test_dead_head_is_counted():
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(12, 3)  # sequence-first
     with torch.no_grad():  # head 1 reads a value projection of zeros: its output is zero
-        mha.in_proj_weight[24 + 4:24 + 8] = 0
-        mha.in_proj_bias[24 + 4:24 + 8] = 0
+        mha.in_proj_weight[24 + 4 : 24 + 8] = 0
+        mha.in_proj_bias[24 + 4 : 24 + 8] = 0
     x = torch.randn(5, 2, 12)
     with layerscope.watch(mha, lenses=[Attention()]) as scope:
         mha(x, x, x)[0].sum().backward()
         scope.step()
     records = scope.records()
-    assert _value(records, site="model:attention", quantity="dead_heads",
-                  statistic="count") == 1
-    assert _value(records, site="model:attention", quantity="dead_heads",
-                  statistic="fraction") == pytest.approx(1 / 3)
+    assert _value(records, site="model:attention", quantity="dead_heads", statistic="count") == 1
+    assert _value(
+        records, site="model:attention", quantity="dead_heads", statistic="fraction"
+    ) == pytest.approx(1 / 3)
     assert _value(records, site="model:attention.head1", quantity="output_l2") == 0
     assert _value(records, site="model:attention.head0", quantity="output_l2") > 0
 
@@ -193,3 +209,55 @@ def test_unreadable_module_and_hooks_removed():
     assert any(m._forward_hooks_with_kwargs for m in model.modules())
     scope.close()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("options", "batched", "mask_kind"),
+    [
+        ({}, True, "bool3d"),
+        ({"add_bias_kv": True, "add_zero_attn": True}, True, "float2d"),
+        ({"kdim": 5, "vdim": 7, "bias": False}, True, None),
+        ({"batch_first": True}, False, "bool2d"),
+    ],
+)
+def test_recomputed_weights_equal_need_weights_true(options, batched, mask_kind):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, **options)
+    n, length, keys = 3, 4, 6
+    shape = (n,) if batched else ()
+    first = options.get("batch_first") and batched
+
+    query = torch.randn(length, *shape, 8) if not first else torch.randn(*shape, length, 8)
+    key = torch.randn(keys, *shape, options.get("kdim", 8))
+    value = torch.randn(keys, *shape, options.get("vdim", 8))
+    if not batched:
+        query, key, value = torch.randn(length, 8), torch.randn(keys, 8), torch.randn(keys, 8)
+    mask = {
+        None: None,
+        "bool3d": torch.rand(n * 2, length, keys) < 0.3,
+        "float2d": torch.randn(length, keys),
+        "bool2d": torch.ones(length, keys, dtype=torch.bool).triu(1),
+    }[mask_kind]
+    kpm = torch.zeros(n, keys, dtype=torch.bool) if batched else None
+    if kpm is not None:
+        kpm[0, -2:] = True
+        if mask is not None and mask.is_floating_point():  # torch wants both masks alike
+            kpm = torch.zeros(n, keys).masked_fill(kpm, -math.inf)
+    kwargs = {"key_padding_mask": kpm, "attn_mask": mask}
+    _, want = mha.forward(
+        query, key, value, need_weights=True, average_attn_weights=False, **kwargs
+    )
+    with torch.no_grad():
+        got, _ = recompute_attention(mha, (query, key, value), kwargs)
+    torch.testing.assert_close(got.reshape(want.shape), want, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_output_leaf_is_noted_once_and_skipped(caplog):
+    caplog.set_level(logging.INFO, logger="layerscope")
+    model = nn.Sequential(Returns())
+    with layerscope.watch(model, lenses=[Attention(names="0", output_path="[5]")]) as scope:
+        for _ in range(2):
+            model(torch.randn(2, 3, 8))[0].sum().backward()
+            scope.step()
+    assert not scope.records()
+    assert sum("output_path='[5]'" in r.message for r in caplog.records) == 1

@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from models import batches, mlp
 from torch import nn
 
 import layerscope
 from layerscope.lenses import Optimizer
 from layerscope.records import select
+from models import batches, mlp
 
 
 class SignDescent(torch.optim.Optimizer):
@@ -31,7 +31,9 @@ class SignDescent(torch.optim.Optimizer):
 
 
 OPTIMIZERS = {
-    "adam": lambda ps: torch.optim.Adam(ps, lr=1e-2, eps=1e-3),  # large eps: some elements dominated
+    "adam": lambda ps: torch.optim.Adam(
+        ps, lr=1e-2, eps=1e-3
+    ),  # large eps: some elements dominated
     "adamw_amsgrad": lambda ps: torch.optim.AdamW(ps, lr=1e-2, eps=1e-4, amsgrad=True),
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
     "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
@@ -62,12 +64,18 @@ def _train(kind: str, steps: int = 3):
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
             opt.step()
             after = {n: p.detach().clone() for n, p in model.named_parameters()}
-            state = {n: {k: (v.clone() if isinstance(v, torch.Tensor) else v)
-                         for k, v in opt.state[p].items()} for n, p in model.named_parameters()}
+            state = {
+                n: {
+                    k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                    for k, v in opt.state[p].items()
+                }
+                for n, p in model.named_parameters()
+            }
             expected.append((before, after, state, [dict(g) for g in opt.param_groups]))
     records = scope.records()
     table = {(r.step, r.site, r.quantity, r.statistic): r.value for r in records}
-    assert len(table) == len(records) and {r.tag for r in records} == {"optimizer"}
+    assert len(table) == len(records)
+    assert {r.tag for r in records} == {"optimizer"}
     return model, opt, expected, table
 
 
@@ -78,19 +86,25 @@ def test_updates_state_and_lr_match_torch(kind):
         for name in before:
             site = ":".join(name.rsplit(".", 1))  # "0.weight" -> "0:weight"
             delta = (after[name] - before[name]).double()
-            assert table[(step, site, "update", "l2")] == pytest.approx(delta.norm().item(), rel=1e-5)
+            assert table[(step, site, "update", "l2")] == pytest.approx(
+                delta.norm().item(), rel=1e-5
+            )
             ratio = delta.norm().item() / before[name].double().norm().item()
             assert table[(step, site, "update_ratio", "last")] == pytest.approx(ratio, rel=1e-5)
             for key, statistic in STATE[kind].items():
                 value = state[name][key].double()
                 want = value.norm() if statistic == "l2" else value.mean()
-                assert table[(step, site, key, statistic)] == pytest.approx(want.item(), rel=1e-5, abs=1e-12)
+                assert table[(step, site, key, statistic)] == pytest.approx(
+                    want.item(), rel=1e-5, abs=1e-12
+                )
             reported = {q for (s, st, q, _) in table if s == step and st == site}
             assert reported - {"update", "update_ratio"} == set(STATE[kind]) | (
-                {"step_size", "eps_dominance"} if kind.startswith("adam") else set())
+                {"step_size", "eps_dominance"} if kind.startswith("adam") else set()
+            )
         for i, group in enumerate(groups):
             assert table[(step, f"param_group[{i}]", "lr", "last")] == pytest.approx(group["lr"])
-    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert not opt._optimizer_step_pre_hooks
+    assert not opt._optimizer_step_post_hooks
 
 
 @pytest.mark.parametrize("kind", ["adam", "adamw_amsgrad"])
@@ -105,14 +119,21 @@ def test_adam_effective_step_and_eps_dominance(kind):
             second = st["max_exp_avg_sq"] if group["amsgrad"] else st["exp_avg_sq"]
             root = (second.double() / (1 - beta2 ** float(st["step"]))).sqrt()
             steps = lr / (root + eps)
-            for statistic, want in (("mean", steps.mean()), ("min", steps.min()), ("max", steps.max()),
-                                    ("median", steps.quantile(0.5))):
+            for statistic, want in (
+                ("mean", steps.mean()),
+                ("min", steps.min()),
+                ("max", steps.max()),
+                ("median", steps.quantile(0.5)),
+            ):
                 got = table[(step, site, "step_size", statistic)]
                 assert got == pytest.approx(want.item(), rel=1e-4), (step, site, statistic)
             fraction = (root < eps).double().mean().item()
-            assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(fraction, abs=1e-7)
+            assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(
+                fraction, abs=1e-7
+            )
             fractions.append(fraction)
-    assert 0 < max(fractions) and min(fractions) < 1  # the check can tell both ways
+    assert max(fractions) > 0  # the check can tell both ways
+    assert min(fractions) < 1
 
 
 def test_default_lenses_add_optimizer_only_with_an_optimizer():

@@ -56,8 +56,12 @@ def test_lstm_timesteps_states_and_vanishing_gradient_match_torch():
         for t in (0, 1, 57, 198, 199):
             at = out[:, t]
             site = f"lstm:hidden[t={t}]"
-            assert table[(step, site, "value", "mean")] == pytest.approx(at.mean().item(), rel=1e-4, abs=1e-7)
-            assert table[(step, site, "value", "std")] == pytest.approx(at.std(correction=0).item(), rel=1e-4)
+            assert table[(step, site, "value", "mean")] == pytest.approx(
+                at.mean().item(), rel=1e-4, abs=1e-7
+            )
+            assert table[(step, site, "value", "std")] == pytest.approx(
+                at.std(correction=0).item(), rel=1e-4
+            )
             assert table[(step, site, "l2", "last")] == pytest.approx(at.norm().item(), rel=1e-5)
             want = grad[:, t].norm().item()
             got = table[(step, f"lstm:hidden.grad[t={t}]", "l2", "last")]
@@ -65,9 +69,12 @@ def test_lstm_timesteps_states_and_vanishing_gradient_match_torch():
         for index in range(2):
             for label, state in (("h_n", h_n), ("c_n", c_n)):
                 site = f"lstm:{label}[l{index}]"
-                assert table[(step, site, "l2", "last")] == pytest.approx(state[index].norm().item(), rel=1e-5)
-                assert table[(step, site, "value", "mean")] == pytest.approx(state[index].mean().item(),
-                                                                          rel=1e-4, abs=1e-7)
+                assert table[(step, site, "l2", "last")] == pytest.approx(
+                    state[index].norm().item(), rel=1e-5
+                )
+                assert table[(step, site, "value", "mean")] == pytest.approx(
+                    state[index].mean().item(), rel=1e-4, abs=1e-7
+                )
         grads = [table[(step, f"lstm:hidden.grad[t={t}]", "l2", "last")] for t in range(200)]
         # vanishing through time: falls steadily from the last timestep to the early ones
         assert grads[199] > grads[195] > grads[190] > grads[180] > 0
@@ -90,13 +97,20 @@ def test_packed_bidirectional_gru_counts_only_running_sequences():
     table = _table(scope.records())
     for t in range(7):
         running = padded[t, lengths > t].detach()
-        assert table[(0, f"model:hidden[t={t}]", "value", "mean")] == pytest.approx(running.mean().item(), rel=1e-5)
-        assert table[(0, f"model:hidden[t={t}]", "value", "std")] == \
-            pytest.approx(running.std(correction=0).item(), rel=1e-4)
+        assert table[(0, f"model:hidden[t={t}]", "value", "mean")] == pytest.approx(
+            running.mean().item(), rel=1e-5
+        )
+        assert table[(0, f"model:hidden[t={t}]", "value", "std")] == pytest.approx(
+            running.std(correction=0).item(), rel=1e-4
+        )
         grad = padded.grad[t, lengths > t]
-        assert table[(0, f"model:hidden.grad[t={t}]", "l2", "last")] == pytest.approx(grad.norm().item(), rel=1e-5)
+        assert table[(0, f"model:hidden.grad[t={t}]", "l2", "last")] == pytest.approx(
+            grad.norm().item(), rel=1e-5
+        )
     assert (0, "model:hidden[t=7]", "l2", "last") not in table
-    for i, site in enumerate(["model:h_n[l0]", "model:h_n[l0_reverse]", "model:h_n[l1]", "model:h_n[l1_reverse]"]):
+    for i, site in enumerate(
+        ["model:h_n[l0]", "model:h_n[l0_reverse]", "model:h_n[l1]", "model:h_n[l1_reverse]"]
+    ):
         assert table[(0, site, "l2", "last")] == pytest.approx(h_n[i].norm().item(), rel=1e-5)
     assert not any(site.startswith("model:c_n") for _, site, _, _ in table)
 
@@ -123,7 +137,9 @@ def test_unrolled_cell_gets_call_indices_that_restart_each_step():
         for call in range(5):
             prefix = "cell" if call == 0 else f"cell#{call}"
             want = outputs[step][call].norm().item()
-            assert table[(step, f"{prefix}:hidden[t=0]", "l2", "last")] == pytest.approx(want, rel=1e-5)
+            assert table[(step, f"{prefix}:hidden[t=0]", "l2", "last")] == pytest.approx(
+                want, rel=1e-5
+            )
             assert (step, f"{prefix}:hidden.grad[t=0]", "l2", "last") in table
     assert not any(site.startswith("cell#5") for _, site, _, _ in table)
 
@@ -139,3 +155,44 @@ def test_long_sequences_are_strided_and_end_on_the_last_timestep():
     assert Recurrent(stride=100).timesteps(300) == [0, 100, 200, 299]
     with pytest.raises(ValueError, match="stride"):
         Recurrent(stride=0)
+
+
+def test_device_path_gives_the_host_numbers():
+    """Values kept as tensors and fetched at flush (as on an accelerator) equal the host path."""
+
+    def run(device_like: bool) -> dict:
+        torch.manual_seed(0)
+        lstm = nn.LSTM(3, 4, bidirectional=True)
+        scope = layerscope.watch(lstm, lenses=[Recurrent()])
+        scope.force_torch_reducer = device_like
+        for _ in range(2):
+            lstm(torch.randn(9, 2, 3))[0].pow(2).sum().backward()
+            scope.step()
+        scope.close()
+        return _table(scope.records())
+
+    host, device = run(False), run(True)
+    assert host.keys() == device.keys()
+    assert len(host) == 2 * (9 * 4 + 2 * 2 * 3)
+    for key, value in host.items():
+        assert device[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_micro_batches_of_different_lengths_average_per_timestep():
+    torch.manual_seed(0)
+    gru = nn.GRU(2, 3)
+    long, short = torch.randn(6, 1, 2), torch.randn(4, 1, 2)
+    with layerscope.watch(gru, lenses=[Recurrent()]) as scope:
+        outs = []
+        for x in (long, short):  # gradient accumulation: two forwards, one step
+            out, _ = gru(x)
+            outs.append(out.detach())
+            out.sum().backward()
+        scope.step()
+    table = _table(scope.records())
+    for t in range(6):
+        norms = [o[t].norm().item() for o in outs if t < len(o)]
+        assert table[(0, f"model:hidden[t={t}]", "l2", "last")] == pytest.approx(
+            sum(norms) / len(norms)
+        )
+    assert not any("#1" in site for _, site, _, _ in table)  # a new forward restarts the count

@@ -20,6 +20,7 @@ single head, or (queries, keys).
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import partial
 from typing import Any
@@ -42,7 +43,11 @@ HEAD_QUANTITIES: tuple[str, ...] = (
     "output_l2",
 )
 #: Transformer layers whose attention submodules are observed when the layer is selected.
-TRANSFORMER_LAYERS: tuple[type[nn.Module], ...] = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+TRANSFORMER_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+)
+log = logging.getLogger("layerscope")
 _MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
 
 
@@ -83,22 +88,25 @@ def as_heads(weights: torch.Tensor) -> torch.Tensor:
 
 
 def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """A boolean mask (True: not allowed) as an additive float mask, as MultiheadAttention reads it."""
+    """Turn a boolean mask (True: not allowed) into the additive float mask MHA reads."""
     if mask is None:
         return None
     if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, -math.inf)
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            mask, -math.inf
+        )
     return mask.to(dtype)
 
 
 def recompute_attention(
     module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights (batch, heads, queries, keys) and per-head outputs (batch, heads, queries, head_dim)
-    of one ``MultiheadAttention`` call, recomputed from its inputs without dropout. Call under
-    ``torch.no_grad()``.
+    """Recompute one ``MultiheadAttention`` call's weights and per-head outputs, without dropout.
+
+    Returns weights (batch, heads, queries, keys) and per-head outputs (batch, heads, queries,
+    head_dim) before the output projection. Call under ``torch.no_grad()``.
     """
-    call = dict(zip(_MHA_ARGS, args))
+    call = dict(zip(_MHA_ARGS, args, strict=False))
     call.update(kwargs)
     query, key, value = call["query"], call["key"], call["value"]
     kpm, attn_mask = call.get("key_padding_mask"), call.get("attn_mask")
@@ -158,6 +166,7 @@ class AttentionGatherer(Gatherer):
     def __init__(self, context: GatherContext) -> None:
         super().__init__(context)
         self._closed = False
+        self._noted: set[str] = set()
         self._handles: list[RemovableHandle] = []
         hooked: set[int] = set()
         for name, module in context.modules_wanting(*self.kinds).items():
@@ -193,8 +202,13 @@ class AttentionGatherer(Gatherer):
         )
 
     def _mha_hook(
-        self, name: str, site: str, module: nn.MultiheadAttention, args: tuple[Any, ...],
-        kwargs: dict[str, Any], output: Any,  # noqa: ANN401
+        self,
+        name: str,
+        site: str,
+        module: nn.MultiheadAttention,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        output: Any,  # noqa: ANN401
     ) -> None:
         if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name):
             return
@@ -204,7 +218,13 @@ class AttentionGatherer(Gatherer):
         self.context.observe(name, "attention", site, values)
 
     def _output_hook(
-        self, name: str, site: str, path: str, module: nn.Module, args: Any, output: Any  # noqa: ANN401
+        self,
+        name: str,
+        site: str,
+        path: str,
+        module: nn.Module,
+        args: Any,
+        output: Any,  # noqa: ANN401
     ) -> None:
         if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name):
             return
@@ -213,6 +233,17 @@ class AttentionGatherer(Gatherer):
                 with torch.no_grad():
                     values = head_statistics(as_heads(tensor))
                 self.context.observe(name, "attention", site, values)
+                return
+        if site not in self._noted:  # a run-time skip: noted once, training goes on
+            self._noted.add(site)
+            leaves = [p for p, _ in tensor_leaves(output)]
+            log.info(
+                "layerscope: skipping %s: its output has no floating tensor of 2+ dims at "
+                "output_path=%r; its tensor leaves are %s",
+                site,
+                path,
+                leaves,
+            )
 
     def remove(self) -> None:
         """Remove every hook."""

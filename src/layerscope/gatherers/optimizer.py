@@ -76,7 +76,9 @@ class OptimizerGatherer(Gatherer):
             wanted = frozenset(context.wanted[name])
             for pname, param in module.named_parameters(recurse=False):
                 if id(param) in group_of:
-                    self._params.append((name, site_name(name, "", pname), param, group_of[id(param)], wanted))
+                    self._params.append(
+                        (name, site_name(name, "", pname), param, group_of[id(param)], wanted)
+                    )
         self._lr = "optimizer.lr" in context.wanted.get("", set())
         self._before: dict[int, torch.Tensor] = {}
 
@@ -98,7 +100,9 @@ class OptimizerGatherer(Gatherer):
             if before is not None:
                 delta = param.detach() - before
                 observe(name, "optimizer.update", f"{site}.update", delta)
-                ratio = torch.linalg.vector_norm(delta.float()) / torch.linalg.vector_norm(before.float())
+                ratio = torch.linalg.vector_norm(delta.float()) / torch.linalg.vector_norm(
+                    before.float()
+                )
                 observe(name, "optimizer.update", f"{site}.update_ratio", ratio)
             state = self.optimizer.state.get(param)
             if not state:

@@ -40,7 +40,7 @@ def _time_major(flat: torch.Tensor) -> torch.Tensor:
 
 
 def _time_first(sequence: torch.Tensor, time_dim: int | None) -> torch.Tensor:
-    """The sequence with time first; ``None``: one timestep of a cell."""
+    """Put time first; ``time_dim=None``: one timestep of a cell."""
     if time_dim is None:
         return sequence[None]
     return sequence.transpose(0, time_dim) if time_dim else sequence
@@ -60,19 +60,25 @@ def timestep_statistics(sequence: torch.Tensor, with_moments: bool = True) -> to
     return torch.stack([t, mean, var.sqrt(), l2])
 
 
-def packed_statistics(data: torch.Tensor, batch_sizes: torch.Tensor, with_moments: bool = True) -> torch.Tensor:
-    """The same statistics for a PackedSequence's ``data`` (rows grouped by timestep)."""
+def packed_statistics(
+    data: torch.Tensor, batch_sizes: torch.Tensor, with_moments: bool = True
+) -> torch.Tensor:
+    """Compute the same statistics for a PackedSequence's ``data`` (rows grouped by timestep)."""
     x = data.detach().float().reshape(data.shape[0], -1)
     steps = batch_sizes.shape[0]
     sizes = batch_sizes.to(x.device)
-    index = torch.repeat_interleave(torch.arange(steps, device=x.device), sizes, output_size=x.shape[0])
+    index = torch.repeat_interleave(
+        torch.arange(steps, device=x.device), sizes, output_size=x.shape[0]
+    )
     t = torch.arange(steps, device=x.device, dtype=torch.float32)
     l2 = torch.zeros(steps, device=x.device).index_add_(0, index, x.square().sum(1)).sqrt()
     if not with_moments:
         return torch.stack([t, l2])
     n = sizes.float() * x.shape[1]
     mean = torch.zeros(steps, device=x.device).index_add_(0, index, x.sum(1)) / n
-    m2 = torch.zeros(steps, device=x.device).index_add_(0, index, (x - mean[index, None]).square().sum(1))
+    m2 = torch.zeros(steps, device=x.device).index_add_(
+        0, index, (x - mean[index, None]).square().sum(1)
+    )
     return torch.stack([t, mean, (m2 / n).sqrt(), l2])
 
 
@@ -82,7 +88,9 @@ def state_statistics(state: torch.Tensor, directions: int) -> torch.Tensor:
     index = torch.arange(x.shape[0], device=x.device)
     var, mean = torch.var_mean(x, dim=1, correction=0)
     l2 = torch.linalg.vector_norm(x, dim=1)
-    return torch.stack([(index // directions).float(), (index % directions).float(), mean, var.sqrt(), l2])
+    return torch.stack(
+        [(index // directions).float(), (index % directions).float(), mean, var.sqrt(), l2]
+    )
 
 
 class RecurrentGatherer(Gatherer):
@@ -122,7 +130,12 @@ class RecurrentGatherer(Gatherer):
         self._calls.clear()
 
     def _forward_hook(
-        self, name: str, wanted: frozenset[str], module: nn.Module, args: Any, output: Any  # noqa: ANN401
+        self,
+        name: str,
+        wanted: frozenset[str],
+        module: nn.Module,
+        args: Any,
+        output: Any,  # noqa: ANN401
     ) -> None:
         if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name):
             return
@@ -135,13 +148,20 @@ class RecurrentGatherer(Gatherer):
             time_dim: int | None = None
         else:
             sequence, state = output
-            time_dim = 1 if module.batch_first and not isinstance(sequence, PackedSequence) \
-                and sequence.dim() == 3 else 0
+            time_dim = (
+                1
+                if module.batch_first
+                and not isinstance(sequence, PackedSequence)
+                and sequence.dim() == 3
+                else 0
+            )
         observe = self.context.observe
         if isinstance(sequence, PackedSequence):
             target, sizes = sequence.data, sequence.batch_sizes
             if "hidden" in wanted:
-                observe(name, "hidden", site_name(prefix, "hidden"), packed_statistics(target, sizes))
+                observe(
+                    name, "hidden", site_name(prefix, "hidden"), packed_statistics(target, sizes)
+                )
         else:
             target, sizes = sequence, None
             if "hidden" in wanted:
@@ -154,11 +174,18 @@ class RecurrentGatherer(Gatherer):
         if "state" in wanted and state is not None:
             directions = 2 if module.bidirectional else 1
             states = state if isinstance(state, tuple) else (state,)
-            for label, tensor in zip(("h_n", "c_n"), states):
-                observe(name, "state", site_name(prefix, label), state_statistics(tensor, directions))
+            for label, tensor in zip(("h_n", "c_n"), states, strict=False):
+                observe(
+                    name, "state", site_name(prefix, label), state_statistics(tensor, directions)
+                )
 
     def _grad_hook(
-        self, name: str, site: str, sizes: torch.Tensor | None, time_dim: int | None, grad: torch.Tensor
+        self,
+        name: str,
+        site: str,
+        sizes: torch.Tensor | None,
+        time_dim: int | None,
+        grad: torch.Tensor,
     ) -> None:
         if self._closed:
             return

@@ -43,6 +43,7 @@ class Attention(Lens):
     Example:
         >>> Attention(output_path="[1]").kinds
         ('attention',)
+
     """
 
     default_tag = "attention"
@@ -58,7 +59,9 @@ class Attention(Lens):
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         if output_path is not None and not isinstance(output_path, str):
-            raise ValueError(f"Attention: output_path must be a string like '[1]', got {output_path!r}")
+            raise ValueError(
+                f"Attention: output_path must be a string like '[1]', got {output_path!r}"
+            )
         if not isinstance(dead_tolerance, (int, float)) or not 0 <= dead_tolerance < 1:
             raise ValueError(f"Attention: dead_tolerance must be in [0, 1), got {dead_tolerance!r}")
         if not isinstance(window, int) or window < 1:
@@ -72,7 +75,7 @@ class Attention(Lens):
         super().__init__(**kwargs)
 
     def needs(self, kind: str) -> Needs:
-        """The gatherer's per-head vectors, whole."""
+        """Ask for the gatherer's per-head vectors, whole."""
         return Needs(values=True)
 
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
@@ -91,11 +94,14 @@ class Attention(Lens):
         if np.isfinite(norms).all():
             silent = norms <= self.dead_tolerance * norms.max()
             count = self._silent.get(w.site)
-            count = np.zeros(len(norms), np.int64) if count is None or count.shape != norms.shape else count
+            count = (
+                np.zeros(len(norms), np.int64)
+                if count is None or count.shape != norms.shape
+                else count
+            )
             count = np.where(silent, count + 1, 0)
             self._silent[w.site] = count
             dead = int((count >= self.window).sum())
             out.append(self.record(ctx, w.site, "dead_heads", "count", dead))
             out.append(self.record(ctx, w.site, "dead_heads", "fraction", dead / len(norms)))
         return out
-

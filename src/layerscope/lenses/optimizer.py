@@ -48,6 +48,7 @@ class Optimizer(Lens):
     Example:
         >>> Optimizer().statistics
         ('mean', 'min', 'max', 'median')
+
     """
 
     default_tag = "optimizer"
@@ -72,18 +73,22 @@ class Optimizer(Lens):
 
     def needs(self, kind: str) -> Needs:
         """Quantiles for step sizes when a quantile statistic is asked; nothing else."""
-        wants = kind == "optimizer.step_size" and any(s in QUANTILE_STATISTICS for s in self.statistics)
+        wants = kind == "optimizer.step_size" and any(
+            s in QUANTILE_STATISTICS for s in self.statistics
+        )
         return Needs(quantiles=wants)
 
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
-        """Records of one optimizer site."""
+        """Turn one optimizer site into records."""
         s = w.summary
         if w.kind == "optimizer.lr":
             return [self.record(ctx, w.site, "lr", "last", s.mean)]
         site, _, what = w.site.rpartition(".")
         if w.kind == "optimizer.step_size":
-            return [self.record(ctx, site, "step_size", name, VALUE_STATISTICS[name](w))
-                    for name in self.statistics]
+            return [
+                self.record(ctx, site, "step_size", name, VALUE_STATISTICS[name](w))
+                for name in self.statistics
+            ]
         if what == "update":
             return [self.record(ctx, site, "update", "l2", s.l2)]
         if what == "update_ratio":

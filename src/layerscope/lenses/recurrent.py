@@ -44,17 +44,24 @@ class Recurrent(Lens):
     Example:
         >>> Recurrent(stride=4).timesteps(10)
         [0, 4, 8, 9]
+
     """
 
     default_tag = "recurrent"
     kinds = ("hidden", "hidden.grad", "state")
     default_modules = RECURRENT_MODULES
 
-    def __init__(self, *, stride: int | None = None, max_timesteps: int = 256, **kwargs: Any) -> None:  # noqa: ANN401
+    def __init__(
+        self, *, stride: int | None = None, max_timesteps: int = 256, **kwargs: Any
+    ) -> None:  # noqa: ANN401
         if stride is not None and (not isinstance(stride, int) or stride < 1):
-            raise ValueError(f"Recurrent: stride must be a positive integer or None, got {stride!r}")
+            raise ValueError(
+                f"Recurrent: stride must be a positive integer or None, got {stride!r}"
+            )
         if not isinstance(max_timesteps, int) or max_timesteps < 1:
-            raise ValueError(f"Recurrent: max_timesteps must be a positive integer, got {max_timesteps!r}")
+            raise ValueError(
+                f"Recurrent: max_timesteps must be a positive integer, got {max_timesteps!r}"
+            )
         self.stride = stride
         self.max_timesteps = max_timesteps
         super().__init__(**kwargs)
@@ -64,7 +71,7 @@ class Recurrent(Lens):
         return isinstance(module, RECURRENT_MODULES) and super().selects(name, module)
 
     def needs(self, kind: str) -> Needs:
-        """The gatherer's per-timestep vectors, whole."""
+        """Ask for the gatherer's per-timestep vectors, whole."""
         return Needs(values=True)
 
     def timesteps(self, length: int) -> list[int]:
@@ -76,20 +83,22 @@ class Recurrent(Lens):
         return chosen
 
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
-        """Records of one hidden, hidden.grad or state site."""
+        """Turn one hidden, hidden.grad or state site into records."""
         v = w.values
         if v is None or v.ndim != 2:
             return []
         rows = {"hidden": HIDDEN_ROWS, "hidden.grad": GRAD_ROWS, "state": STATE_ROWS}[w.kind]
         if v.shape[0] != len(rows):
             return []
-        table = dict(zip(rows, v))
+        table = dict(zip(rows, v, strict=True))
         out = []
         if w.kind == "state":
             for col in range(v.shape[1]):
                 suffix = "_reverse" if table["reverse"][col] > 0.5 else ""
                 site = f"{w.site}[l{round(float(table['layer'][col]))}{suffix}]"
-                out += [self.record(ctx, site, q, s, float(table[row][col])) for row, q, s in _MOMENTS]
+                out += [
+                    self.record(ctx, site, q, s, float(table[row][col])) for row, q, s in _MOMENTS
+                ]
             return out
         moments = _MOMENTS if w.kind == "hidden" else _MOMENTS[2:]
         for col in self.timesteps(v.shape[1]):
