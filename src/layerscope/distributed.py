@@ -18,7 +18,7 @@ import torch.distributed as dist
 from layerscope import stats
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import HistogramValue
-from layerscope.reducers import combine
+from layerscope.reducers import combine, combine_values
 from layerscope.windows import StepWindows, set_quantiles
 
 
@@ -31,7 +31,7 @@ def rank_and_size() -> tuple[int, int]:
 
 def _pack(w: SiteWindow) -> tuple[Any, ...]:
     state = w.quantile_state.serialize() if w.quantile_state is not None else None
-    return (w.module, w.kind, w.summary, w.histogram, state)
+    return (w.module, w.kind, w.summary, w.histogram, state, w.values)
 
 
 def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
@@ -47,6 +47,9 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
             sum(h.underflow for h in histograms),
             sum(h.overflow for h in histograms),
         )
+    values = [p[5] for p in packed if p[5] is not None]
+    if values:  # gatherers' own reductions (attention heads, timesteps): the mean over ranks
+        window.values = combine_values(values)
     states = [stats.ExactQuantiles.deserialize(p[4]) for p in packed if p[4] is not None]
     if states:
         merged = states[0]

@@ -261,3 +261,27 @@ def test_missing_output_leaf_is_noted_once_and_skipped(caplog):
             scope.step()
     assert not scope.records()
     assert sum("output_path='[5]'" in r.message for r in caplog.records) == 1
+
+
+def test_dead_heads_need_a_silent_window_and_survive_a_checkpoint():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2)
+    for p in mha.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        mha.in_proj_weight[16:20] = 0  # head 0 reads zero values: silent on every step
+        mha.in_proj_bias[16:20] = 0
+    x = torch.randn(3, 2, 8, requires_grad=True)
+    lens = Attention(window=3)
+    with layerscope.watch(mha, lenses=[lens]) as scope:
+        for _ in range(2):
+            mha(x, x, x)[0].sum().backward()
+            scope.step()
+    counts = [r.value for r in select(scope.records(), quantity="dead_heads", statistic="count")]
+    assert counts == [0, 0]
+    restored = Attention(window=3)
+    restored.load_state_dict(lens.state_dict())
+    with layerscope.watch(mha, lenses=[restored]) as scope:
+        mha(x, x, x)[0].sum().backward()
+        scope.step()
+    assert _value(scope.records(), quantity="dead_heads", statistic="count") == 1

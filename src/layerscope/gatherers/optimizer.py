@@ -61,6 +61,7 @@ class OptimizerGatherer(Gatherer):
     """
 
     kinds = ("optimizer.state", "optimizer.step_size", "optimizer.update", "optimizer.lr")
+    replicated = True  # under DDP every rank holds the same parameters and optimizer state
 
     def __init__(self, context: GatherContext) -> None:
         super().__init__(context)

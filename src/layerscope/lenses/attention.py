@@ -74,6 +74,15 @@ class Attention(Lens):
             self.default_modules = None  # any module the user names holds the weights
         super().__init__(**kwargs)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Silent-step counts per head, for checkpoints."""
+        return {"silent": {site: count.tolist() for site, count in self._silent.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        silent = state.get("silent", {})
+        self._silent = {site: np.asarray(count, np.int64) for site, count in silent.items()}
+
     def needs(self, kind: str) -> Needs:
         """Ask for the gatherer's per-head vectors, whole."""
         return Needs(values=True)
