@@ -45,8 +45,9 @@ def adam_step_size(state: dict, group: dict) -> tuple[torch.Tensor, torch.Tensor
     beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
     correction = 1 - beta2**step
     second = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-    root = (second.detach().float() / correction).sqrt()
-    return lr / (root + eps), (root < eps).float().mean()
+    root = (second.detach().float() / correction).sqrt_()  # a fresh temporary: in place below
+    dominance = (root < eps).float().mean()
+    return root.add_(eps).reciprocal_().mul_(lr), dominance
 
 
 class OptimizerGatherer(Gatherer):
