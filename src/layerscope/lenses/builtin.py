@@ -277,8 +277,9 @@ class Loss(Lens):
 def default(optimizer: bool = False) -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
-    Parameter values are observed on every 10th step and distributions (median, IQR,
-    histograms) on every 50th, everything else on every step ``watch``'s ``every`` allows.
+    Parameter values and optimizer state are observed on every 10th step and distributions
+    (median, IQR, histograms) on every 50th, everything else on every step ``watch``'s
+    ``every`` allows.
 
     Args:
         optimizer: add the :class:`~layerscope.lenses.Optimizer` lens (``watch`` does when it
@@ -302,4 +303,5 @@ def default(optimizer: bool = False) -> list[Lens]:
         GradientDeath(),
         Distributions(),
     ]
-    return [*lenses, Optimizer()] if optimizer else lenses
+    # optimizer state moves as slowly as the weights; its statistics read every parameter again
+    return [*lenses, Optimizer(every=10)] if optimizer else lenses
