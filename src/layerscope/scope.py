@@ -26,6 +26,8 @@ from layerscope.reducers import (
     DeviceSummary,
     HostSummary,
     combine,
+    count_exceeding,
+    count_exceeding_torch,
     device_tensors,
     fetch,
     summarize_cpu,
@@ -49,6 +51,7 @@ class _Pending:
     summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
+    exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
 
 
 def _unit_axes(modules: dict[str, nn.Module]) -> dict[str, tuple[int, bool]]:
@@ -205,6 +208,12 @@ class Scope:
         self._drain_deferred()
         return list(self._records)
 
+    def findings(self) -> list[Any]:
+        """The health findings so far (:class:`layerscope.health.Finding`), oldest first."""
+        self._drain_deferred()
+        found = [f for lens in self.lenses if hasattr(lens, "findings") for f in lens.findings()]
+        return sorted(found, key=lambda f: f.step)
+
     def to_pandas(self) -> Any:  # noqa: ANN401 - pandas is an optional extra
         """The records as a pandas DataFrame (needs the ``pandas`` extra)."""
         from layerscope.sinks.table import to_pandas
@@ -270,7 +279,7 @@ class Scope:
             for name in self._selected[id(lens)]:
                 for kind in lens.kinds:
                     key = (name, kind)
-                    self._active[key] = self._active.get(key, Needs()) | lens.needs(kind)
+                    self._active[key] = self._active.get(key, Needs()) | lens.needs_at(name, kind)
         self._active_modules.clear()
         self._active_modules.update(name for name, _ in self._active)
 
@@ -334,6 +343,8 @@ class Scope:
         threshold = 0.0 if relu_like else None
         if tensor.device.type == "cpu" and not self.force_torch_reducer:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            for key in needs.exceed:
+                pending.exceed[key] = pending.exceed.get(key, 0) + count_exceeding(tensor, *key)
             if needs.quantiles:
                 pending.quantiles = pending.quantiles or stats.ExactQuantiles(capacity=1 << 20)
                 pending.quantiles.update(tensor)
@@ -342,6 +353,8 @@ class Scope:
                 pending.histogram.update(tensor)
             return
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
+        for key in needs.exceed:
+            pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
         if needs.histogram:
             edges = torch.as_tensor(_histogram_edges(), device=tensor.device)
             x = tensor.detach().float().reshape(-1)
@@ -357,7 +370,10 @@ class Scope:
     def _late_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step the optimizer just closed."""
         step = self.step_count - 1
-        lenses = [lens for lens in self.lenses if "loss" in lens.kinds and lens.active(step, self.every)]
+        lenses = [  # the loss lenses, and the lenses that judge a step (they see the loss too)
+            lens for lens in self.lenses
+            if ("loss" in lens.kinds or type(lens).review is not Lens.review) and lens.active(step, self.every)
+        ]
         if not lenses:
             return
         value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
@@ -379,6 +395,8 @@ class Scope:
             window.histogram = HistogramValue(
                 tuple(map(float, h.edges)), tuple(map(int, h.counts)), int(h.underflow), int(h.overflow)
             )
+        if p.exceed:
+            window.exceed = dict(p.exceed)
         return window
 
     def _drain_deferred(self) -> None:
@@ -399,6 +417,7 @@ class Scope:
                     tensors.append(torch.quantile(joined, levels) if joined.numel() else levels * math.nan)
                 if isinstance(p.histogram, list):
                     tensors.append(torch.stack(p.histogram).sum(0))
+                tensors.extend(torch.stack(counts).sum().reshape(1) for counts in p.exceed.values())
         values = iter(fetch(tensors))  # the one device-to-host copy of this flush
         edges = tuple(map(float, _histogram_edges()))
         for step, epoch, pending in deferred:
@@ -411,6 +430,8 @@ class Scope:
                 if isinstance(p.histogram, list):
                     counts = next(values).astype(int).tolist()
                     window.histogram = HistogramValue(edges, tuple(counts[1:-1]), counts[0], counts[-1])
+                if p.exceed:
+                    window.exceed = {key: int(next(values)[0]) for key in p.exceed}
                 windows[site] = window
             self._emit(step, epoch, windows)
 

@@ -15,6 +15,7 @@ from layerscope.lenses.builtin import (
     Parameters,
     default,
 )
+from layerscope.lenses.health import Health
 from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "EmitContext",
     "GradientDeath",
     "GradientNorms",
+    "Health",
     "Lens",
     "Loss",
     "Needs",

@@ -23,17 +23,23 @@ Schedule = Callable[[int], bool]
 
 @dataclass(frozen=True)
 class Needs:
-    """What a site's reducer must compute for the lenses looking at it on a step."""
+    """What a site's reducer must compute for the lenses looking at it on a step.
+
+    ``exceed`` holds ``(level, absolute)`` pairs: count the elements with ``|x| > level``
+    (absolute) or ``x > level``; the counts reach the lens as ``SiteWindow.exceed``.
+    """
 
     quantiles: bool = False
     histogram: bool = False
     activity: bool = False
+    exceed: frozenset[tuple[float, bool]] = frozenset()
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
             self.quantiles or other.quantiles,
             self.histogram or other.histogram,
             self.activity or other.activity,
+            self.exceed | other.exceed,
         )
 
 
@@ -168,6 +174,14 @@ class Lens:
             quantiles=any(s in QUANTILE_STATISTICS for s in self.statistics),
             histogram="histogram" in self.statistics,
         )
+
+    def needs_at(self, module: str, kind: str) -> Needs:
+        """What the reducer must compute at `module`'s site of `kind`; defaults to :meth:`needs`.
+
+        Lenses whose needs depend on the module (a threshold count only on tanh outputs)
+        override this.
+        """
+        return self.needs(kind)
 
     def unit_axis(self) -> bool:
         """Whether the lens needs per-unit activity counts."""

@@ -265,8 +265,8 @@ def default() -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
     Example:
-        >>> [lens.tag for lens in default()][:3]
-        ['loss', 'activations', 'output_norms']
+        >>> [lens.tag for lens in default()][::4]
+        ['loss', 'parameters', 'health']
     """
     return [
         Loss(),
@@ -277,4 +277,11 @@ def default() -> list[Lens]:
         DeadUnits(),
         GradientDeath(),
         Distributions(),
+        _health(),
     ]
+
+
+def _health() -> Lens:
+    from layerscope.lenses.health import Health  # health imports lenses.base: import late
+
+    return Health()

@@ -15,7 +15,8 @@ class SiteWindow:
     """What one site's observations of one step reduced to.
 
     ``quantiles`` maps each level of :data:`~layerscope.reducers.QUANTILE_LEVELS` to its value
-    when a lens asked for quantiles; ``histogram`` is set when one asked for a histogram.
+    when a lens asked for quantiles; ``histogram`` is set when one asked for a histogram;
+    ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
     """
 
     site: str
@@ -24,6 +25,7 @@ class SiteWindow:
     summary: HostSummary
     quantiles: dict[float, float] | None = None
     histogram: HistogramValue | None = None
+    exceed: dict[tuple[float, bool], int] | None = None
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:
