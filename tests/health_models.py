@@ -10,8 +10,9 @@ from torch import nn
 import layerscope
 
 
-def teacher_data(steps: int, dims: int = 8, batch: int = 32, seed: int = 1,
-                 shape: Sequence[int] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def teacher_data(
+    steps: int, dims: int = 8, batch: int = 32, seed: int = 1, shape: Sequence[int] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Batches whose labels a fixed random linear teacher assigns: a learnable task."""
     g = torch.Generator().manual_seed(seed)
     shape = tuple(shape) if shape is not None else (dims,)
@@ -23,8 +24,14 @@ def teacher_data(steps: int, dims: int = 8, batch: int = 32, seed: int = 1,
     return out
 
 
-def act_mlp(act: type[nn.Module] = nn.ReLU, depth: int = 2, width: int = 32, scale: float = 1.0,
-            first_bias: float | None = None, dims: int = 8) -> nn.Sequential:
+def act_mlp(
+    act: type[nn.Module] = nn.ReLU,
+    depth: int = 2,
+    width: int = 32,
+    scale: float = 1.0,
+    first_bias: float | None = None,
+    dims: int = 8,
+) -> nn.Sequential:
     """Linear/activation pairs then a 3-way head; weights ×scale, first bias set if given."""
     torch.manual_seed(0)
     layers: list[nn.Module] = []
@@ -54,8 +61,11 @@ def run(
     **watch: object,
 ) -> tuple[layerscope.Scope, list[float]]:
     """Train under ``watch`` (SGD+momentum or Adam); returns the closed scope and the losses."""
-    opt = (torch.optim.Adam(model.parameters(), lr=lr) if adam
-           else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=lr)
+        if adam
+        else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    )
     losses = []
     with layerscope.watch(model, opt, lenses=lenses, **watch) as scope:  # type: ignore[arg-type]
         for i, (x, y) in enumerate(data):

@@ -2,8 +2,9 @@
 
 import math
 
-from health_models import act_mlp, kinds, run, teacher_data
 from torch import nn
+
+from health_models import act_mlp, kinds, run, teacher_data
 
 
 def test_thirty_sigmoid_layers_vanish():

@@ -1,9 +1,10 @@
 """False alarms are bugs: healthy small models trained with sane settings produce no finding."""
 
 import pytest
+from torch import nn
+
 from health_models import act_mlp, kinds, run, teacher_data
 from models import cnn, transformer
-from torch import nn
 
 MODELS = {
     "relu-mlp": (lambda: act_mlp(nn.ReLU), None),

@@ -1,8 +1,8 @@
 """Loss spikes, divergence and plateaus, from the Loss lens's records."""
 
-from health_models import act_mlp, kinds, run, teacher_data
 from torch import nn
 
+from health_models import act_mlp, kinds, run, teacher_data
 from layerscope.lenses import default
 from layerscope.lenses.health import Health
 

@@ -1,8 +1,9 @@
 """NaN origin: the first site, forward then backward, that held a non-finite value."""
 
 import torch
-from health_models import kinds, run, teacher_data
 from torch import nn
+
+from health_models import kinds, run, teacher_data
 
 
 class LogLinear(nn.Linear):
@@ -28,8 +29,15 @@ class SqrtReLU(nn.Module):
 
 def faulty_mlp(layer3: nn.Module) -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), layer3, nn.ReLU(), nn.Linear(32, 16),
-                         nn.Tanh(), nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Linear(8, 32),
+        nn.ReLU(),
+        layer3,
+        nn.ReLU(),
+        nn.Linear(32, 16),
+        nn.Tanh(),
+        nn.Linear(16, 3),
+    )
 
 
 def test_log_of_negative_in_layer_three_names_that_layer_and_step():
@@ -41,8 +49,10 @@ def test_log_of_negative_in_layer_three_names_that_layer_and_step():
     assert origins[0].sites == ("2:output",)
     assert origins[0].step == 6
     assert origins[0].severity == "error"
-    assert "2:output" in origins[0].message and "step 6" in origins[0].message
-    assert origins[0].open and origins[0].last_step == 9
+    assert "2:output" in origins[0].message
+    assert "step 6" in origins[0].message
+    assert origins[0].open
+    assert origins[0].last_step == 9
     records = [r for r in scope.records() if r.statistic == "nan_origin"]
     assert [(r.step, r.site, r.value) for r in records] == [(6, "2:output", 3.0)]
 

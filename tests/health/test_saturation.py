@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from health_models import act_mlp, kinds, run, teacher_data
 from torch import nn
 
+from health_models import act_mlp, kinds, run, teacher_data
 from layerscope.health import SaturationCheck
 from layerscope.lenses import Health, Loss
 from layerscope.reducers import count_exceeding, count_exceeding_torch
@@ -61,7 +61,7 @@ class Probe(SaturationCheck):
     name = "probe"
 
     def run(self, view):
-        self.shares = {}
+        self.shares = getattr(self, "shares", {})  # a late loss is reviewed on its own
         for site, w in view.windows.items():
             module_type = view.module_types.get(w.module)
             if w.kind == "output" and module_type is not None:

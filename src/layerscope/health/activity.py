@@ -23,7 +23,12 @@ class _DeadFraction(Check):
             value = float(r.value)  # type: ignore[arg-type]
             severity = "error" if value >= 1.0 else "warning"
             yield self.finding(
-                self.kind, severity, view, [r.site], {"dead_fraction": value}, *self.words(r.site, value)
+                self.kind,
+                severity,
+                view,
+                [r.site],
+                {"dead_fraction": value},
+                *self.words(r.site, value),
             )
 
     def words(self, site: str, value: float) -> tuple[str, str]:
@@ -39,6 +44,7 @@ class DeadUnitsCheck(_DeadFraction):
     Example:
         >>> DeadUnitsCheck(fraction=0.9).fraction
         0.9
+
     """
 
     name = "dead_units"
@@ -61,6 +67,7 @@ class GradientDeathCheck(_DeadFraction):
     Example:
         >>> GradientDeathCheck().name
         'gradient_death'
+
     """
 
     name = "gradient_death"

@@ -23,6 +23,7 @@ class AttentionCheck(Check):
     Example:
         >>> AttentionCheck(collapse_below=0.1).collapse_below
         0.1
+
     """
 
     name = "attention"
@@ -47,13 +48,21 @@ class AttentionCheck(Check):
             module = site.partition(":")[0] or "model"
             if median < self.collapse_below:
                 yield self.finding(
-                    "attention_collapse", "warning", view, [site], {"entropy_ratio": median},
+                    "attention_collapse",
+                    "warning",
+                    view,
+                    [site],
+                    {"entropy_ratio": median},
                     f"{module} {head} attends to a single position (entropy ratio {median:.3f})",
                     "lower the learning rate, add attention dropout, or check the mask",
                 )
             elif self._seen[site] >= self.min_steps and min(values) > self.uniform_above:
                 yield self.finding(
-                    "attention_uniform", "info", view, [site], {"entropy_ratio": median},
+                    "attention_uniform",
+                    "info",
+                    view,
+                    [site],
+                    {"entropy_ratio": median},
                     f"{module} {head} still attends uniformly (entropy ratio {median:.3f})",
                     "the head has not learned to select; check its inputs and the learning rate",
                 )

@@ -28,6 +28,7 @@ class StepView:
         records: every record the lenses emitted for the step.
         module_order: module name -> depth index in ``named_modules()`` order.
         module_types: module name -> module class, for the modules the Health lens selected.
+
     """
 
     step: int
@@ -68,6 +69,7 @@ class Check:
         ...         return []
         >>> Quiet(limit=2.0).limit
         2.0
+
     """
 
     name: ClassVar[str] = "check"
@@ -82,11 +84,17 @@ class Check:
                 )
             default = self.options[key]
             if isinstance(default, (int, float)) and not isinstance(default, bool):
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                if (
+                    not isinstance(value, (int, float))
+                    or isinstance(value, bool)
+                    or math.isnan(value)
+                ):
                     raise ValueError(
                         f"Health: option {self.name}.{key} must be a number, got {value!r}"
                     )
-            if isinstance(default, tuple) and (not isinstance(value, (tuple, list)) or len(value) != len(default)):
+            if isinstance(default, tuple) and (
+                not isinstance(value, (tuple, list)) or len(value) != len(default)
+            ):
                 raise ValueError(
                     f"Health: option {self.name}.{key} must be a pair like {default!r}, got {value!r}"
                 )
@@ -94,7 +102,9 @@ class Check:
             value = options.get(key, default)
             setattr(self, key, tuple(value) if isinstance(default, tuple) else value)
         for key in ("window", "min_steps"):
-            if key in self.options and (not isinstance(getattr(self, key), int) or getattr(self, key) < 1):
+            if key in self.options and (
+                not isinstance(getattr(self, key), int) or getattr(self, key) < 1
+            ):
                 raise ValueError(
                     f"Health: option {self.name}.{key} must be a positive integer, "
                     f"got {getattr(self, key)!r}"
@@ -131,6 +141,7 @@ class Series:
         ...     s.add("fc1", v)
         >>> s.values("fc1"), s.median("fc1"), s.full("fc1")
         ([5.0, 2.0, 4.0], 4.0, True)
+
     """
 
     def __init__(self, size: int) -> None:

@@ -30,6 +30,7 @@ class Finding:
         ...             "100% of act1's units never fired", "lower the learning rate")
         >>> f.level, f.site
         (2, 'act1:output')
+
     """
 
     kind: str
@@ -76,7 +77,8 @@ class FindingLog:
     Each step, :meth:`observe` takes what the checks saw. A finding not seen before (or seen
     again after it closed, or seen with a higher severity) is returned as new; one already
     open is updated in place (``last_step``, evidence). An open finding not seen for
-    ``close_after`` consecutive checked steps is closed.
+    ``close_after`` consecutive checked steps is closed. A finding that gets worse (a higher
+    severity) is reported again, keeping the step it was first seen.
 
     Args:
         close_after: checked steps without a sighting before a finding closes.
@@ -88,11 +90,14 @@ class FindingLog:
         (['loss_spike'], [])
         >>> log.observe(5, []), log.observe(6, []), log.findings()[0].closed_step
         ([], [], 5)
+
     """
 
     def __init__(self, close_after: int = 3) -> None:
         if not isinstance(close_after, int) or close_after < 1:
-            raise ValueError(f"FindingLog: close_after must be a positive integer, got {close_after!r}")
+            raise ValueError(
+                f"FindingLog: close_after must be a positive integer, got {close_after!r}"
+            )
         self.close_after = close_after
         self._findings: dict[tuple[str, str], Finding] = {}
         self._history: list[Finding] = []  # closed findings that later reopened
@@ -114,12 +119,16 @@ class FindingLog:
                 continue
             sighted.add(key)
             old = self._findings.get(key)
-            if old is None or not old.open or f.level > old.level:
-                if old is not None and not old.open:
+            if old is None or not old.open:
+                if old is not None:
                     self._history.append(old)
                 first = dataclasses.replace(f, step=step, last_step=step, closed_step=None)
                 self._findings[key] = first
                 new.append(first)
+            elif f.level > old.level:  # worse than first reported: report it again, same origin
+                worse = dataclasses.replace(f, step=old.step, last_step=step, closed_step=None)
+                self._findings[key] = worse
+                new.append(worse)
             else:
                 self._findings[key] = dataclasses.replace(
                     old, last_step=step, evidence=dict(f.evidence)

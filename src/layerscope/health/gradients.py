@@ -27,6 +27,7 @@ class DepthGradientsCheck(Check):
     Example:
         >>> DepthGradientsCheck(log10_vanishing=-3).log10_vanishing
         -3
+
     """
 
     name = "depth_gradients"
@@ -42,7 +43,9 @@ class DepthGradientsCheck(Check):
         for r in view.find("l2", "last"):
             module, _, what = r.site.partition(":")
             module_type = view.module_types.get(module)
-            if what.endswith("weight.grad") and not (module_type and issubclass(module_type, NORMS)):
+            if what.endswith("weight.grad") and not (
+                module_type and issubclass(module_type, NORMS)
+            ):
                 norms[r.site] = float(r.value)  # type: ignore[arg-type]
         if len(norms) < self.min_layers:
             return
@@ -57,13 +60,21 @@ class DepthGradientsCheck(Check):
         evidence = {"log10_first_over_last": ratio, "first": norms[first], "last": norms[last]}
         if ratio < self.log10_vanishing:
             yield self.finding(
-                "vanishing_gradients", "warning", view, [first, last], evidence,
+                "vanishing_gradients",
+                "warning",
+                view,
+                [first, last],
+                evidence,
                 f"the gradient reaching {short(first)} is 1e{ratio:.0f} of {short(last)}'s",
                 "use ReLU-like activations, residual connections, normalisation or a better init",
             )
         elif ratio > self.log10_exploding:
             yield self.finding(
-                "exploding_gradients", "warning", view, [first, last], evidence,
+                "exploding_gradients",
+                "warning",
+                view,
+                [first, last],
+                evidence,
                 f"the gradient reaching {short(first)} is 1e{ratio:.0f} times {short(last)}'s",
                 "lower the init scale, add normalisation, or clip gradients",
             )
@@ -82,6 +93,7 @@ class GradientSpikeCheck(Check):
     Example:
         >>> GradientSpikeCheck(factor=5).factor
         5
+
     """
 
     name = "gradient_spikes"
@@ -105,7 +117,11 @@ class GradientSpikeCheck(Check):
             self._last.add("", value)
             if known >= self.min_steps and median > 0 and value > self.factor * median:
                 yield self.finding(
-                    "gradient_spike", "warning", view, [], {"global_l2": value, "median": median},
+                    "gradient_spike",
+                    "warning",
+                    view,
+                    [],
+                    {"global_l2": value, "median": median},
                     f"the global gradient norm jumped to {value:.3g}, {value / median:.0f}x its "
                     "recent median",
                     "look for a bad batch; clip gradients or lower the learning rate",
@@ -115,7 +131,11 @@ class GradientSpikeCheck(Check):
                 recent = self._last.median("")
                 if recent > self.growth * early:
                     yield self.finding(
-                        "exploding_gradients", "error", view, [], {"global_l2": recent, "early": early},
+                        "exploding_gradients",
+                        "error",
+                        view,
+                        [],
+                        {"global_l2": recent, "early": early},
                         f"the global gradient norm grew from {early:.3g} to {recent:.3g}",
                         "lower the learning rate, clip gradients, or add normalisation",
                     )

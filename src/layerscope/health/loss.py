@@ -24,6 +24,7 @@ class LossCheck(Check):
     Example:
         >>> LossCheck(spike_factor=3).spike_factor
         3
+
     """
 
     name = "loss"
@@ -69,7 +70,11 @@ class LossCheck(Check):
         jump = max(self.spike_mads * mad, self.spike_jump * (self._first or 0.0))
         if median > 0 and loss > self.spike_factor * median and loss - median > jump:
             yield self.finding(
-                "loss_spike", "warning", view, [], {"loss": loss, "median": median},
+                "loss_spike",
+                "warning",
+                view,
+                [],
+                {"loss": loss, "median": median},
                 f"the loss jumped to {loss:.4g} from a recent median of {median:.4g}",
                 "look for a bad batch; lower the learning rate or clip gradients",
             )
@@ -81,7 +86,11 @@ class LossCheck(Check):
         recent = self._latest.median("")
         if recent > self.divergence_factor * first:
             yield self.finding(
-                "loss_divergence", "error", view, [], {"loss": recent, "first_loss": first},
+                "loss_divergence",
+                "error",
+                view,
+                [],
+                {"loss": recent, "first_loss": first},
                 f"the loss diverges: {recent:.4g} against {first:.4g} at the start",
                 "lower the learning rate (by 10x), add warmup or clip gradients",
             )
@@ -94,7 +103,11 @@ class LossCheck(Check):
         before, after = statistics.median(values[:half]), statistics.median(values[half:])
         if before > 0 and (before - after) / before < self.plateau_tolerance:
             yield self.finding(
-                "loss_plateau", "info", view, [], {"loss": after, "before": before},
+                "loss_plateau",
+                "info",
+                view,
+                [],
+                {"loss": after, "before": before},
                 f"the loss stopped improving: median {after:.4g} against {before:.4g} "
                 f"{self.plateau_window} steps earlier",
                 "raise or decay the learning rate, or stop: the model may have converged",

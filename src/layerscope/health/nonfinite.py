@@ -22,6 +22,7 @@ class NanOriginCheck(Check):
     Example:
         >>> NanOriginCheck().name
         'nan_origin'
+
     """
 
     name = "nan_origin"
@@ -47,7 +48,10 @@ class NanOriginCheck(Check):
             _, _, site, w = min(hits, key=lambda h: h[:2])
             where = "backward pass" if w.kind.endswith(".grad") else "forward pass"
             self._origin = self.finding(
-                "nan_origin", "error", view, [site],
+                "nan_origin",
+                "error",
+                view,
+                [site],
                 {"nonfinite": float(w.summary.nonfinite), "size": float(w.summary.size)},
                 f"non-finite values first appeared at {site} ({short(site)}, {where}) "
                 f"at step {view.step}: {w.summary.nonfinite} of {w.summary.size} elements",

@@ -24,6 +24,7 @@ class UpdateRatioCheck(Check):
     Example:
         >>> UpdateRatioCheck(band=(-4, -2)).band
         (-4, -2)
+
     """
 
     name = "update_ratio"
@@ -32,7 +33,9 @@ class UpdateRatioCheck(Check):
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         if not self.band[0] < self.band[1]:
-            raise ValueError(f"Health: update_ratio.band must be (low, high) with low < high, got {self.band}")
+            raise ValueError(
+                f"Health: update_ratio.band must be (low, high) with low < high, got {self.band}"
+            )
         self._series = Series(self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
@@ -47,13 +50,21 @@ class UpdateRatioCheck(Check):
             evidence = {"log10_update_ratio": median}
             if median > high:
                 yield self.finding(
-                    "update_ratio_high", "warning", view, [r.site], evidence,
+                    "update_ratio_high",
+                    "warning",
+                    view,
+                    [r.site],
+                    evidence,
                     f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
                     "lower the learning rate for it",
                 )
             elif median < low:
                 yield self.finding(
-                    "update_ratio_low", "info", view, [r.site], evidence,
+                    "update_ratio_low",
+                    "info",
+                    view,
+                    [r.site],
+                    evidence,
                     f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
                     "it barely learns: raise the learning rate, or check it is not meant to be frozen",
                 )
@@ -68,6 +79,7 @@ class EpsDominanceCheck(Check):
     Example:
         >>> EpsDominanceCheck().fraction
         0.5
+
     """
 
     name = "eps_dominance"
@@ -84,7 +96,11 @@ class EpsDominanceCheck(Check):
             median = self._series.median(r.site)
             if self._series.full(r.site) and median >= self.fraction:
                 yield self.finding(
-                    "eps_dominated", "warning", view, [r.site], {"eps_fraction": median},
+                    "eps_dominated",
+                    "warning",
+                    view,
+                    [r.site],
+                    {"eps_fraction": median},
                     f"{median:.0%} of {short(r.site)}'s Adam denominators are dominated by eps",
                     "its gradients are tiny: lower eps, or rescale the loss or the layer",
                 )

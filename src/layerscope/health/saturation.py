@@ -38,6 +38,7 @@ class SaturationCheck(Check):
     Example:
         >>> SaturationCheck(tanh_limit=0.99).tanh_limit
         0.99
+
     """
 
     name = "saturation"
@@ -54,7 +55,9 @@ class SaturationCheck(Check):
         super().__init__(**options)
         low, high = self.sigmoid_band
         if not 0 < low < high < 1:
-            raise ValueError(f"Health: saturation.sigmoid_band must be 0 < low < high < 1, got {self.sigmoid_band}")
+            raise ValueError(
+                f"Health: saturation.sigmoid_band must be 0 < low < high < 1, got {self.sigmoid_band}"
+            )
         if not 0 < self.tanh_limit < 1 or self.tail <= 0:
             raise ValueError("Health: saturation.tanh_limit must be in (0, 1) and tail positive")
         self._series = Series(self.window)
@@ -97,7 +100,9 @@ class SaturationCheck(Check):
             values = self._series.values(site)
             mean = sum(values) / len(values)
             tail = issubclass(module_type, SMOOTH_RELU)
-            if not self._series.full(site) or mean < (self.tail_fraction if tail else self.fraction):
+            if not self._series.full(site) or mean < (
+                self.tail_fraction if tail else self.fraction
+            ):
                 continue
             kind = "negative_tail" if tail else "saturation"
             message = (
@@ -109,4 +114,6 @@ class SaturationCheck(Check):
                 "its inputs are too large: scale the init of the layer before it down, "
                 "normalise its input, or lower the learning rate"
             )
-            yield self.finding(kind, "warning", view, [site], {"saturated_fraction": mean}, message, suggestion)
+            yield self.finding(
+                kind, "warning", view, [site], {"saturated_fraction": mean}, message, suggestion
+            )

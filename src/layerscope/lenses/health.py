@@ -41,6 +41,7 @@ class Health(Lens):
         >>> h = Health(checks=("nan_origin", "loss"), loss={"spike_factor": 3.0})
         >>> [c.name for c in h.checks], h.checks[1].spike_factor
         (['nan_origin', 'loss'], 3.0)
+
     """
 
     default_tag = "health"
@@ -61,7 +62,9 @@ class Health(Lens):
                     f"{', '.join(_LENS_OPTIONS)}, or a check's name: {', '.join(CHECKS)}"
                 )
             if not isinstance(value, Mapping):
-                raise ValueError(f"Health: option {key!r} must be a dict of that check's options, got {value!r}")
+                raise ValueError(
+                    f"Health: option {key!r} must be a dict of that check's options, got {value!r}"
+                )
         chosen = list(CHECKS) if checks is None else list(checks)
         self.checks: list[Check] = []
         for c in chosen:
@@ -74,7 +77,9 @@ class Health(Lens):
         names = {c.name for c in self.checks}
         for key in options:
             if key not in names:
-                raise ValueError(f"Health: options given for check {key!r}, which is not run (checks={sorted(names)})")
+                raise ValueError(
+                    f"Health: options given for check {key!r}, which is not run (checks={sorted(names)})"
+                )
         self.log = FindingLog(close_after)
         self._types: dict[str, type[nn.Module]] = {}
         self._failed: set[str] = set()
