@@ -3,6 +3,9 @@
 
 NB_MODULE(_core, m) {
   m.doc() = "layerscope's C++ statistics engine (use layerscope.stats, its public face).";
+  // Statistics objects legitimately outlive the interpreter's last collection (held in module
+  // globals, in a Scope closed at exit); nanobind's shutdown leak report would only be noise.
+  nanobind::set_leak_warnings(false);
   using namespace layerscope::bindings;
   bind_summary(m);
   bind_moments(m);

@@ -3,7 +3,8 @@
 The bad variant initialises the first hidden layer's bias to -10 before its ReLU (its units
 start dead) and multiplies the learning rate by 100. Each variant is trained under
 ``layerscope.watch``, writes a TensorBoard run and a Matplotlib report, and the demo prints
-what it found: dead-unit fractions per layer, final losses, gradient norms.
+what it found: dead-unit fractions per layer, final losses, gradient norms, and the findings
+of the health checks (what is wrong, where, and what to try).
 """
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ class Findings:
     gradient_dead: dict[str, float] = field(default_factory=dict)
     grad_norms: dict[str, float] = field(default_factory=dict)
     loss: float = math.nan
+    health: list[str] = field(default_factory=list)
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> Findings:
-        """Read the latest dead fractions, weight-gradient norms and loss from records."""
+        """Read the latest dead fractions, weight-gradient norms, loss and findings from records."""
         dead_fractions = [r for r in records if r.quantity == "dead" and r.statistic == "fraction"]
         dead = latest(r for r in dead_fractions if r.site.endswith(":output"))
         gradient_dead = latest(r for r in dead_fractions if r.site.endswith(":output.grad"))
@@ -100,6 +102,7 @@ class Findings:
             gradient_dead={site.partition(":")[0]: v for site, v in gradient_dead.items()},
             grad_norms={site.partition(":")[0]: v for site, v in norms.items()},
             loss=losses.get("loss", math.nan),
+            health=[finding_line(r) for r in records if r.quantity == "finding"],
         )
 
     def lines(self, name: str) -> list[str]:
@@ -107,12 +110,29 @@ class Findings:
         def fmt(values: dict[str, float], pattern: str) -> str:
             return ", ".join(f"{k} {pattern.format(v)}" for k, v in values.items()) or "n/a"
 
-        return [
+        out = [
             f"{name}: final loss {self.loss:.4g}",
             f"  dead units (never active): {fmt(self.dead, '{:.0%}')}",
             f"  gradient death (zero output gradient): {fmt(self.gradient_dead, '{:.0%}')}",
             f"  weight-gradient norms: {fmt(self.grad_norms, '{:.3g}')}",
         ]
+        if self.health:
+            out.append(f"  health findings ({len(self.health)}):")
+            out.extend(f"    {line}" for line in self.health)
+        return out
+
+
+def finding_line(record: Record) -> str:
+    """One terminal line for a finding record.
+
+    Example:
+        >>> finding_line(Record(19, 0, "health", "act1:output", "finding", "dead_units", 3.0,
+        ...                     text="act1 is dead; fix it"))
+        'error, step 19, act1:output: act1 is dead; fix it'
+
+    """
+    severity = {1: "info", 2: "warning", 3: "error"}.get(int(record.value or 0), "finding")
+    return f"{severity}, step {record.step}, {record.site or 'model'}: {record.text or record.statistic}"
 
 
 def _progress(steps: int, name: str, show: bool) -> Iterable[int]:

@@ -31,7 +31,7 @@ def rank_and_size() -> tuple[int, int]:
 
 def _pack(w: SiteWindow) -> tuple[Any, ...]:
     state = w.quantile_state.serialize() if w.quantile_state is not None else None
-    return (w.module, w.kind, w.summary, w.histogram, state, w.values)
+    return (w.module, w.kind, w.summary, w.histogram, state, w.values, w.exceed)
 
 
 def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
@@ -50,6 +50,9 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
     values = [p[5] for p in packed if p[5] is not None]
     if values:  # gatherers' own reductions (attention heads, timesteps): the mean over ranks
         window.values = combine_values(values)
+    exceed = [p[6] for p in packed if p[6]]
+    if exceed:  # element counts add up
+        window.exceed = {key: sum(e.get(key, 0) for e in exceed) for key in exceed[0]}
     states = [stats.ExactQuantiles.deserialize(p[4]) for p in packed if p[4] is not None]
     if states:
         merged = states[0]

@@ -60,6 +60,8 @@ class Record:
             ``"iqr"``, ``"fraction"``, ``"last"``, ``"histogram"``...
         value: the number; ``None`` when the record carries a histogram.
         histogram: the distribution, for ``statistic == "histogram"``.
+        text: a line of prose for records that say something (health findings: what is wrong
+            and what to try); ``None`` for plain numbers.
 
     Example:
         >>> r = Record(step=3, epoch=0, tag="gradients", site="fc1:weight.grad",
@@ -76,6 +78,7 @@ class Record:
     statistic: str
     value: float | None = None
     histogram: HistogramValue | None = field(default=None, compare=False)
+    text: str | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:

@@ -143,6 +143,21 @@ def summarize_torch(
     return DeviceSummary(packed=packed, channel_active=active, sample=sample)
 
 
+def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
+    """Elements of a CPU tensor with ``|x| > level`` (absolute) or ``x > level``; one C++ pass."""
+    if absolute:
+        s = _core.summarize(tensor.detach(), None, level, None)
+    else:
+        s = _core.summarize(tensor.detach(), None, 0.0, level)
+    return int(np.asarray(s.channel_active).sum())
+
+
+def count_exceeding_torch(tensor: torch.Tensor, level: float, absolute: bool) -> torch.Tensor:
+    """The same count as :func:`count_exceeding`, left on the tensor's device."""
+    x = tensor.detach().float()
+    return ((x.abs() if absolute else x) > level).sum()
+
+
 def device_tensors(summary: DeviceSummary) -> list[torch.Tensor]:
     """The tensors of `summary` that :func:`unpack` reads back, in order."""
     if summary.channel_active is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import warnings
 import weakref
@@ -64,10 +65,13 @@ class Scope:
         self.optimizer = optimizer
         self.every = every
         self.flush_every = flush_every
-        self.lenses: list[Lens] = list(default(optimizer is not None) if lenses is None else lenses)
-        for lens in self.lenses:
+        chosen = default(optimizer is not None) if lenses is None else list(lenses)
+        for lens in chosen:
             if not isinstance(lens, Lens):
                 raise ValueError(f"layerscope.watch: lenses must be Lens objects, got {lens!r}")
+        # A lens given by the user is configuration; its state (trackers, findings) belongs to
+        # this run, so the same lens objects can watch another model or run afterwards.
+        self.lenses: list[Lens] = [copy.deepcopy(lens) for lens in chosen]
         self._modules = dict(model.named_modules())
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
@@ -160,6 +164,12 @@ class Scope:
         """The records of the run so far (on rank 0; thinned past ``history`` records)."""
         self._emit_ready(collective=False)
         return list(self._history)
+
+    def findings(self) -> list[Any]:
+        """The health findings so far (:class:`layerscope.health.Finding`), oldest first."""
+        self._emit_ready(collective=False)
+        found = [f for lens in self.lenses if hasattr(lens, "findings") for f in lens.findings()]
+        return sorted(found, key=lambda f: f.step)
 
     def to_pandas(self) -> Any:  # noqa: ANN401 - pandas is an optional extra
         """The records as a pandas DataFrame (needs the ``pandas`` extra)."""
@@ -257,7 +267,7 @@ class Scope:
             for name in self._selected[id(lens)]:
                 for kind in lens.kinds:
                     key = (name, kind)
-                    self._active[key] = self._active.get(key, Needs()) | lens.needs(kind)
+                    self._active[key] = self._active.get(key, Needs()) | lens.needs_at(name, kind)
         self._active_modules.clear()
         self._active_modules.update(name for name, _ in self._active)
 

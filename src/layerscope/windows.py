@@ -25,6 +25,8 @@ from layerscope.reducers import (
     HostSummary,
     combine,
     combine_values,
+    count_exceeding,
+    count_exceeding_torch,
     device_tensors,
     fetch,
     strided_sample,
@@ -49,6 +51,7 @@ class _Pending:
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
     values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
+    exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
 
     @property
     def on_device(self) -> bool:
@@ -56,6 +59,7 @@ class _Pending:
             isinstance(self.histogram, list)
             or any(isinstance(s, DeviceSummary) for s in self.summaries)
             or any(isinstance(v, torch.Tensor) for v in self.values)
+            or any(isinstance(c, list) for c in self.exceed.values())
         )
 
 
@@ -115,6 +119,8 @@ class WindowBuilder:
             pending.values.append(kept.numpy().copy() if on_host else kept.clone())
         if tensor.device.type == "cpu" and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            for key in needs.exceed:
+                pending.exceed[key] = pending.exceed.get(key, 0) + count_exceeding(tensor, *key)
             if needs.quantiles or needs.histogram:
                 sample = strided_sample(tensor)
             if needs.quantiles:
@@ -125,6 +131,8 @@ class WindowBuilder:
                 pending.histogram.update(sample)
             return
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
+        for key in needs.exceed:
+            pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
         if needs.histogram:
             pending.histogram = (pending.histogram or []) + [self._device_counts(tensor)]
 
@@ -185,6 +193,9 @@ class WindowBuilder:
         if isinstance(p.histogram, list):
             parts.append(torch.stack(p.histogram).sum(0))
         parts.extend(v for v in p.values if isinstance(v, torch.Tensor))
+        parts.extend(
+            torch.stack(c).sum().reshape(1) for c in p.exceed.values() if isinstance(c, list)
+        )
         return parts
 
     def _window(self, site: str, p: _Pending, values: Any) -> SiteWindow:  # noqa: ANN401
@@ -220,4 +231,9 @@ class WindowBuilder:
                     for v in p.values
                 ]
             )
+        if p.exceed:
+            window.exceed = {
+                key: int(next(values)[0]) if isinstance(c, list) else c
+                for key, c in p.exceed.items()
+            }
         return window

@@ -279,9 +279,9 @@ def test_dead_heads_need_a_silent_window_and_survive_a_checkpoint():
             scope.step()
     counts = [r.value for r in select(scope.records(), quantity="dead_heads", statistic="count")]
     assert counts == [0, 0]
-    restored = Attention(window=3)
-    restored.load_state_dict(lens.state_dict())
-    with layerscope.watch(mha, lenses=[restored]) as scope:
+    state = scope.state_dict()
+    with layerscope.watch(mha, lenses=[Attention(window=3)]) as scope:
+        scope.load_state_dict(state)
         mha(x, x, x)[0].sum().backward()
         scope.step()
     assert _value(scope.records(), quantity="dead_heads", statistic="count") == 1

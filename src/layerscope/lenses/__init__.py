@@ -17,6 +17,7 @@ from layerscope.lenses.builtin import (
     Parameters,
     default,
 )
+from layerscope.lenses.health import Health
 from layerscope.lenses.optimizer import Optimizer
 from layerscope.lenses.recurrent import Recurrent
 from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
@@ -30,6 +31,7 @@ __all__ = [
     "EmitContext",
     "GradientDeath",
     "GradientNorms",
+    "Health",
     "Lens",
     "Loss",
     "Needs",

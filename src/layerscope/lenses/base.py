@@ -28,12 +28,15 @@ class Needs:
 
     ``values``: keep the observed tensor itself (a small vector a gatherer already reduced) in
     :attr:`SiteWindow.values`, besides its summary.
+    ``exceed`` holds ``(level, absolute)`` pairs: count the elements with ``|x| > level``
+    (absolute) or ``x > level``; the counts reach the lens as ``SiteWindow.exceed``.
     """
 
     quantiles: bool = False
     histogram: bool = False
     activity: bool = False
     values: bool = False
+    exceed: frozenset[tuple[float, bool]] = frozenset()
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
@@ -41,6 +44,7 @@ class Needs:
             self.histogram or other.histogram,
             self.activity or other.activity,
             self.values or other.values,
+            self.exceed | other.exceed,
         )
 
 
@@ -175,6 +179,14 @@ class Lens:
             quantiles=any(s in QUANTILE_STATISTICS for s in self.statistics),
             histogram="histogram" in self.statistics,
         )
+
+    def needs_at(self, module: str, kind: str) -> Needs:
+        """What the reducer must compute at `module`'s site of `kind`; defaults to :meth:`needs`.
+
+        Lenses whose needs depend on the module (a threshold count only on tanh outputs)
+        override this.
+        """
+        return self.needs(kind)
 
     def unit_axis(self) -> bool:
         """Whether the lens needs per-unit activity counts."""

@@ -288,9 +288,10 @@ def default(optimizer: bool = False) -> list[Lens]:
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
-        >>> default(optimizer=True)[-1].tag
-        'optimizer'
+        >>> [lens.tag for lens in default(optimizer=True)][-2:]
+        ['optimizer', 'health']
     """
+    from layerscope.lenses.health import Health  # both import this module: import late
     from layerscope.lenses.optimizer import Optimizer
 
     lenses: list[Lens] = [
@@ -303,5 +304,6 @@ def default(optimizer: bool = False) -> list[Lens]:
         GradientDeath(),
         Distributions(),
     ]
-    # optimizer state moves as slowly as the weights; its statistics read every parameter again
-    return [*lenses, Optimizer(every=10)] if optimizer else lenses
+    if optimizer:  # optimizer state moves as slowly as the weights; reading it costs as much
+        lenses.append(Optimizer(every=10))
+    return [*lenses, Health()]  # last: it judges what the others recorded

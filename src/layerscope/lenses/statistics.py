@@ -23,6 +23,8 @@ class SiteWindow:
     ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
     the step's observations), when a lens asked for it (:attr:`Needs.values`): gatherers that
     reduce on their own (attention heads, timesteps) hand over such small vectors.
+    when a lens asked for quantiles; ``histogram`` is set when one asked for a histogram;
+    ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
     """
 
     site: str
@@ -33,6 +35,7 @@ class SiteWindow:
     histogram: HistogramValue | None = None
     quantile_state: Any = None
     values: np.ndarray | None = None
+    exceed: dict[tuple[float, bool], int] | None = None
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:

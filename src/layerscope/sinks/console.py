@@ -60,15 +60,24 @@ DEFAULT_COLUMNS: tuple[Column, ...] = (
 )
 
 
+#: A finding record's value is its severity level.
+SEVERITIES: dict[int, str] = {1: "info", 2: "warning", 3: "error"}
+
+
 def finding_text(record: Record) -> str:
-    """One line for a finding record.
+    """One line for a finding record: its message and suggestion when it has them.
 
     Example:
         >>> finding_text(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 0.5))
         'step 4: health: fc1:output: dead_units (0.5)'
+        >>> finding_text(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 2.0,
+        ...                     text="fc1 is dead; lower the learning rate"))
+        'step 4: fc1:output: dead_units: fc1 is dead; lower the learning rate'
 
     """
     where = record.site or "model"
+    if record.text:
+        return f"step {record.step}: {where}: {record.statistic}: {record.text}"
     value = "" if record.value is None else f" ({record.value:.3g})"
     return f"step {record.step}: {record.tag}: {where}: {record.statistic}{value}"
 
@@ -166,7 +175,9 @@ class ConsoleSink:
                 key = (r.tag, r.site, r.statistic)
                 if key not in self._seen:
                     self._seen.add(key)
-                    self._print("warning: " + finding_text(r), style="bold yellow")
+                    severity = SEVERITIES.get(int(r.value or 2), "warning") if r.text else "warning"
+                    style = "bold red" if severity == "error" else "bold yellow"
+                    self._print(f"{severity}: " + finding_text(r), style=style)
             else:
                 self.records.append(r)
 

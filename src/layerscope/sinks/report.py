@@ -191,8 +191,29 @@ class Report:
         return fig
 
     def figures(self) -> dict[str, Figure]:
-        """Build every tag's figure."""
-        return {tag: self.figure(tag) for tag in self.tags}
+        """Build every tag's figure, and the findings page when there are findings."""
+        out = {tag: self.figure(tag) for tag in self.tags}
+        page = self.findings_figure()
+        if page is not None:
+            out["findings"] = page
+        return out
+
+    def findings_figure(self, max_lines: int = 40) -> Figure | None:
+        """A text page listing the health findings (one line each), or None without any."""
+        found = sorted((r for r in self.records if r.quantity == "finding"), key=lambda r: r.step)
+        if not found:
+            return None
+        figure_module = require("matplotlib.figure", "plot", "Report")
+        lines = [finding_line(r) for r in found[:max_lines]]
+        if len(found) > max_lines:
+            lines.append(f"... and {len(found) - max_lines} more")
+        fig = figure_module.Figure(figsize=(11, 0.6 + 0.28 * len(lines)))
+        fig.suptitle("findings")
+        for i, line in enumerate(lines):
+            color = "firebrick" if line.startswith("error") else "black"
+            fig.text(0.01, 1 - (0.45 + 0.28 * (i + 1)) / fig.get_figheight(), line,
+                     fontsize="small", family="monospace", color=color)
+        return fig
 
     def save(self, out_dir: str | Path, formats: Sequence[str] = ("png",)) -> list[Path]:
         """Write each tag's figure in each format into ``out_dir``; return the paths."""
@@ -207,6 +228,19 @@ class Report:
                 fig.savefig(path, format=fmt, dpi=110)
                 paths.append(path)
         return paths
+
+def finding_line(record: Record) -> str:
+    """One line for a finding record on the findings page.
+
+    Example:
+        >>> finding_line(Record(7, 0, "health", "act1:output", "finding", "dead_units", 3.0,
+        ...                     text="act1 is dead; lower the learning rate"))
+        'error, step 7, act1:output: act1 is dead; lower the learning rate'
+
+    """
+    severity = {1: "info", 2: "warning", 3: "error"}.get(int(record.value or 0), "finding")
+    return f"{severity}, step {record.step}, {record.site or 'model'}: {record.text or record.statistic}"
+
 
 def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
     """Draw one planned panel on ``ax`` with ``x`` (``"step"`` or ``"epoch"``) as x axis."""

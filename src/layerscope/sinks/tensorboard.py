@@ -67,6 +67,23 @@ def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
     }
 
 
+def finding_markdown(record: Record) -> str:
+    """The text a finding record shows in TensorBoard's text tab.
+
+    Example:
+        >>> finding_markdown(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 2.0,
+        ...                         text="fc1 is dead; lower the learning rate"))
+        '**warning** at `fc1:output`, step 4: fc1 is dead; lower the learning rate'
+
+    """
+    from layerscope.health.findings import SEVERITY_LEVELS
+
+    names = {v: k for k, v in SEVERITY_LEVELS.items()}
+    severity = names.get(int(record.value or 0), "finding")
+    where = f"`{record.site}`" if record.site else "the model"
+    return f"**{severity}** at {where}, step {record.step}: {record.text or record.statistic}"
+
+
 def derived_bands(records: Sequence[Record]) -> list[Record]:
     """``mean-std`` and ``mean+std`` records for every step/site/quantity with mean and std.
 
@@ -99,7 +116,8 @@ class TensorBoardSink:
     """Writes records to a TensorBoard log directory.
 
     Scalars are named by :attr:`Record.name` (``tag/site/quantity.statistic``) at global step
-    ``record.step``; histogram records are written from their edges and counts. Where a
+    ``record.step``; histogram records are written from their edges and counts; findings
+    (quantity ``"finding"``) are written as text under ``"<tag>/<kind>"`` (``health/dead_units``). Where a
     site/quantity has mean and std (written also as ``mean-std`` / ``mean+std`` scalars) or
     min and max, a margin chart in the custom-scalars dashboard shows the centre line with its
     bands (mean±std, q25–q75, min–max) together, one category per tag. The layout is written
@@ -135,12 +153,18 @@ class TensorBoardSink:
         self._scalar_names: set[str] = set()
         self.scalars_written = 0
         self.histograms_written = 0
+        self.texts_written = 0
         self.closed = False
 
     def write(self, records: Sequence[Record]) -> None:
         """Write one flush of records and flush the event file."""
         if self.closed:
             raise RuntimeError("TensorBoardSink.write: the sink is closed")
+        for r in records:
+            if r.quantity == "finding":  # health findings are prose: TensorBoard's text tab
+                self._writer.add_text(f"{r.tag}/{r.statistic}", finding_markdown(r), global_step=r.step)
+                self.texts_written += 1
+        records = [r for r in records if r.quantity != "finding"]
         scalars = [r for r in records if r.histogram is None and r.value is not None]
         for r in [*scalars, *derived_bands(scalars)]:
             self._writer.add_scalar(r.name, float(r.value), global_step=r.step)

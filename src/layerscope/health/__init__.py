@@ -1,0 +1,52 @@
+"""Health checks: findings about a training run (what is wrong, where, since when).
+
+The :class:`~layerscope.lenses.Health` lens runs the checks of :data:`CHECKS` on every step it
+observes; each check is a small :class:`Check` subclass reading the step's windows and records.
+"""
+
+from layerscope.health.activity import DeadUnitsCheck, GradientDeathCheck
+from layerscope.health.attention import AttentionCheck
+from layerscope.health.base import Check, Series, StepView
+from layerscope.health.findings import SEVERITY_LEVELS, Finding, FindingLog
+from layerscope.health.gradients import DepthGradientsCheck, GradientSpikeCheck
+from layerscope.health.loss import LossCheck
+from layerscope.health.nonfinite import NanOriginCheck
+from layerscope.health.optimizer import EpsDominanceCheck, UpdateRatioCheck
+from layerscope.health.saturation import SaturationCheck
+
+#: Every built-in check by name, in the order they run.
+CHECKS: dict[str, type[Check]] = {
+    c.name: c
+    for c in (
+        NanOriginCheck,
+        DeadUnitsCheck,
+        GradientDeathCheck,
+        SaturationCheck,
+        DepthGradientsCheck,
+        GradientSpikeCheck,
+        UpdateRatioCheck,
+        EpsDominanceCheck,
+        LossCheck,
+        AttentionCheck,
+    )
+}
+
+__all__ = [
+    "CHECKS",
+    "SEVERITY_LEVELS",
+    "AttentionCheck",
+    "Check",
+    "DeadUnitsCheck",
+    "DepthGradientsCheck",
+    "EpsDominanceCheck",
+    "Finding",
+    "FindingLog",
+    "GradientDeathCheck",
+    "GradientSpikeCheck",
+    "LossCheck",
+    "NanOriginCheck",
+    "SaturationCheck",
+    "Series",
+    "StepView",
+    "UpdateRatioCheck",
+]

@@ -1,0 +1,176 @@
+"""The check protocol: what a health check reads each step, and how its options are checked."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import nn
+
+from layerscope.health.findings import Finding
+from layerscope.lenses.base import Needs
+from layerscope.lenses.statistics import SiteWindow
+from layerscope.records import Record
+
+
+@dataclass
+class StepView:
+    """What every check reads on a step: the windows, the step's records, the model's layout.
+
+    Attributes:
+        step: the step being checked.
+        windows: site -> reduced window of the step, in the order the sites were observed
+            (forward order for outputs, backward order for output gradients).
+        records: every record the lenses emitted for the step.
+        module_order: module name -> depth index in ``named_modules()`` order.
+        module_types: module name -> module class, for the modules the Health lens selected.
+
+    """
+
+    step: int
+    windows: Mapping[str, SiteWindow]
+    records: Sequence[Record]
+    module_order: Mapping[str, int]
+    module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
+
+    def find(self, quantity: str, statistic: str, tag: str | None = None) -> list[Record]:
+        """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
+        return [
+            r
+            for r in self.records
+            if r.quantity == quantity
+            and r.statistic == statistic
+            and (tag is None or r.tag == tag)
+            and r.is_finite
+        ]
+
+    def depth(self, site: str) -> int:
+        """The depth index of the module a site belongs to (-1 when unknown)."""
+        return self.module_order.get(site.partition(":")[0], -1)
+
+
+class Check:
+    """Base of every health check: a name, options with defaults, and :meth:`run`.
+
+    A subclass sets ``name`` (the option group in ``Health(name={...})``), ``options`` (the
+    defaults), and implements :meth:`run`; a check that needs extra per-site statistics also
+    overrides :meth:`needs_at`. Options are validated here: an unknown one is a ValueError
+    naming it and the accepted ones.
+
+    Example:
+        >>> class Quiet(Check):
+        ...     name = "quiet"
+        ...     options = {"limit": 1.0}
+        ...     def run(self, view):
+        ...         return []
+        >>> Quiet(limit=2.0).limit
+        2.0
+
+    """
+
+    name: ClassVar[str] = "check"
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        for key, value in options.items():
+            if key not in self.options:
+                accepted = ", ".join(self.options) or "none"
+                raise ValueError(
+                    f"Health: check {self.name!r} has no option {key!r}; accepted: {accepted}"
+                )
+            default = self.options[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if (
+                    not isinstance(value, (int, float))
+                    or isinstance(value, bool)
+                    or math.isnan(value)
+                ):
+                    raise ValueError(
+                        f"Health: option {self.name}.{key} must be a number, got {value!r}"
+                    )
+            if isinstance(default, tuple) and (
+                not isinstance(value, (tuple, list)) or len(value) != len(default)
+            ):
+                raise ValueError(
+                    f"Health: option {self.name}.{key} must be a pair like {default!r}, got {value!r}"
+                )
+        for key, default in self.options.items():
+            value = options.get(key, default)
+            setattr(self, key, tuple(value) if isinstance(default, tuple) else value)
+        for key in ("window", "min_steps"):
+            if key in self.options and (
+                not isinstance(getattr(self, key), int) or getattr(self, key) < 1
+            ):
+                raise ValueError(
+                    f"Health: option {self.name}.{key} must be a positive integer, "
+                    f"got {getattr(self, key)!r}"
+                )
+
+    def needs_at(self, module: str, module_type: type[nn.Module], kind: str) -> Needs:
+        """Extra statistics this check needs at a site; none by default."""
+        return Needs()
+
+    def run(self, view: StepView) -> Iterable[Finding]:
+        """What the check sees on this step (the finding log de-duplicates)."""
+        raise NotImplementedError
+
+    def finding(
+        self,
+        kind: str,
+        severity: str,
+        view: StepView,
+        sites: Sequence[str],
+        evidence: Mapping[str, float],
+        message: str,
+        suggestion: str,
+    ) -> Finding:
+        """A finding at the view's step."""
+        return Finding(kind, severity, view.step, tuple(sites), dict(evidence), message, suggestion)
+
+
+class Series:
+    """The last ``size`` values of one quantity per key (a site), for windowed checks.
+
+    Example:
+        >>> s = Series(3)
+        >>> for v in (1.0, 5.0, 2.0, 4.0):
+        ...     s.add("fc1", v)
+        >>> s.values("fc1"), s.median("fc1"), s.full("fc1")
+        ([5.0, 2.0, 4.0], 4.0, True)
+
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: dict[str, deque[float]] = {}
+
+    def add(self, key: str, value: float) -> None:
+        """Append a value for `key`, dropping the oldest beyond ``size``."""
+        self._values.setdefault(key, deque(maxlen=self.size)).append(value)
+
+    def values(self, key: str) -> list[float]:
+        """The kept values of `key`, oldest first."""
+        return list(self._values.get(key, ()))
+
+    def full(self, key: str) -> bool:
+        """Whether `key` has ``size`` values."""
+        return len(self._values.get(key, ())) >= self.size
+
+    def median(self, key: str) -> float:
+        """The median of the kept values (NaN when none)."""
+        values = self._values.get(key)
+        return statistics.median(values) if values else math.nan
+
+    def keys(self) -> list[str]:
+        """The keys seen so far."""
+        return list(self._values)
+
+
+def short(site: str) -> str:
+    """The module part of a site, for messages (``"fc1:output"`` -> ``"fc1"``)."""
+    module = site.partition(":")[0]
+    return module or "model"

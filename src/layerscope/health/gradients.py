@@ -1,0 +1,141 @@
+"""Gradient checks: vanishing / exploding across depth, and spikes of the global norm over time."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from torch import nn
+
+from layerscope.health.base import Check, Series, StepView, short
+from layerscope.health.findings import Finding
+
+#: Normalisation layers: their weight gradients follow a different scale, so depth ignores them.
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
+
+class DepthGradientsCheck(Check):
+    """The first layer's weight-gradient norm against the last's, in module order.
+
+    Reads the GradientNorms lens's ``l2.last`` records of ``*:weight.grad`` sites; the log10 of
+    first / last, as a median over the window, below ``log10_vanishing`` means the gradient
+    vanishes on its way down, above ``log10_exploding`` that it explodes.
+
+    Options: ``log10_vanishing`` (-4), ``log10_exploding`` (4), ``window`` (5),
+    ``min_layers`` (3).
+
+    Example:
+        >>> DepthGradientsCheck(log10_vanishing=-3).log10_vanishing
+        -3
+
+    """
+
+    name = "depth_gradients"
+    options = {"log10_vanishing": -4.0, "log10_exploding": 4.0, "window": 5, "min_layers": 3}
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._series = Series(self.window)
+
+    def run(self, view: StepView) -> Iterable[Finding]:
+        """At most one finding per step: vanishing or exploding, naming first and last layer."""
+        norms: dict[str, float] = {}
+        for r in view.find("l2", "last"):
+            module, _, what = r.site.partition(":")
+            module_type = view.module_types.get(module)
+            if what.endswith("weight.grad") and not (
+                module_type and issubclass(module_type, NORMS)
+            ):
+                norms[r.site] = float(r.value)  # type: ignore[arg-type]
+        if len(norms) < self.min_layers:
+            return
+        ordered = sorted(norms, key=view.depth)
+        first, last = ordered[0], ordered[-1]
+        if norms[first] <= 0 or norms[last] <= 0:
+            return
+        self._series.add("", math.log10(norms[first] / norms[last]))
+        if not self._series.full(""):
+            return
+        ratio = self._series.median("")
+        evidence = {"log10_first_over_last": ratio, "first": norms[first], "last": norms[last]}
+        if ratio < self.log10_vanishing:
+            yield self.finding(
+                "vanishing_gradients",
+                "warning",
+                view,
+                [first, last],
+                evidence,
+                f"the gradient reaching {short(first)} is 1e{ratio:.0f} of {short(last)}'s",
+                "use ReLU-like activations, residual connections, normalisation or a better init",
+            )
+        elif ratio > self.log10_exploding:
+            yield self.finding(
+                "exploding_gradients",
+                "warning",
+                view,
+                [first, last],
+                evidence,
+                f"the gradient reaching {short(first)} is 1e{ratio:.0f} times {short(last)}'s",
+                "lower the init scale, add normalisation, or clip gradients",
+            )
+
+
+class GradientSpikeCheck(Check):
+    """The global gradient norm against the median of its recent values.
+
+    Reads the GradientNorms lens's ``global_l2.last`` record. A value above ``factor`` times
+    the median of the last ``window`` values (once ``min_steps`` are known) is a spike; the
+    median of the last few above ``growth`` times the median of the first few is sustained
+    growth: exploding gradients over time.
+
+    Options: ``factor`` (10), ``growth`` (1000), ``window`` (20), ``min_steps`` (5).
+
+    Example:
+        >>> GradientSpikeCheck(factor=5).factor
+        5
+
+    """
+
+    name = "gradient_spikes"
+    options = {"factor": 10.0, "growth": 1000.0, "window": 20, "min_steps": 5}
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._recent = Series(self.window)
+        self._early = Series(self.min_steps)
+        self._last = Series(self.min_steps)
+
+    def run(self, view: StepView) -> Iterable[Finding]:
+        """A spike finding, and an exploding-over-time finding, each when it applies."""
+        for r in view.find("global_l2", "last"):
+            value = float(r.value)  # type: ignore[arg-type]
+            known = len(self._recent.values(""))
+            median = self._recent.median("")
+            self._recent.add("", value)
+            if not self._early.full(""):
+                self._early.add("", value)
+            self._last.add("", value)
+            if known >= self.min_steps and median > 0 and value > self.factor * median:
+                yield self.finding(
+                    "gradient_spike",
+                    "warning",
+                    view,
+                    [],
+                    {"global_l2": value, "median": median},
+                    f"the global gradient norm jumped to {value:.3g}, {value / median:.0f}x its "
+                    "recent median",
+                    "look for a bad batch; clip gradients or lower the learning rate",
+                )
+            early = self._early.median("")
+            if self._early.full("") and known >= 2 * self.min_steps and early > 0:
+                recent = self._last.median("")
+                if recent > self.growth * early:
+                    yield self.finding(
+                        "exploding_gradients",
+                        "error",
+                        view,
+                        [],
+                        {"global_l2": recent, "early": early},
+                        f"the global gradient norm grew from {early:.3g} to {recent:.3g}",
+                        "lower the learning rate, clip gradients, or add normalisation",
+                    )

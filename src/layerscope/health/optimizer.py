@@ -1,0 +1,106 @@
+"""Optimizer checks: update-to-weight ratio out of its band, Adam denominators ruled by eps.
+
+Both read records of the Optimizer lens (``update_ratio.last`` and ``eps_dominance.fraction``
+at parameter sites such as ``"fc1:weight"``); without that lens they find nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from layerscope.health.base import Check, Series, StepView, short
+from layerscope.health.findings import Finding
+
+
+class UpdateRatioCheck(Check):
+    """log10 of ||update|| / ||weight|| per parameter, as a median over a window, out of band.
+
+    Options: ``band`` ((-5.0, -0.5)): accepted log10 range. About -3 is the rule of thumb, but
+    healthy small models trained with SGD+momentum or Adam were measured between -3.6 and
+    -0.7, and a learning rate 100x too high between -1.6 and +1.6;
+    ``window`` (5).
+
+    Example:
+        >>> UpdateRatioCheck(band=(-4, -2)).band
+        (-4, -2)
+
+    """
+
+    name = "update_ratio"
+    options = {"band": (-5.0, -0.5), "window": 5}
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        if not self.band[0] < self.band[1]:
+            raise ValueError(
+                f"Health: update_ratio.band must be (low, high) with low < high, got {self.band}"
+            )
+        self._series = Series(self.window)
+
+    def run(self, view: StepView) -> Iterable[Finding]:
+        """A finding per parameter whose median log10 ratio leaves the band."""
+        for r in view.find("update_ratio", "last"):
+            value = float(r.value)  # type: ignore[arg-type]
+            self._series.add(r.site, math.log10(value) if value > 0 else -math.inf)
+            if not self._series.full(r.site):
+                continue
+            median = self._series.median(r.site)
+            low, high = self.band
+            evidence = {"log10_update_ratio": median}
+            if median > high:
+                yield self.finding(
+                    "update_ratio_high",
+                    "warning",
+                    view,
+                    [r.site],
+                    evidence,
+                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
+                    "lower the learning rate for it",
+                )
+            elif median < low:
+                yield self.finding(
+                    "update_ratio_low",
+                    "info",
+                    view,
+                    [r.site],
+                    evidence,
+                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
+                    "it barely learns: raise the learning rate, or check it is not meant to be frozen",
+                )
+
+
+class EpsDominanceCheck(Check):
+    """Adam-like optimizers whose denominators sqrt(v) + eps are mostly eps.
+
+    Options: ``fraction`` (0.5): the median share of eps-dominated elements that makes a
+    finding; ``window`` (5).
+
+    Example:
+        >>> EpsDominanceCheck().fraction
+        0.5
+
+    """
+
+    name = "eps_dominance"
+    options = {"fraction": 0.5, "window": 5}
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._series = Series(self.window)
+
+    def run(self, view: StepView) -> Iterable[Finding]:
+        """A finding per parameter mostly ruled by eps over the window."""
+        for r in view.find("eps_dominance", "fraction"):
+            self._series.add(r.site, float(r.value))  # type: ignore[arg-type]
+            median = self._series.median(r.site)
+            if self._series.full(r.site) and median >= self.fraction:
+                yield self.finding(
+                    "eps_dominated",
+                    "warning",
+                    view,
+                    [r.site],
+                    {"eps_fraction": median},
+                    f"{median:.0%} of {short(r.site)}'s Adam denominators are dominated by eps",
+                    "its gradients are tiny: lower eps, or rescale the loss or the layer",
+                )

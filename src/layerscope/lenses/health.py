@@ -1,0 +1,147 @@
+"""The Health lens: runs the health checks on each step it observes and emits their findings."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from layerscope.health import CHECKS, Check, Finding, FindingLog, StepView
+from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.records import Record
+
+_LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
+
+
+class Health(Lens):
+    """Turns the statistics of a step into findings: dead units, saturation, vanishing or
+    exploding gradients, update ratios, NaN origin, loss spikes, attention collapse...
+
+    Each finding is reported once, when first seen (a record with tag ``"health"``, quantity
+    ``"finding"``, statistic = its kind, value = its level 1 info / 2 warning / 3 error, site =
+    its primary site, and ``text`` = message and suggestion); while it persists it is updated,
+    and it closes after ``close_after`` checked steps without it. ``scope.findings()`` returns
+    them all. Several checks read other lenses' records (DeadUnits, GradientDeath,
+    GradientNorms, Loss, the optimizer and attention lenses): keep those lenses in the set.
+
+    Args:
+        checks: names of the checks to run (default: all of :data:`layerscope.health.CHECKS`),
+            or :class:`~layerscope.health.Check` instances.
+        close_after: checked steps without a sighting before a finding closes.
+        **options: per-check options, ``saturation={"tanh_limit": 0.99}``; and the lens options
+            ``modules``, ``names``, ``where`` (which module outputs the checks read),
+            ``every``, ``first``, ``schedule``, ``tag``.
+
+    Raises:
+        ValueError: an unknown check, option or check option (the message names it).
+
+    Example:
+        >>> h = Health(checks=("nan_origin", "loss"), loss={"spike_factor": 3.0})
+        >>> [c.name for c in h.checks], h.checks[1].spike_factor
+        (['nan_origin', 'loss'], 3.0)
+
+    """
+
+    default_tag = "health"
+    kinds = ("output", "output.grad")
+
+    def __init__(
+        self,
+        *,
+        checks: Sequence[str | Check] | None = None,
+        close_after: int = 10,
+        **options: Any,
+    ) -> None:
+        lens_options = {k: options.pop(k) for k in _LENS_OPTIONS if k in options}
+        for key, value in options.items():
+            if key not in CHECKS:
+                raise ValueError(
+                    f"Health: unknown option {key!r}; accepted: checks, close_after, "
+                    f"{', '.join(_LENS_OPTIONS)}, or a check's name: {', '.join(CHECKS)}"
+                )
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"Health: option {key!r} must be a dict of that check's options, got {value!r}"
+                )
+        chosen = list(CHECKS) if checks is None else list(checks)
+        self.checks: list[Check] = []
+        for c in chosen:
+            if isinstance(c, Check):
+                self.checks.append(c)
+            elif isinstance(c, str) and c in CHECKS:
+                self.checks.append(CHECKS[c](**options.get(c, {})))
+            else:
+                raise ValueError(f"Health: unknown check {c!r}; choose from {', '.join(CHECKS)}")
+        names = {c.name for c in self.checks}
+        for key in options:
+            if key not in names:
+                raise ValueError(
+                    f"Health: options given for check {key!r}, which is not run (checks={sorted(names)})"
+                )
+        self.log = FindingLog(close_after)
+        self._types: dict[str, type[nn.Module]] = {}
+        self._failed: set[str] = set()
+        super().__init__(**lens_options)
+
+    # -- selection and needs ---------------------------------------------------------------------
+    def select(self, named_modules: Iterable[tuple[str, nn.Module]]) -> list[str]:
+        """The selected modules (leaf modules by default); remembers their types."""
+        pairs = list(named_modules)
+        chosen = super().select(pairs)
+        modules = dict(pairs)
+        self._types = {name: type(modules[name]) for name in chosen}
+        return chosen
+
+    def needs(self, kind: str) -> Needs:
+        """Nothing beyond the fused summary, except where a check asks (see :meth:`needs_at`)."""
+        return Needs()
+
+    def needs_at(self, module: str, kind: str) -> Needs:
+        """What the checks need at `module`'s site of `kind` (threshold counts for saturation)."""
+        module_type = self._types.get(module)
+        out = Needs()
+        if module_type is not None:
+            for check in self.checks:
+                out = out | check.needs_at(module, module_type, kind)
+        return out
+
+    # -- records ---------------------------------------------------------------------------------
+    def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
+        """Nothing of its own: the findings come in :meth:`review`."""
+        return []
+
+    def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
+        """Run every check on the step; a record for each new finding."""
+        view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types)
+        seen: list[Finding] = []
+        for check in self.checks:
+            if check.name in self._failed:
+                continue
+            try:
+                seen.extend(check.run(view))
+            except Exception as error:  # noqa: BLE001 - a failing check must not kill training
+                self._failed.add(check.name)
+                warnings.warn(
+                    f"layerscope: health check {check.name!r} failed and is disabled: {error!r}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return [
+            Record(
+                step=ctx.step,
+                epoch=ctx.epoch,
+                tag=self.tag,
+                site=f.site,
+                quantity="finding",
+                statistic=f.kind,
+                value=float(f.level),
+                text=f.text,
+            )
+            for f in self.log.observe(ctx.step, seen)
+        ]
+
+    def findings(self) -> list[Finding]:
+        """Every finding so far, oldest first."""
+        return self.log.findings()
