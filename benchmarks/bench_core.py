@@ -8,12 +8,16 @@ The fused summary of a 64M-element tensor (float32, then bfloat16) against
 - a single ``torch.sum`` over the same tensor, a floor set by memory bandwidth:
   ``vs_sum`` = our time / its time (lower is better, target <= 1.5).
 Every timing is the best of several interleaved repetitions; torch keeps its default thread
-count. If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
+count. Each timed call starts after a short pause: torch's OpenMP workers spin for a few
+milliseconds after every parallel op, and without the pause they would hold a core while the
+next candidate (whichever it is) runs. The load average is printed with the figures.
+If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
 every figure as ``name=value`` pairs.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -26,6 +30,7 @@ from layerscope import stats
 
 N = 64 * 1024 * 1024
 REPEATS = 7
+SETTLE_S = 0.05  # lets torch's spinning OpenMP workers go idle between timed calls
 
 
 def torch_ops(x: torch.Tensor) -> tuple:
@@ -58,6 +63,7 @@ def time_side_by_side(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(REPEATS):
         for name, fn in candidates.items():
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             fn(x)
             times[name].append(time.perf_counter() - start)
@@ -78,8 +84,12 @@ def bench_dtype(dtype: torch.dtype, prefix: str) -> dict[str, float]:
 
 
 def main() -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {N} elements")
-    results = bench_dtype(torch.float32, "")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {N} elements, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    results = {"load_avg_1min": os.getloadavg()[0]}
+    results.update(bench_dtype(torch.float32, ""))
     results.update(bench_dtype(torch.bfloat16, "bf16_"))
     here = Path(__file__).resolve().parent
     if (here / "sketch_benchmark.py").exists():

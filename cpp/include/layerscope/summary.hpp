@@ -27,7 +27,20 @@ struct SummaryOptions {
   std::optional<double> threshold;
 };
 
-/// Statistics of one buffer. Sums are accumulated in double whatever the input dtype.
+/// Statistics of one buffer.
+///
+/// Precision. float64 input is accumulated in double throughout. float32, float16 and bfloat16
+/// input is accumulated in float lanes over short stretches (8 values per lane for |x| and the
+/// squares, 32 for the signed sum), which go into double sums at once, and blocks of 4096
+/// values merge in double (Chan). Squares are taken of deviations from a pivot near each
+/// block's mean (the mean of its first 512 values, so sum((x-pivot)^2) <= 9 m2 whatever the
+/// data), scaled by a power of two, so m2 does not suffer the cancellation of
+/// sum_sq - sum^2/n and no square under- or overflows. Against a float64 oracle the relative
+/// error of sum (to l1), l1, l2 and mean stays below 5e-7, that of sum_sq and m2 below 1e-6,
+/// on adversarial data too (offsets of 1e4 sigma, magnitudes from 1e-30 to 1e30, periodic
+/// outliers 1e8 times the rest: measured worst 4e-7); ordinary data gives about 1e-9. Blocks
+/// holding a NaN, an Inf, or magnitudes the float lanes cannot square are re-read in double.
+///
 /// NaN and ±Inf are counted (nan, pos_inf, neg_inf) and excluded from every other statistic,
 /// so one bad value never poisons the rest. With no finite element (count == 0): mean, min and
 /// max are NaN; sum, sum_sq, m2, l1 and l2 are 0.
@@ -254,15 +267,11 @@ inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 16;
 
 }  // namespace detail
 
-/// Summarizes `view` in one pass: float32, float64, float16 or bfloat16, any strides (zero and
-/// negative included), channel axis anywhere. Large buffers are split among the hardware
-/// threads and the partial summaries merged. An empty view gives count 0 (see Summary).
-/// Throws std::invalid_argument when options.eps is negative or NaN, or options.threshold NaN.
-inline Summary summarize(const BufferView& view, const SummaryOptions& options = {}) {
-  if (!(options.eps >= 0.0))
-    throw std::invalid_argument("layerscope: eps must be >= 0, got " + std::to_string(options.eps));
-  if (options.threshold && std::isnan(*options.threshold))
-    throw std::invalid_argument("layerscope: threshold must not be NaN");
+namespace detail {
+
+/// summarize() with its options checked; `wide`: use the AVX2 kernels (the tests pass false to
+/// run the portable ones on any CPU).
+inline Summary summarize_with(const BufferView& view, const SummaryOptions& options, bool wide) {
   const std::int64_t channels = view.channels();
   const RunPlan plan(view);
   const std::int64_t runs = plan.run_count();
@@ -286,7 +295,7 @@ inline Summary summarize(const BufferView& view, const SummaryOptions& options =
     using T = std::conditional_t<D == DType::Float64, double, float>;
     const detail::ActiveTest<T> test{
         detail::round_down<T>(options.threshold ? *options.threshold : options.eps),
-        !options.threshold.has_value(), detail::cpu_has_avx2_fma()};
+        !options.threshold.has_value(), wide};
     detail::parallel_for(units, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
       if (begin >= end) return;
       detail::SummaryFolder<D> folder(partial[w], channels, test, plan.channel_innermost());
@@ -309,6 +318,20 @@ inline Summary summarize(const BufferView& view, const SummaryOptions& options =
   result.size = view.size();  // also right for views with no runs at all
   result.l2 = std::sqrt(result.sum_sq);
   return result;
+}
+
+}  // namespace detail
+
+/// Summarizes `view` in one pass: float32, float64, float16 or bfloat16, any strides (zero and
+/// negative included), channel axis anywhere. Large buffers are split among the hardware
+/// threads and the partial summaries merged. An empty view gives count 0 (see Summary).
+/// Throws std::invalid_argument when options.eps is negative or NaN, or options.threshold NaN.
+inline Summary summarize(const BufferView& view, const SummaryOptions& options = {}) {
+  if (!(options.eps >= 0.0))
+    throw std::invalid_argument("layerscope: eps must be >= 0, got " + std::to_string(options.eps));
+  if (options.threshold && std::isnan(*options.threshold))
+    throw std::invalid_argument("layerscope: threshold must not be NaN");
+  return detail::summarize_with(view, options, detail::cpu_has_avx2_fma());
 }
 
 }  // namespace layerscope

@@ -16,7 +16,9 @@ Summary = _core.Summary
 Summary.__doc__ = """Statistics of one buffer, as returned by :func:`summarize`; read-only.
 
 NaN and +/-Inf elements are counted (``nan``, ``pos_inf``, ``neg_inf``) and left out of every
-other statistic. Sums are accumulated in double precision whatever the input dtype. With no
+other statistic. float64 input is accumulated in double; float32, float16 and bfloat16 input in
+float over short stretches that are folded into double at once, to within 1e-6 relative of a
+float64 computation (5e-7 for sums and norms), adversarial data included. With no
 finite element (``count == 0``), ``mean``, ``min``, ``max``, ``variance`` and ``std`` are NaN and
 the sums and norms are 0.
 

@@ -1,8 +1,9 @@
-// x86 versions of the fast block pass of summary_block.hpp. SSE2 is part of x86-64, so the
-// SSE2 kernel needs no flag; the AVX2+FMA kernels are compiled for that target function by
-// function and chosen at run time (cpu_has_avx2_fma), so one portable wheel runs everywhere and
-// still uses 256-bit registers where the CPU has them. The compiler does not vectorise the
-// mixed float/double loop of fast_block_portable by itself, hence the intrinsics.
+// The x86 version of the fast block pass of summary_block.hpp, with 256-bit registers. The
+// AVX2+FMA kernel is compiled for that target function by function and chosen at run time
+// (cpu_has_avx2_fma), so one portable wheel runs everywhere and still uses AVX2 where the CPU
+// has it; elsewhere the portable loop runs, which the compiler vectorises for the baseline ISA
+// (SSE2 on x86-64). bfloat16 is widened in registers (a 16-bit shift), so it costs what
+// float32 costs, at half the memory traffic.
 #pragma once
 
 #include <cstdint>
@@ -11,10 +12,6 @@
 
 #include "layerscope/detail/summary_block.hpp"
 
-#if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
-#define LAYERSCOPE_SUMMARY_SSE2 1
-#endif
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define LAYERSCOPE_SUMMARY_AVX2 1
@@ -31,96 +28,22 @@ inline bool cpu_has_avx2_fma() noexcept {
 #endif
 }
 
-#if defined(LAYERSCOPE_SUMMARY_SSE2)
-/// The float32 fast path written for SSE2, which every x86-64 CPU has (the compiler does not
-/// vectorise the mixed float/double loop above by itself). Same results as the portable loop up
-/// to the order of additions.
-template <bool kAbsolute>
-bool fast_block_sse2(const float* x, int n, float limit, BlockStats& out) {
-  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7FFFFFFF));
-  const __m128d abs_mask_d = _mm_castsi128_pd(_mm_set1_epi64x(0x7FFFFFFFFFFFFFFF));
-  const __m128 zero = _mm_setzero_ps();
-  const __m128 lim = _mm_set1_ps(limit);
-  const double shift = x[0];
-  const __m128d k = _mm_set1_pd(shift);
-  __m128 lo0 = _mm_set1_ps(std::numeric_limits<float>::infinity()), lo1 = lo0;
-  __m128 hi0 = _mm_set1_ps(-std::numeric_limits<float>::infinity()), hi1 = hi0;
-  __m128i zeros = _mm_setzero_si128(), active = _mm_setzero_si128();
-  __m128d dev[4], dev_sq[4], l1[4];
-  for (int j = 0; j < 4; ++j) dev[j] = dev_sq[j] = l1[j] = _mm_setzero_pd();
-  const int whole = n - n % 8;
-  for (int i = 0; i < whole; i += 8) {
-    const __m128 v0 = _mm_loadu_ps(x + i), v1 = _mm_loadu_ps(x + i + 4);
-    lo0 = _mm_min_ps(lo0, v0);
-    lo1 = _mm_min_ps(lo1, v1);
-    hi0 = _mm_max_ps(hi0, v0);
-    hi1 = _mm_max_ps(hi1, v1);
-    // A true compare is all ones, -1 as an integer: subtracting it counts.
-    zeros = _mm_sub_epi32(zeros, _mm_castps_si128(_mm_cmpeq_ps(v0, zero)));
-    zeros = _mm_sub_epi32(zeros, _mm_castps_si128(_mm_cmpeq_ps(v1, zero)));
-    const __m128 key0 = kAbsolute ? _mm_and_ps(v0, abs_mask) : v0;
-    const __m128 key1 = kAbsolute ? _mm_and_ps(v1, abs_mask) : v1;
-    active = _mm_sub_epi32(active, _mm_castps_si128(_mm_cmpgt_ps(key0, lim)));
-    active = _mm_sub_epi32(active, _mm_castps_si128(_mm_cmpgt_ps(key1, lim)));
-    const __m128d d[4] = {_mm_cvtps_pd(v0), _mm_cvtps_pd(_mm_movehl_ps(v0, v0)),
-                          _mm_cvtps_pd(v1), _mm_cvtps_pd(_mm_movehl_ps(v1, v1))};
-    for (int j = 0; j < 4; ++j) {
-      const __m128d s = _mm_sub_pd(d[j], k);
-      dev[j] = _mm_add_pd(dev[j], s);
-      dev_sq[j] = _mm_add_pd(dev_sq[j], _mm_mul_pd(s, s));
-      l1[j] = _mm_add_pd(l1[j], _mm_and_pd(d[j], abs_mask_d));
-    }
-  }
-  alignas(16) double lanes[3][10];
-  alignas(16) float low4[8], high4[8];
-  alignas(16) std::int32_t counts[8];
-  for (int j = 0; j < 4; ++j) {
-    _mm_store_pd(lanes[0] + 2 * j, dev[j]);
-    _mm_store_pd(lanes[1] + 2 * j, dev_sq[j]);
-    _mm_store_pd(lanes[2] + 2 * j, l1[j]);
-  }
-  _mm_store_ps(low4, _mm_min_ps(lo0, lo1));
-  _mm_store_ps(high4, _mm_max_ps(hi0, hi1));
-  _mm_store_si128(reinterpret_cast<__m128i*>(counts), zeros);
-  _mm_store_si128(reinterpret_cast<__m128i*>(counts + 4), active);
-  double low = low4[0], high = high4[0];
-  std::int64_t z = 0, a = 0;
-  for (int j = 0; j < 4; ++j) {
-    low = std::min<double>(low, low4[j]);
-    high = std::max<double>(high, high4[j]);
-    z += counts[j];
-    a += counts[4 + j];
-  }
-  // The tail, fewer than 8 values, into two spare lanes.
-  lanes[0][8] = lanes[1][8] = lanes[2][8] = 0.0;
-  lanes[0][9] = lanes[1][9] = lanes[2][9] = 0.0;
-  for (int i = whole; i < n; ++i) {
-    const float v = x[i];
-    low = v < low ? v : low;
-    high = v > high ? v : high;
-    z += v == 0.0f;
-    a += (kAbsolute ? std::fabs(v) : v) > limit;
-    const double s = static_cast<double>(v) - shift;
-    lanes[0][8] += s;
-    lanes[1][8] += s * s;
-    lanes[2][8] += std::fabs(static_cast<double>(v));
-  }
-  // min/max ignore a NaN in one operand; finish_block still sees it through the sums.
-  return finish_block(lanes[0], lanes[1], lanes[2], 10, shift, n, low, high, z, a, out);
-}
-#endif
-
-
 #if defined(LAYERSCOPE_SUMMARY_AVX2)
 #define LAYERSCOPE_AVX2_FN __attribute__((target("avx2,fma")))
 
-/// Eight values as floats: float32 loaded as is, bfloat16 widened (its bits are the upper half).
-template <class In> LAYERSCOPE_AVX2_FN inline __m256 load8(const In* p) {
+/// Sixteen values as two vectors of floats: float32 loaded as is; bfloat16 widened by
+/// interleaving zero low halves (its bits are a float's upper half), one instruction per
+/// vector. The unpack works within 128-bit lanes, so the values come out permuted: harmless,
+/// as every statistic here ignores order.
+template <class In> LAYERSCOPE_AVX2_FN inline void load16(const In* p, __m256& u, __m256& v) {
   if constexpr (std::is_same_v<In, float>) {
-    return _mm256_loadu_ps(p);
+    u = _mm256_loadu_ps(p);
+    v = _mm256_loadu_ps(p + 8);
   } else {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i zero = _mm256_setzero_si256();
+    u = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, raw));
+    v = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, raw));
   }
 }
 
@@ -135,91 +58,146 @@ template <class In> inline float load1(const In* p) {
   }
 }
 
-/// The fast pass with 256-bit registers over float32 or bfloat16 (In = std::uint16_t) values;
-/// same contract as fast_block_portable.
-template <class In, bool kAbsolute>
+/// Sum of the lanes of two float accumulators, added in double once the two are combined.
+LAYERSCOPE_AVX2_FN inline double total16(__m256 u, __m256 v) {
+  const __m256 t = _mm256_add_ps(u, v);
+  const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(t)),
+                                  _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/// Adds two float accumulators into a double one.
+LAYERSCOPE_AVX2_FN inline __m256d flush16(__m256d into, __m256 u, __m256 v) {
+  const __m256 t = _mm256_add_ps(u, v);
+  return _mm256_add_pd(into, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(t)),
+                                           _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1))));
+}
+
+LAYERSCOPE_AVX2_FN inline double total4(__m256d v) {
+  const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/// The fast pass with 256-bit float lanes over float32 or bfloat16 (In = std::uint16_t)
+/// values; same contract and same scheme as fast_block_portable, two accumulators of eight
+/// lanes each. kCountZeros false: the caller tests |x| > 0, so that (the block being finite)
+/// zeros = n - active, one compare less per vector.
+template <class In, bool kAbsolute, bool kCountZeros>
 LAYERSCOPE_AVX2_FN bool fast_block_avx2(const In* x, int n, float limit, BlockStats& out) {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  const __m256d abs_mask_d = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFF));
-  const __m256 lim = _mm256_set1_ps(limit);
-  const double shift = load1(x);
-  const __m256d k = _mm256_set1_pd(shift);
-  __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 hi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  __m256i zeros = _mm256_setzero_si256(), active = _mm256_setzero_si256();
-  // Four sets of double accumulators, 16 values a turn: enough independent chains to hide the
-  // add latency, few enough to stay in the 16 registers.
-  __m256d dev[4], dev_sq[4], l1[4];
-  for (int j = 0; j < 4; ++j) dev[j] = dev_sq[j] = l1[j] = _mm256_setzero_pd();
-  const int whole = n - n % 16;
-  for (int i = 0; i < whole; i += 16) {
-    const __m256 v[2] = {load8(x + i), load8(x + i + 8)};
-    lo = _mm256_min_ps(lo, _mm256_min_ps(v[0], v[1]));
-    hi = _mm256_max_ps(hi, _mm256_max_ps(v[0], v[1]));
-    for (int h = 0; h < 2; ++h) {
-      // A true compare is all ones, -1 as an integer: subtracting it counts.
-      zeros = _mm256_sub_epi32(
-          zeros, _mm256_castps_si256(_mm256_cmp_ps(v[h], _mm256_setzero_ps(), _CMP_EQ_OQ)));
-      const __m256 key = kAbsolute ? _mm256_and_ps(v[h], abs_mask) : v[h];
-      active =
-          _mm256_sub_epi32(active, _mm256_castps_si256(_mm256_cmp_ps(key, lim, _CMP_GT_OQ)));
-      const __m256d d[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(v[h])),
-                            _mm256_cvtps_pd(_mm256_extractf128_ps(v[h], 1))};
-      for (int j = 0; j < 2; ++j) {
-        const int a = 2 * h + j;
-        const __m256d s = _mm256_sub_pd(d[j], k);
-        dev[a] = _mm256_add_pd(dev[a], s);
-        dev_sq[a] = _mm256_fmadd_pd(s, s, dev_sq[a]);
-        l1[a] = _mm256_add_pd(l1[a], _mm256_and_pd(d[j], abs_mask_d));
+  constexpr int kStep = 16;  // two vectors a turn, one per accumulator
+  const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+  double pilot_sum = 0.0, pilot_abs = 0.0;
+  const int k = std::min(kSummaryPilot, n), k_whole = k - k % kStep;
+  {
+    __m256 s[2] = {zero, zero}, a[2] = {zero, zero};
+    for (int i = 0; i < k_whole; i += kStep) {
+      __m256 v[2];
+      load16(x + i, v[0], v[1]);
+      for (int h = 0; h < 2; ++h) {
+        s[h] = _mm256_add_ps(s[h], v[h]);
+        a[h] = _mm256_add_ps(a[h], _mm256_andnot_ps(sign, v[h]));
       }
     }
+    for (int i = k_whole; i < k; ++i) {
+      pilot_sum += load1(x + i);
+      pilot_abs += std::fabs(load1(x + i));
+    }
+    pilot_sum += total16(s[0], s[1]);
+    pilot_abs += total16(a[0], a[1]);
   }
-  alignas(32) double lanes[3][18];
-  alignas(32) float low8[8], high8[8];
-  alignas(32) std::int32_t zero8[8], active8[8];
-  for (int j = 0; j < 4; ++j) {
-    _mm256_store_pd(lanes[0] + 4 * j, dev[j]);
-    _mm256_store_pd(lanes[1] + 4 * j, dev_sq[j]);
-    _mm256_store_pd(lanes[2] + 4 * j, l1[j]);
+  const Pivot<float> pivot(pilot_sum, pilot_abs, k);
+  const __m256 scale = _mm256_set1_ps(pivot.scale), addend = _mm256_set1_ps(pivot.addend);
+  const __m256 lim = _mm256_set1_ps(limit);
+  __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 hi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256i counts = _mm256_setzero_si256();
+  __m256d abs_sum = _mm256_setzero_pd(), dev = abs_sum, dev_sq = abs_sum;
+  const int whole = n - n % kStep;
+  // The positive sums go into double every kSummaryFlush values (8 per float lane), the
+  // signed one, less exposed, every 4 times that.
+  for (int outer = 0; outer < whole; outer += 4 * kSummaryFlush) {
+    __m256 s[2] = {zero, zero};
+    for (int at = outer; at < std::min(whole, outer + 4 * kSummaryFlush); at += kSummaryFlush) {
+      const int stop = std::min(whole, at + kSummaryFlush);
+      __m256 a[2] = {zero, zero}, q[2] = {zero, zero};
+      for (int i = at; i < stop; i += kStep) {
+        __m256 v[2];
+        load16(x + i, v[0], v[1]);
+        for (int h = 0; h < 2; ++h) {
+          const __m256 mag = _mm256_andnot_ps(sign, v[h]);
+          lo = _mm256_min_ps(lo, v[h]);
+          hi = _mm256_max_ps(hi, v[h]);
+          // A true compare is all ones, -1 as an integer: subtracting it counts. Zeros share
+          // the register: subtracted as 16-bit integers, a zero adds one to both halves of
+          // its lane, so the upper half counts zeros and the lower one active values plus
+          // zeros (at most 512 per lane in a block: no carry).
+          counts = _mm256_sub_epi32(
+              counts,
+              _mm256_castps_si256(_mm256_cmp_ps(kAbsolute ? mag : v[h], lim, _CMP_GT_OQ)));
+          if constexpr (kCountZeros)
+            counts = _mm256_sub_epi16(
+                counts, _mm256_castps_si256(_mm256_cmp_ps(v[h], zero, _CMP_EQ_OQ)));
+          a[h] = _mm256_add_ps(a[h], mag);
+          const __m256 d = _mm256_fmadd_ps(v[h], scale, addend);
+          s[h] = _mm256_add_ps(s[h], d);
+          q[h] = _mm256_fmadd_ps(d, d, q[h]);
+        }
+      }
+      abs_sum = flush16(abs_sum, a[0], a[1]);
+      dev_sq = flush16(dev_sq, q[0], q[1]);
+    }
+    dev = flush16(dev, s[0], s[1]);
   }
-  _mm256_store_ps(low8, lo);
-  _mm256_store_ps(high8, hi);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(zero8), zeros);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(active8), active);
-  double low = low8[0], high = high8[0];
-  std::int64_t z = 0, a = 0;
-  for (int j = 0; j < 8; ++j) {
-    low = std::min<double>(low, low8[j]);
-    high = std::max<double>(high, high8[j]);
-    z += zero8[j];
-    a += active8[j];
-  }
-  for (int j = 16; j < 18; ++j) lanes[0][j] = lanes[1][j] = lanes[2][j] = 0.0;
-  for (int i = whole; i < n; ++i) {
-    const float v = load1(x + i);
+  PassSums sums{total4(abs_sum), total4(dev), total4(dev_sq)};
+  float low = std::numeric_limits<float>::infinity(), high = -low;
+  std::int64_t z = 0, act = 0;
+  for (int i = whole; i < n; ++i) {  // fewer than kStep values
+    const float v = load1(x + i), d = v * pivot.scale + pivot.addend;
     low = v < low ? v : low;
     high = v > high ? v : high;
-    z += v == 0.0f;
-    a += (kAbsolute ? std::fabs(v) : v) > limit;
-    const double s = static_cast<double>(v) - shift;
-    lanes[0][16] += s;
-    lanes[1][16] += s * s;
-    lanes[2][16] += std::fabs(static_cast<double>(v));
+    if constexpr (kCountZeros) z += v == 0.0f;
+    act += (kAbsolute ? std::fabs(v) : v) > limit;
+    sums.abs_sum += std::fabs(v);
+    sums.dev += d;
+    sums.dev_sq += static_cast<double>(d) * d;
   }
-  return finish_block(lanes[0], lanes[1], lanes[2], 18, shift, n, low, high, z, a, out);
+  alignas(32) float low8[8], high8[8];
+  alignas(32) std::uint32_t count8[8];
+  _mm256_store_ps(low8, lo);
+  _mm256_store_ps(high8, hi);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(count8), counts);
+  for (int j = 0; j < 8; ++j) {
+    low = low8[j] < low ? low8[j] : low;
+    high = high8[j] > high ? high8[j] : high;
+    const std::int64_t zeros_here = kCountZeros ? count8[j] >> 16 : 0;
+    z += zeros_here;
+    act += (count8[j] & 0xFFFF) - zeros_here;
+  }
+  if constexpr (!kCountZeros) z = n - act;
+  return finish_block(pivot, sums, n, z, act, low, high, out);
 }
 #undef LAYERSCOPE_AVX2_FN
 #endif
+
+/// The AVX2 pass for float or bfloat16 input, the zero count derived when the test is |x| > 0.
+template <class In, bool kAbsolute>
+bool fast_block_wide(const In* x, int n, float limit, BlockStats& out) {
+#if defined(LAYERSCOPE_SUMMARY_AVX2)
+  if (kAbsolute && limit == 0.0f) return fast_block_avx2<In, kAbsolute, false>(x, n, limit, out);
+  return fast_block_avx2<In, kAbsolute, true>(x, n, limit, out);
+#else
+  (void)x, (void)n, (void)limit, (void)out;
+  return false;
+#endif
+}
 
 /// The fast path for this element type and CPU.
 template <class T, bool kAbsolute>
 bool fast_block(const T* x, int n, T limit, bool wide, BlockStats& out) {
 #if defined(LAYERSCOPE_SUMMARY_AVX2)
   if constexpr (std::is_same_v<T, float>)
-    if (wide) return fast_block_avx2<float, kAbsolute>(x, n, limit, out);
-#endif
-#if defined(LAYERSCOPE_SUMMARY_SSE2)
-  if constexpr (std::is_same_v<T, float>) return fast_block_sse2<kAbsolute>(x, n, limit, out);
+    if (wide) return fast_block_wide<float, kAbsolute>(x, n, limit, out);
 #endif
   (void)wide;
   return fast_block_portable<T, kAbsolute>(x, n, limit, out);
@@ -238,20 +216,14 @@ template <class T> BlockStats block_stats(const T* x, int n, ActiveTest<T> test)
   return b;
 }
 
-
 /// Fast pass over n contiguous bfloat16 values read in place, when the CPU has AVX2. Returns
 /// false, leaving `out` untouched, when it cannot (no AVX2, or a NaN/Inf in the block): the
 /// caller then widens the values to float and calls block_stats.
 inline bool bfloat16_block_stats(const std::uint16_t* x, int n, ActiveTest<float> test,
                                  BlockStats& out) {
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
-  if (test.wide) {
-    return test.absolute ? fast_block_avx2<std::uint16_t, true>(x, n, test.limit, out)
-                         : fast_block_avx2<std::uint16_t, false>(x, n, test.limit, out);
-  }
-#endif
-  (void)x, (void)n, (void)test, (void)out;
-  return false;
+  if (!test.wide) return false;
+  return test.absolute ? fast_block_wide<std::uint16_t, true>(x, n, test.limit, out)
+                       : fast_block_wide<std::uint16_t, false>(x, n, test.limit, out);
 }
 
 }  // namespace layerscope::detail
