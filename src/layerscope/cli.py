@@ -28,12 +28,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def report(run_dir: Path, out: Path | None, formats: Sequence[str]) -> list[Path]:
     """Render one report per run found under ``run_dir``; return the figure paths."""
+    from layerscope.docs import error_message
     from layerscope.sinks.events import read_run
     from layerscope.sinks.report import render_report
 
     runs = read_run(run_dir)
     if not runs:
-        raise ValueError(f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files")
+        raise ValueError(error_message(
+            f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files", "no-event-files"))
     target = out if out is not None else run_dir / "report"
     paths: list[Path] = []
     for name, records in runs.items():

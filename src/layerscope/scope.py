@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from layerscope import stats
+from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
 from layerscope.lenses import Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE, UNIT_MODULES
@@ -101,15 +102,20 @@ class Scope:
         flush_every: int = 10,
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise ValueError(f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}")
+            raise ValueError(error_message(
+                f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}",
+                "bad-model"))
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            raise ValueError(
-                f"layerscope.watch: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
+            raise ValueError(error_message(
+                f"layerscope.watch: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}",
+                "bad-optimizer"))
         if not isinstance(every, int) or every < 1:
-            raise ValueError(f"layerscope.watch: every must be a positive integer, got {every!r}")
+            raise ValueError(error_message(
+                f"layerscope.watch: every must be a positive integer, got {every!r}", "bad-option"))
         if not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"layerscope.watch: flush_every must be a positive integer, got {flush_every!r}")
+            raise ValueError(error_message(
+                f"layerscope.watch: flush_every must be a positive integer, got {flush_every!r}",
+                "bad-option"))
         self.model = model
         self.optimizer = optimizer
         self.every = every
@@ -144,10 +150,9 @@ class Scope:
         for lens in self.lenses:
             for kind in lens.kinds:
                 if kind not in known:
-                    raise ValueError(
+                    raise ValueError(error_message(
                         f"{lens!r} reads site kind {kind!r}, which no gatherer produces; "
-                        f"known kinds: {', '.join(sorted(known))}"
-                    )
+                        f"known kinds: {', '.join(sorted(known))}", "unknown-kind"))
         context = GatherContext(
             modules=self._modules,
             wanted=wanted,
@@ -195,6 +200,27 @@ class Scope:
             self._observe_loss(loss)
         else:  # the optimizer already closed the step this loss belongs to
             self._late_loss(loss)
+
+    def observe_loss(self, loss: torch.Tensor | float) -> None:
+        """Record a loss for the step in progress, the one the next optimizer step closes.
+
+        For callers that know where the loss belongs (trainer callbacks), unlike :meth:`step`,
+        which guesses from whether the model's forward ran since the last optimizer step.
+        """
+        if not self._closed:
+            self._observe_loss(loss)
+
+    def align_step(self, step: int) -> None:
+        """Continue counting from ``step`` (a trainer resumed at that global step).
+
+        Raises:
+            ValueError: ``step`` is negative or not an integer.
+        """
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"Scope.align_step: step must be a non-negative integer, got {step!r}")
+        if step != self.step_count:
+            self.step_count = step
+            self._plan_step()
 
     def epoch(self) -> None:
         """Advance the epoch counter; records from now on carry the new epoch."""
@@ -247,9 +273,28 @@ class Scope:
         if torch.is_grad_enabled():
             self._forward_since_step = True
 
-    def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        for gatherer in self._gatherers:
-            gatherer.before_step()
+    def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
+        # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if not callable(closure):
+            for gatherer in self._gatherers:
+                gatherer.before_step()
+            return None
+        # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
+        # this hook: read them when the closure has run the first time.
+        done = False
+
+        def observed_closure() -> Any:  # noqa: ANN401
+            nonlocal done
+            result = closure()
+            if not done:
+                done = True
+                for gatherer in self._gatherers:
+                    gatherer.before_step()
+            return result
+
+        rest = {k: v for k, v in kwargs.items() if k != "closure"}
+        return args[:1], {**rest, "closure": observed_closure}
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
         for gatherer in self._gatherers:
