@@ -174,7 +174,7 @@ LAYERSCOPE_AVX2_FN bool fast_block_avx2(const In* x, int n, float limit, BlockSt
       }
     }
   }
-  alignas(32) double lanes[3][18];
+  alignas(32) double lanes[3][20];  // rows of 20 doubles keep every row 32-byte aligned
   alignas(32) float low8[8], high8[8];
   alignas(32) std::int32_t zero8[8], active8[8];
   for (int j = 0; j < 4; ++j) {
