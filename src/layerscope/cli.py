@@ -1,4 +1,4 @@
-"""The ``layerscope`` command: ``report`` from event files, ``demo``, ``--version``."""
+"""The ``layerscope`` command: ``report`` from event files, ``demo``, ``info``, ``--version``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
     demo.add_argument("--steps", type=int, default=150, help="training steps per variant")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    commands.add_parser("info", help="versions, the engine's build flags and the extras")
     return parser
 
 
@@ -51,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             for path in report(args.run_dir, args.out, args.format or ["png"]):
                 print(path)
+        elif args.command == "info":
+            from layerscope.info import collect, format_info
+
+            print(format_info(collect()))
         else:
             from layerscope.demo import run_demo
 
