@@ -88,6 +88,8 @@ def test_sdist_and_wheel_install_into_a_fresh_venv(tmp_path):
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
     python = env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    # the wheel first, before the borrowed paths could make pip think it is installed already
+    _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheel)
     # torch and numpy come from this environment, appended after the fresh venv's own packages
     site = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
     import numpy
@@ -95,7 +97,6 @@ def test_sdist_and_wheel_install_into_a_fresh_venv(tmp_path):
 
     borrowed = dict.fromkeys(str(Path(m.__file__).parents[1]) for m in (torch, numpy))
     (Path(site) / "borrowed.pth").write_text("".join(f"{p}\n" for p in borrowed))
-    _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheel)
     smoke = (
         "import layerscope, numpy as np, torch\n"
         f"assert layerscope.__file__.startswith({site!r}), layerscope.__file__\n"
