@@ -9,14 +9,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # cmake, ninja and ctest come from the venv, so the build needs nothing preinstalled but Python.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test test-cpp test-python bench lint setup system-deps clean
+.PHONY: demo test test-cpp test-python test-docs docs bench lint setup system-deps clean
 
 ## demo: train the demo model, write a TensorBoard run and a report (the README's main job)
 demo: setup
 	$(VENV)/bin/layerscope demo
 
-## test: every test, C++ (GoogleTest through ctest) and Python (pytest)
-test: test-cpp test-python
+## test: every test, C++ (GoogleTest through ctest), Python (pytest) and the docs build
+test: test-cpp test-python test-docs
 
 test-cpp: setup system-deps
 	cmake -S . -B $(CPP_BUILD) -G Ninja -DLAYERSCOPE_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release
@@ -25,6 +25,10 @@ test-cpp: setup system-deps
 
 test-python: setup
 	$(PY) -m pytest
+
+## test-docs / docs: build the docs site (gallery rendered on the fly), warnings as errors
+test-docs docs: setup
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs build/docs
 
 ## bench: the benchmarks of benchmarks/, each printing ratios measured side by side
 bench: setup

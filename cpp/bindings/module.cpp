@@ -12,4 +12,5 @@ NB_MODULE(_core, m) {
   bind_histogram(m);
   bind_quantile_sketch(m);
   bind_activity(m);
+  bind_build_info(m);
 }

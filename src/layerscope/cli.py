@@ -1,4 +1,4 @@
-"""The ``layerscope`` command: ``report`` from event files, ``demo``, ``--version``."""
+"""The ``layerscope`` command: ``report`` from event files, ``demo``, ``info``, ``--version``."""
 
 from __future__ import annotations
 
@@ -23,17 +23,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
     demo.add_argument("--steps", type=int, default=150, help="training steps per variant")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    commands.add_parser("info", help="versions, the engine's build flags and the extras")
     return parser
 
 
 def report(run_dir: Path, out: Path | None, formats: Sequence[str]) -> list[Path]:
     """Render one report per run found under ``run_dir``; return the figure paths."""
+    from layerscope.docs import error_message
     from layerscope.sinks.events import read_run
     from layerscope.sinks.report import render_report
 
     runs = read_run(run_dir)
     if not runs:
-        raise ValueError(f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files")
+        raise ValueError(error_message(
+            f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files", "no-event-files"))
     target = out if out is not None else run_dir / "report"
     paths: list[Path] = []
     for name, records in runs.items():
@@ -49,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             for path in report(args.run_dir, args.out, args.format or ["png"]):
                 print(path)
+        elif args.command == "info":
+            from layerscope.info import collect, format_info
+
+            print(format_info(collect()))
         else:
             from layerscope.demo import run_demo
 

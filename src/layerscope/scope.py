@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from layerscope.distributed import merge_to_rank0, rank_and_size
+from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
@@ -117,10 +118,9 @@ class Scope:
         for lens in self.lenses:
             for kind in lens.kinds:
                 if kind not in known:
-                    raise ValueError(
+                    raise ValueError(error_message(
                         f"{lens!r} reads site kind {kind!r}, which no gatherer produces; "
-                        f"known kinds: {', '.join(sorted(known))}"
-                    )
+                        f"known kinds: {', '.join(sorted(known))}", "unknown-kind"))
         context = GatherContext(
             modules=self._modules,
             wanted=wanted,
@@ -155,6 +155,27 @@ class Scope:
                 self._observe_loss(loss)
             else:  # the optimizer already closed the step this loss belongs to
                 self._late_loss(loss)
+
+    def observe_loss(self, loss: torch.Tensor | float) -> None:
+        """Record a loss for the step in progress, the one the next optimizer step closes.
+
+        For callers that know where the loss belongs (trainer callbacks), unlike :meth:`step`,
+        which guesses from whether the model's forward ran since the last optimizer step.
+        """
+        if not self._closed:
+            self._observe_loss(loss)
+
+    def align_step(self, step: int) -> None:
+        """Continue counting from ``step`` (a trainer resumed at that global step).
+
+        Raises:
+            ValueError: ``step`` is negative or not an integer.
+        """
+        if not isinstance(step, int) or step < 0:
+            raise ValueError(f"Scope.align_step: step must be a non-negative integer, got {step!r}")
+        if step != self.step_count:
+            self.step_count = step
+            self._plan_step()
 
     def epoch(self) -> None:
         """Advance the epoch counter; records from now on carry the new epoch."""
@@ -244,9 +265,28 @@ class Scope:
         if torch.is_grad_enabled():
             self._forward_since_step = True
 
-    def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        for gatherer in self._gatherers:
-            gatherer.before_step()
+    def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
+        # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if not callable(closure):
+            for gatherer in self._gatherers:
+                gatherer.before_step()
+            return None
+        # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
+        # this hook: read them when the closure has run the first time.
+        done = False
+
+        def observed_closure() -> Any:  # noqa: ANN401
+            nonlocal done
+            result = closure()
+            if not done:
+                done = True
+                for gatherer in self._gatherers:
+                    gatherer.before_step()
+            return result
+
+        rest = {k: v for k, v in kwargs.items() if k != "closure"}
+        return args[:1], {**rest, "closure": observed_closure}
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
         for gatherer in self._gatherers:
@@ -370,17 +410,18 @@ class Scope:
 
 def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:
     if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}"
-        )
+        raise ValueError(error_message(
+            f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}",
+            "bad-model"))
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(
+        raise ValueError(error_message(
             "layerscope.watch: optimizer must be a torch.optim.Optimizer, got "
-            f"{type(optimizer).__name__}"
-        )
+            f"{type(optimizer).__name__}", "bad-optimizer"))
     for name, value in (("every", every), ("flush_every", flush_every)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"layerscope.watch: {name} must be a positive integer, got {value!r}")
+            raise ValueError(error_message(
+                f"layerscope.watch: {name} must be a positive integer, got {value!r}",
+                "bad-option"))
 
 
 def watch(

@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from layerscope.docs import error_message
 from layerscope.lenses.statistics import (
     NORM_STATISTICS,
     QUANTILE_STATISTICS,
@@ -148,7 +149,9 @@ class Lens:
         """Names of the selected modules; ValueError when the selection matches nothing."""
         chosen = [name for name, module in named_modules if self.selects(name, module)]
         if not chosen:
-            raise ValueError(f"{self!r} selects no module of this model; {self._selection_hint()}")
+            raise ValueError(error_message(
+                f"{self!r} selects no module of this model; {self._selection_hint()}",
+                "no-module-selected"))
         return chosen
 
     def _selection_hint(self) -> str:

@@ -1,0 +1,65 @@
+// _core.build_info(): how this engine was compiled and which SIMD paths the CPU can take, for
+// `layerscope info` and bug reports. Declares only; every value is a compile-time constant or
+// the summary kernel's own run-time CPU check.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <string>
+
+#include "binding_support.hpp"
+#include "bindings.hpp"
+#include "layerscope/detail/summary_simd.hpp"
+
+namespace layerscope::bindings {
+
+namespace {
+
+std::string compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#elif defined(_MSC_VER)
+  return "msvc " + std::to_string(_MSC_VER);
+#else
+  return "unknown";
+#endif
+}
+
+#if defined(LAYERSCOPE_SUMMARY_SSE2)
+constexpr bool kSse2 = true;
+#else
+constexpr bool kSse2 = false;
+#endif
+#if defined(LAYERSCOPE_SUMMARY_AVX2)
+constexpr bool kAvx2 = true;
+#else
+constexpr bool kAvx2 = false;
+#endif
+#if defined(NDEBUG)
+constexpr bool kNdebug = true;
+#else
+constexpr bool kNdebug = false;
+#endif
+
+}  // namespace
+
+void bind_build_info(nb::module_& m) {
+  m.def(
+      "build_info",
+      []() {
+        nb::dict info;
+        info["compiler"] = compiler();
+        info["cxx_standard"] = static_cast<long>(__cplusplus);
+        info["ndebug"] = kNdebug;
+        info["simd_sse2"] = kSse2;
+        info["simd_avx2_compiled"] = kAvx2;
+        info["simd_avx2_runtime"] = detail::cpu_has_avx2_fma();
+        return info;
+      },
+      "How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, and the SIMD "
+      "paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU).");
+}
+
+}  // namespace layerscope::bindings

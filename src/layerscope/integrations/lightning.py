@@ -1,0 +1,165 @@
+"""PyTorch Lightning callback: a Scope that follows the trainer's global step and logger.
+
+The Scope counts optimizer steps, as ``trainer.global_step`` does, so the records of a step carry
+the global step at which its batches were processed, with or without ``accumulate_grad_batches``.
+Lightning runs the forward and backward pass inside ``optimizer.step(closure)``; the Scope reads
+gradients after that closure has run, so they belong to the step that computed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from layerscope.docs import error_message
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        error_message(
+            "layerscope.integrations.lightning needs the 'lightning' package: "
+            "pip install 'layerscope[integrations]'",
+            "missing-extra",
+        )
+    ) from error
+
+from layerscope.lenses import Lens
+from layerscope.records import Record
+from layerscope.scope import Scope, watch
+from layerscope.sinks.base import Sink
+
+
+class LoggerSink:
+    """Hands scalar records to a Lightning logger (W&B, CSV, MLflow, ...) via ``log_metrics``.
+
+    Metrics are named by :attr:`Record.name` and logged at the record's step; histograms are
+    left to the TensorBoard sink.
+
+    Example:
+        >>> from lightning.pytorch.loggers import CSVLogger
+        >>> import tempfile
+        >>> sink = LoggerSink(CSVLogger(tempfile.mkdtemp()))
+        >>> sink.write([Record(0, 0, "loss", "loss", "value", "mean", 0.5)])
+        >>> sink.close()
+
+    """
+
+    def __init__(self, logger: Any) -> None:  # noqa: ANN401 - any Lightning logger
+        self.logger = logger
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Log the scalar records, one ``log_metrics`` call per step."""
+        by_step: dict[int, dict[str, float]] = {}
+        for r in records:
+            if r.value is not None:
+                by_step.setdefault(r.step, {})[r.name] = float(r.value)
+        for step in sorted(by_step):
+            self.logger.log_metrics(by_step[step], step=step)
+
+    def close(self) -> None:
+        """Ask the logger to write what it holds."""
+        self.logger.save()
+
+
+class LayerscopeCallback(Callback):
+    """Observes a LightningModule while ``trainer.fit`` runs.
+
+    On train start it calls :func:`layerscope.watch` with the module and the trainer's first
+    optimizer; on train end, or when training raises, it closes the Scope (hooks removed, records
+    flushed). Records go where the trainer already logs: into a ``TensorBoardLogger``'s
+    ``log_dir``, or through any other logger's ``log_metrics`` (W&B, CSV, MLflow). The loss each
+    ``training_step`` returns is recorded too, un-scaled by ``accumulate_grad_batches``.
+
+    Args:
+        lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
+        every: observe every N-th step.
+        sinks: further sinks.
+        flush_every: hand records to the sinks every N steps.
+        use_logger: write through the trainer's logger (default True).
+
+    Example:
+        >>> callback = LayerscopeCallback(every=10)
+        >>> callback.scope is None  # attached when training starts
+        True
+
+    """
+
+    def __init__(
+        self,
+        lenses: Sequence[Lens] | None = None,
+        every: int = 1,
+        sinks: Sequence[Sink] = (),
+        flush_every: int = 10,
+        use_logger: bool = True,
+    ) -> None:
+        self.lenses = lenses
+        self.every = every
+        self.sinks = tuple(sinks)
+        self.flush_every = flush_every
+        self.use_logger = use_logger
+        self.scope: Scope | None = None
+        self._records: list[Record] = []
+
+    def records(self) -> list[Record]:
+        """Every record of the current run, or of the last one once it has ended."""
+        return self.scope.records() if self.scope is not None else list(self._records)
+
+    def _logging(self, trainer: Trainer) -> tuple[str | None, list[Sink]]:
+        logger = trainer.logger if self.use_logger else None
+        if logger is None:
+            return None, []
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if isinstance(logger, TensorBoardLogger):
+            return str(logger.log_dir), []
+        return None, [LoggerSink(logger)]
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Attach the Scope to the module and the trainer's first optimizer."""
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        if not trainer.is_global_zero:
+            return
+        logdir, sinks = self._logging(trainer)
+        self.scope = watch(pl_module, optimizer=optimizer, lenses=self.lenses, every=self.every,
+                           logdir=logdir, sinks=(*sinks, *self.sinks), flush_every=self.flush_every)
+        self.scope.align_step(trainer.global_step)
+        self.scope.epoch_count = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Records from now on carry the trainer's epoch."""
+        if self.scope is not None:
+            self.scope.epoch_count = trainer.current_epoch
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int  # noqa: ANN401
+    ) -> None:
+        """Follow the global step should the two ever part (a step skipped by a grad scaler)."""
+        if self.scope is not None:
+            self.scope.align_step(trainer.global_step)
+
+    def on_before_backward(
+        self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor
+    ) -> None:
+        """Record the loss of this micro-batch as ``training_step`` returned it."""
+        if self.scope is not None and pl_module.automatic_optimization:
+            self.scope.observe_loss(loss.detach() * trainer.accumulate_grad_batches)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Close the Scope: flush records, remove every hook."""
+        self.close()
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        """Close the Scope when training raises; the records so far are flushed."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the Scope if one is attached. Safe to call twice."""
+        if self.scope is not None:
+            scope, self.scope = self.scope, None
+            scope.close()
+            self._records = scope.records()
