@@ -63,11 +63,13 @@ def test_plain_example_agrees_with_numpy(examples, tmp_path):
     d = x.astype(np.float64)
     assert int(out["size"]) == x.size
     assert int(out["zeros"]) == int((x == 0).sum())
-    assert float(out["mean"]) == pytest.approx(d.mean(), rel=1e-12, abs=1e-15)
+    # float32 input is summed in float lanes flushed to double (summary.hpp): ~1e-7 relative
+    # to the sum of magnitudes
+    assert float(out["mean"]) == pytest.approx(d.mean(), abs=1e-6 * np.abs(d).mean())
     assert float(out["min"]) == d.min()
     assert float(out["max"]) == d.max()
-    assert float(out["l1"]) == pytest.approx(np.abs(d).sum(), rel=1e-12)
-    assert float(out["l2"]) == pytest.approx(np.sqrt((d * d).sum()), rel=1e-12)
+    assert float(out["l1"]) == pytest.approx(np.abs(d).sum(), rel=1e-6)
+    assert float(out["l2"]) == pytest.approx(np.sqrt((d * d).sum()), rel=1e-6)
     assert int(out["moments.count"]) == x.size
     assert float(out["moments.variance"]) == pytest.approx(d.var(), rel=1e-10)
     for level in (10, 50, 90):  # k = 200: normalized rank error under 1.3 %

@@ -418,3 +418,8 @@ class ActivityTracker:
 
     @staticmethod
     def deserialize(data: bytes) -> ActivityTracker: ...
+
+def build_info() -> dict:
+    """
+    How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, and the SIMD paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU).
+    """
