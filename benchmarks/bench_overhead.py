@@ -9,7 +9,10 @@ For an MLP, a small CNN and a small transformer encoder on the CPU, the same tra
 - with TensorBoard ``add_histogram`` over ``named_parameters()`` (values and grads) every step;
 - with a hand-written per-layer gradient-norm loop (``p.grad.norm().item()`` per parameter).
 Each variant trains its own copy of the model; rounds of steps are interleaved so that a noisy
-neighbour slows all variants alike, and each ratio is the median step time over the plain loop's.
+neighbour slows all variants alike; steps are timed after a few settling steps per switch, and
+each ratio is the mean step time over the plain loop's — a mean, so that the steps observing
+more (every 10th for parameters and optimizer state, every 50th for distributions) weigh in their
+true proportion, as they do in a training run's throughput.
 Then a long run with the default lenses measures how much host memory grows.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` (layerscope's worst ratio over
@@ -35,6 +38,8 @@ from torch import nn
 import layerscope
 
 Step = Callable[[], None]
+#: Steps run, untimed, after switching to another variant (its model is cold in the caches).
+SETTLE = 3
 
 
 def mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
@@ -144,12 +149,13 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
                 training_step(model, opt, batches[i % len(batches)], after)
         for _ in range(rounds):
             for label, (model, opt, after) in runs.items():
-                start = time.perf_counter()
-                for i in range(steps):
+                for i in range(steps + SETTLE):
+                    start = time.perf_counter()
                     training_step(model, opt, batches[i % len(batches)], after)
-                times.setdefault(label, []).append((time.perf_counter() - start) / steps)
-    plain = statistics.median(times["plain"])
-    ratios = {label: statistics.median(t) / plain for label, t in times.items()}
+                    if i >= SETTLE:  # the first steps after a switch refill the caches
+                        times.setdefault(label, []).append(time.perf_counter() - start)
+    plain = statistics.fmean(times["plain"])
+    ratios = {label: statistics.fmean(t) / plain for label, t in times.items()}
     print(f"{name:12s} plain {plain * 1e3:7.2f} ms/step  " + "  ".join(
         f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain"))
     return ratios
@@ -180,8 +186,8 @@ def memory_growth(steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="steps per round and variant")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per round and variant")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--memory-steps", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()

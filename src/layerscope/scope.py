@@ -85,7 +85,6 @@ class Scope:
         self._unflushed: list[Record] = []
         self._windows = WindowBuilder()
         self._active: dict[tuple[str, str], Needs] = {}
-        self._active_modules: set[str] = set()
         self._forward_since_step = False
         self._notes: set[str] = set()
         self._closed = False
@@ -125,7 +124,7 @@ class Scope:
             modules=self._modules,
             wanted=wanted,
             observe=self._observe,
-            enabled=self._active_modules.__contains__,
+            enabled=self._enabled,
             optimizer=self.optimizer,
             lenses={
                 name: [lens for lens in self.lenses if name in self._selected[id(lens)]]
@@ -308,8 +307,9 @@ class Scope:
                 for kind in lens.kinds:
                     key = (name, kind)
                     self._active[key] = self._active.get(key, Needs()) | lens.needs_at(name, kind)
-        self._active_modules.clear()
-        self._active_modules.update(name for name, _ in self._active)
+
+    def _enabled(self, module: str, kind: str) -> bool:
+        return (module, kind) in self._active
 
     def _finish_step(self) -> None:
         self._windows.close_step(self.step_count, self.epoch_count)

@@ -9,6 +9,7 @@ in a single transfer.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,12 @@ class StepWindows:
     windows: dict[str, SiteWindow]
 
 
+@functools.cache
+def histogram_edges() -> np.ndarray:
+    """The edges of :data:`HISTOGRAM_EDGES` (computed once)."""
+    return stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
+
+
 def set_quantiles(window: SiteWindow, state: Any) -> None:  # noqa: ANN401
     """Keep a quantile state on `window` and read the standard levels off it."""
     window.quantile_state = state
@@ -89,7 +96,7 @@ class WindowBuilder:
 
     def __init__(self, force_torch: bool = False) -> None:
         self.force_torch = force_torch
-        self.edges = stats.Histogram.symlog(**HISTOGRAM_EDGES).edges
+        self.edges = histogram_edges()
         self._device_edges: dict[torch.device, torch.Tensor] = {}
         self._current: dict[str, _Pending] = {}
         self._closed: list[tuple[int, int, dict[str, _Pending]]] = []

@@ -21,7 +21,8 @@ class GatherContext:
         modules: every module of the model by qualified name, in ``named_modules()`` order.
         wanted: module name -> the site kinds some lens reads there.
         observe: the callback that reduces a tensor at once (it never stores it).
-        enabled: whether a module is observed on the current step (its lenses' schedules).
+        enabled: ``enabled(module, kind)``, whether that site kind of that module is observed
+            on the current step (its lenses' schedules). Check it before computing anything.
         optimizer: the optimizer given to ``watch``, if any.
         lenses: module name -> the lenses that selected it (gatherers read lens options there,
             e.g. which output leaf holds attention weights).
@@ -30,7 +31,7 @@ class GatherContext:
     modules: dict[str, nn.Module]
     wanted: dict[str, set[str]]
     observe: Observe
-    enabled: Callable[[str], bool]
+    enabled: Callable[[str, str], bool]
     optimizer: torch.optim.Optimizer | None = None
     lenses: dict[str, list[Any]] = field(default_factory=dict)
 

@@ -41,7 +41,9 @@ class ForwardGatherer(Gatherer):
     def _forward_hook(
         self, name: str, want_output: bool, want_grad: bool, module: nn.Module, args: Any, output: Any  # noqa: ANN401
     ) -> None:
-        if not torch.is_grad_enabled() or not self.context.enabled(name):
+        want_output = want_output and self.context.enabled(name, "output")
+        want_grad = want_grad and self.context.enabled(name, "output.grad")
+        if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
         for path, tensor in tensor_leaves(output):
             if want_output:

@@ -88,7 +88,7 @@ class OptimizerGatherer(Gatherer):
         """Copy the parameters whose update is observed on this step."""
         enabled = self.context.enabled
         for i, (name, _, param, _, wanted) in enumerate(self._params):
-            if "optimizer.update" in wanted and enabled(name):
+            if "optimizer.update" in wanted and enabled(name, "optimizer.update"):
                 self._before[i] = param.detach().clone()
 
     def after_step(self) -> None:
@@ -97,8 +97,6 @@ class OptimizerGatherer(Gatherer):
         groups = self.optimizer.param_groups
         for i, (name, site, param, group, wanted) in enumerate(self._params):
             before = self._before.pop(i, None)
-            if not enabled(name):
-                continue
             if before is not None:
                 delta = param.detach() - before
                 observe(name, "optimizer.update", f"{site}.update", delta)
@@ -109,17 +107,22 @@ class OptimizerGatherer(Gatherer):
             state = self.optimizer.state.get(param)
             if not state:
                 continue
-            if "optimizer.state" in wanted:
+            if "optimizer.state" in wanted and enabled(name, "optimizer.state"):
                 for key in STATE_KEYS:
                     value = state.get(key)
                     if isinstance(value, torch.Tensor) and value.shape == param.shape:
                         observe(name, "optimizer.state", f"{site}.{key}", value.detach())
-            if isinstance(self.optimizer, ADAM_LIKE) and "exp_avg_sq" in state and "step" in state:
+            if (
+                isinstance(self.optimizer, ADAM_LIKE)
+                and "exp_avg_sq" in state
+                and "step" in state
+                and enabled(name, "optimizer.step_size")
+            ):
                 steps, dominance = adam_step_size(state, groups[group])
                 observe(name, "optimizer.step_size", f"{site}.step_size", steps)
                 observe(name, "optimizer.state", f"{site}.eps_dominance", dominance)
         self._before.clear()
-        if self._lr and enabled(""):
+        if self._lr and enabled("", "optimizer.lr"):
             for i, group in enumerate(groups):
                 lr = group.get("lr")
                 if isinstance(lr, torch.Tensor):

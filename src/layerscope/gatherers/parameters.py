@@ -58,11 +58,11 @@ class ParameterGatherer(Gatherer):
         """Observe values and the gradients that arrived since the last step."""
         enabled, observe = self.context.enabled, self.context.observe
         for name, kind, site, param in self._values:
-            if enabled(name):
+            if enabled(name, kind):
                 observe(name, kind, site, param.detach())
         for index in sorted(self._fresh):
             name, kind, site, param = self._grads[index]
-            if param.grad is not None and enabled(name):
+            if param.grad is not None and enabled(name, kind):
                 observe(name, kind, site, param.grad)
         self._fresh.clear()
 

@@ -137,7 +137,9 @@ class RecurrentGatherer(Gatherer):
         args: Any,
         output: Any,  # noqa: ANN401
     ) -> None:
-        if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name):
+        enabled = self.context.enabled
+        wanted = frozenset(kind for kind in wanted if enabled(name, kind))
+        if self._closed or not wanted or not torch.is_grad_enabled():
             return
         call = self._calls.get(name, 0)
         self._calls[name] = call + 1
