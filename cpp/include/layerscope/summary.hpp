@@ -205,7 +205,7 @@ template <DType D> class SummaryFolder {
       std::int64_t c = first % channels_;
       for (int i = 0; i < n;) {
         const int k = static_cast<int>(std::min<std::int64_t>(n - i, channels_ - c));
-        channel_stretch(x + i, k, test_, s.channel_count.data() + c, s.channel_active.data() + c,
+        channel_stretch_fast(x + i, k, test_, s.channel_count.data() + c, s.channel_active.data() + c,
                         s.channel_sum.data() + c, s.channel_sum_sq.data() + c);
         i += k;
         c = 0;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "layerscope/detail/summary_block.hpp"
@@ -177,6 +178,32 @@ LAYERSCOPE_AVX2_FN bool fast_block_avx2(const In* x, int n, float limit, BlockSt
   if constexpr (!kCountZeros) z = n - act;
   return finish_block(pivot, sums, n, z, act, low, high, out);
 }
+/// channel_stretch for float input with 256-bit registers, four channels at a time; same
+/// contract. (The portable loop does not vectorise: its select of 0 for non-finite values is
+/// control flow to a compiler that must not raise floating-point exceptions.)
+LAYERSCOPE_AVX2_FN inline void channel_stretch_avx2(const float* x, int n, ActiveTest<float> test,
+                                                   std::int64_t* count, std::int64_t* active,
+                                                   double* sum, double* sum_sq) {
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  const __m256d largest = _mm256_set1_pd(std::numeric_limits<float>::max());
+  const __m256d limit = _mm256_set1_pd(static_cast<double>(test.limit));
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    const __m256d mag = _mm256_andnot_pd(sign, v);
+    const __m256d finite = _mm256_cmp_pd(mag, largest, _CMP_LE_OQ);  // false for NaN and Inf
+    const __m256d hit = _mm256_cmp_pd(test.absolute ? mag : v, limit, _CMP_GT_OQ);
+    const __m256d d = _mm256_and_pd(v, finite);
+    auto* c = reinterpret_cast<__m256i*>(count + i);
+    auto* a = reinterpret_cast<__m256i*>(active + i);
+    // a true compare is all ones, -1 as an integer: subtracting it counts
+    _mm256_storeu_si256(c, _mm256_sub_epi64(_mm256_loadu_si256(c), _mm256_castpd_si256(finite)));
+    _mm256_storeu_si256(a, _mm256_sub_epi64(_mm256_loadu_si256(a), _mm256_castpd_si256(hit)));
+    _mm256_storeu_pd(sum + i, _mm256_add_pd(_mm256_loadu_pd(sum + i), d));
+    _mm256_storeu_pd(sum_sq + i, _mm256_fmadd_pd(d, d, _mm256_loadu_pd(sum_sq + i)));
+  }
+  channel_stretch(x + i, n - i, test, count + i, active + i, sum + i, sum_sq + i);
+}
 #undef LAYERSCOPE_AVX2_FN
 #endif
 
@@ -201,6 +228,21 @@ bool fast_block(const T* x, int n, T limit, bool wide, BlockStats& out) {
 #endif
   (void)wide;
   return fast_block_portable<T, kAbsolute>(x, n, limit, out);
+}
+
+/// channel_stretch by the fastest kernel this CPU runs (test.wide: AVX2 for float input).
+template <class T>
+void channel_stretch_fast(const T* x, int n, ActiveTest<T> test, std::int64_t* count,
+                          std::int64_t* active, double* sum, double* sum_sq) {
+#if defined(LAYERSCOPE_SUMMARY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    if (test.wide) {
+      channel_stretch_avx2(x, n, test, count, active, sum, sum_sq);
+      return;
+    }
+  }
+#endif
+  channel_stretch(x, n, test, count, active, sum, sum_sq);
 }
 
 /// Statistics of x[0, n), 1 <= n <= kSummaryBlock, by the fast path when it can.
