@@ -23,7 +23,7 @@ class RecordHistory:
         ([0, 2, 4, 5], 2)
     """
 
-    def __init__(self, limit: int = 500_000) -> None:
+    def __init__(self, limit: int = 100_000) -> None:
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"RecordHistory: limit must be a positive integer, got {limit!r}")
         self.limit = limit

@@ -59,7 +59,7 @@ class Scope:
         logdir: str | None = None,
         sinks: Sequence[Sink] = (),
         flush_every: int = 10,
-        history: int = 500_000,
+        history: int = 100_000,
     ) -> None:
         _check_arguments(model, optimizer, every, flush_every)
         self.model = model
@@ -432,7 +432,7 @@ def watch(
     logdir: str | None = None,
     sinks: Sequence[Sink] = (),
     flush_every: int = 10,
-    history: int = 500_000,
+    history: int = 100_000,
 ) -> Scope:
     """Attach layerscope to `model` (and `optimizer`) in one line.
 
