@@ -16,7 +16,7 @@ demo: setup
 	$(VENV)/bin/layerscope demo
 
 ## test: every test, C++ (GoogleTest through ctest), Python (pytest) and the docs build
-test: test-cpp test-python test-docs
+test: lint test-cpp test-python test-docs
 
 test-cpp: setup system-deps
 	cmake -S . -B $(CPP_BUILD) -G Ninja -DLAYERSCOPE_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release
@@ -38,6 +38,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 setup: $(VENV)/.installed
 

@@ -52,9 +52,14 @@ def mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
 
 def cnn() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
     )
     return model, lambda: (torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))
 
@@ -77,7 +82,9 @@ def transformer() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Ten
 MODELS = {"mlp": mlp, "cnn": cnn, "transformer": transformer}
 
 
-def training_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, after: Step | None) -> None:
+def training_step(
+    model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, after: Step | None
+) -> None:
     x, y = batch
     opt.zero_grad(set_to_none=True)
     loss = nn.functional.cross_entropy(model(x), y)
@@ -87,7 +94,9 @@ def training_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, af
         after(loss)
 
 
-def variants(base: nn.Module, stack: ExitStack, logdir: str) -> dict[str, tuple[nn.Module, torch.optim.Optimizer, Callable | None]]:
+def variants(
+    base: nn.Module, stack: ExitStack, logdir: str
+) -> dict[str, tuple[nn.Module, torch.optim.Optimizer, Callable | None]]:
     """Each variant: its own model copy, optimizer and a per-step callback."""
     out = {}
 
@@ -157,8 +166,10 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
                         times.setdefault(label, []).append(time.perf_counter() - start)
     plain = statistics.fmean(times["plain"])
     ratios = {label: statistics.fmean(t) / plain for label, t in times.items()}
-    print(f"{name:12s} plain {plain * 1e3:7.2f} ms/step  " + "  ".join(
-        f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain"))
+    print(
+        f"{name:12s} plain {plain * 1e3:7.2f} ms/step  "
+        + "  ".join(f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain")
+    )
     return ratios
 
 
@@ -171,7 +182,9 @@ def memory_growth(steps: int) -> tuple[float, float]:
     """RSS growth of a long run with the default lenses: from step steps/10 to the end, and
     over the second half alone (where a bounded run has stopped growing)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4))
+    model = nn.Sequential(
+        nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.randn(16, 32), torch.randint(0, 4, (16,))
     marks = {steps // 10: 0.0, steps // 2: 0.0}
@@ -185,8 +198,10 @@ def memory_growth(steps: int) -> tuple[float, float]:
         end = rss_mb()
         kept = len(scope.records())
     early, half = marks[steps // 10], marks[steps // 2]
-    print(f"memory: RSS {early:.1f} MB at step {steps // 10}, {half:.1f} MB at step {steps // 2}, "
-          f"{end:.1f} MB at step {steps}; {kept} records kept in memory")
+    print(
+        f"memory: RSS {early:.1f} MB at step {steps // 10}, {half:.1f} MB at step {steps // 2}, "
+        f"{end:.1f} MB at step {steps}; {kept} records kept in memory"
+    )
     return end - early, end - half
 
 

@@ -18,8 +18,9 @@ from layerscope.sinks.report import render_report
 
 def train(steps: int = 40) -> list[layerscope.Record]:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
-                          nn.Linear(32, 4))
+    model = nn.Sequential(
+        nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4)
+    )
     with torch.no_grad():
         model[2].bias.fill_(-5.0)  # a broken layer for the report to show: most units dead
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from models import batches, mlp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import layerscope
+from models import batches, mlp
 
 STEPS = 4
 
@@ -40,8 +40,9 @@ def main(out_dir: Path) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     model = DistributedDataParallel(mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    scope = layerscope.watch(model, optimizer=opt, lenses=lenses(), logdir=str(out_dir / "tb"),
-                             flush_every=3)
+    scope = layerscope.watch(
+        model, optimizer=opt, lenses=lenses(), logdir=str(out_dir / "tb"), flush_every=3
+    )
     for x, y in batches("mlp", STEPS, batch=16):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x[rank::world]), y[rank::world])

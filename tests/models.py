@@ -33,13 +33,19 @@ def cnn() -> nn.Sequential:
 
 def transformer() -> nn.Module:
     torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
-                                       batch_first=True)
-    return nn.Sequential(nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False),
-                         nn.Flatten(), nn.Linear(16 * 5, 3))
+    layer = nn.TransformerEncoderLayer(
+        d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True
+    )
+    return nn.Sequential(
+        nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False),
+        nn.Flatten(),
+        nn.Linear(16 * 5, 3),
+    )
 
 
-def batches(model_kind: str, steps: int, batch: int = 16) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    model_kind: str, steps: int, batch: int = 16
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     shape = {"mlp": (8,), "cnn": (1, 6, 6), "transformer": (5, 16)}[model_kind]
     return [

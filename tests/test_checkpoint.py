@@ -6,13 +6,13 @@ import copy
 
 import pytest
 import torch
-from models import batches, mlp
 from torch import nn
 
 import layerscope
 from layerscope import lenses
 from layerscope.history import RecordHistory
 from layerscope.records import Record
+from models import batches, mlp
 
 
 def _lenses():
@@ -29,7 +29,9 @@ def _train(model, opt, scope, data):
 
 
 def _scalars(records, first_step):
-    return {(r.step, r.site, r.quantity, r.statistic): r.value for r in records if r.step >= first_step}
+    return {
+        (r.step, r.site, r.quantity, r.statistic): r.value for r in records if r.step >= first_step
+    }
 
 
 def test_resumed_run_equals_uninterrupted_run():
@@ -64,7 +66,8 @@ def test_resumed_run_equals_uninterrupted_run():
     got = _scalars(second.records(), 10)
     assert got.keys() == expected.keys()
     dead = [k for k in got if k[2] == "dead"]
-    assert dead and all(k[0] >= 10 for k in dead)  # dead units known at once: trackers carried
+    assert dead
+    assert all(k[0] >= 10 for k in dead)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
 
@@ -87,8 +90,10 @@ def test_history_stays_bounded_and_covers_the_run():
         history.extend([Record(step, 0, "t", f"s{i}", "q", "last", 1.0) for i in range(5)])
         assert len(history) <= 1000 + 5
     steps = sorted({r.step for r in history})
-    assert steps[0] == 0 and steps[-1] == 9_999
-    assert history.stride > 1 and all(s % history.stride == 0 for s in steps[:-1])
+    assert steps[0] == 0
+    assert steps[-1] == 9_999
+    assert history.stride > 1
+    assert all(s % history.stride == 0 for s in steps[:-1])
 
 
 def test_history_never_thins_findings():

@@ -28,7 +28,11 @@ def foreign_run(tmp_path):
 
 def test_parse_name_round_trips_our_names_and_groups_foreign_ones():
     assert parse_name("activations/fc1:output/value.mean+std") == (
-        "activations", "fc1:output", "value", "mean+std")
+        "activations",
+        "fc1:output",
+        "value",
+        "mean+std",
+    )
     assert parse_name("loss/loss.last") == ("loss", "", "loss", "last")
     assert parse_name("a/b/c/lr_0.5") == ("a", "b/c", "lr_0.5", "value")
 
@@ -54,14 +58,16 @@ def test_report_command_draws_the_scalars(foreign_run, tmp_path, capsys):
     axes = {ax.get_title(): ax for ax in fig.axes}
     assert set(axes) == {"loss.value", "accuracy.value"}
     assert axes["loss.value"].lines[0].get_ydata().tolist() == pytest.approx(
-        [1.0, 0.5, 1 / 3, 0.25, 0.2])
+        [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    )
     assert axes["accuracy.value"].lines[0].get_xdata().tolist() == [0, 1, 2, 3, 4]
 
 
 def test_report_paths_and_formats(foreign_run, tmp_path):
     paths = report(foreign_run / "exp1", tmp_path, ["svg", "pdf"])
     assert sorted(p.name for p in paths) == sorted(
-        f"{t}.{f}" for t in ("train", "lr", "weights") for f in ("svg", "pdf"))
+        f"{t}.{f}" for t in ("train", "lr", "weights") for f in ("svg", "pdf")
+    )
 
 
 def test_report_without_event_files_is_an_error(tmp_path, capsys):
@@ -78,6 +84,11 @@ def test_version(capsys):
 
 
 def test_console_script_entry_point():
-    result = subprocess.run([sys.executable, "-m", "layerscope.cli", "--version"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "layerscope.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.strip() == f"layerscope {layerscope.__version__}"

@@ -31,8 +31,16 @@ def examples(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("cpp")
     prefix, build, ex = tmp / "prefix", tmp / "build", tmp / "examples"
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    _run("cmake", "-S", ROOT, "-B", build, *generator, "-DCMAKE_BUILD_TYPE=Release",
-         f"-DCMAKE_INSTALL_PREFIX={prefix}")
+    _run(
+        "cmake",
+        "-S",
+        ROOT,
+        "-B",
+        build,
+        *generator,
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DCMAKE_INSTALL_PREFIX={prefix}",
+    )
     _run("cmake", "--install", build)
     assert (prefix / "include" / "layerscope" / "summary.hpp").is_file()
     config = next(prefix.glob("lib*/cmake/layerscope/layerscopeConfig.cmake"))
@@ -44,8 +52,16 @@ def examples(tmp_path_factory) -> Path:
         paths.append(torch.utils.cmake_prefix_path)
     except ImportError:
         pass
-    _run("cmake", "-S", ROOT / "examples" / "cpp", "-B", ex, *generator,
-         "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={';'.join(paths)}")
+    _run(
+        "cmake",
+        "-S",
+        ROOT / "examples" / "cpp",
+        "-B",
+        ex,
+        *generator,
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DCMAKE_PREFIX_PATH={';'.join(paths)}",
+    )
     _run("cmake", "--build", ex, "-j", str(os.cpu_count() or 2))
     return ex
 

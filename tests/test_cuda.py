@@ -67,8 +67,13 @@ def test_cuda_records_match_cpu_records():
                 loss.backward()
                 opt.step()
                 scope.step(loss=loss)
-        results.append({(r.step, r.site, r.quantity, r.statistic): r.value
-                        for r in scope.records() if r.histogram is None})
+        results.append(
+            {
+                (r.step, r.site, r.quantity, r.statistic): r.value
+                for r in scope.records()
+                if r.histogram is None
+            }
+        )
     cpu, gpu = results
     assert cpu.keys() == gpu.keys()
     for key, value in cpu.items():

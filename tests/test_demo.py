@@ -59,6 +59,8 @@ def test_demo_finds_the_planted_faults(tmp_path):
     assert any((tmp_path / "tensorboard" / "healthy").iterdir())
     assert lines[0].startswith("healthy: final loss")
     assert results["healthy"].health == []  # no false alarm
-    assert any("act1:output" in line and "dead_units" not in line and "units never fired" in line
-               for line in results["bad"].health)
+    assert any(
+        "act1:output" in line and "dead_units" not in line and "units never fired" in line
+        for line in results["bad"].health
+    )
     assert any(line.strip().startswith("health findings") for line in lines)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_worker import STEPS, lenses
-from models import batches, mlp
 from torch import nn
 
 import layerscope
+from distributed_worker import STEPS, lenses
+from models import batches, mlp
 
 HERE = Path(__file__).parent
 
@@ -37,10 +37,19 @@ def _reference():
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_ddp_merged_statistics_equal_one_process(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
     env["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(HERE / "distributed_worker.py"), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "distributed_worker.py"),
+        str(tmp_path),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     merged = pickle.loads((tmp_path / "records.pkl").read_bytes())

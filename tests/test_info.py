@@ -18,8 +18,12 @@ from layerscope.info import EXTRAS, collect
 
 
 def test_python_m_layerscope_version():
-    done = subprocess.run([sys.executable, "-m", "layerscope", "--version"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "layerscope", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == f"layerscope {layerscope.__version__}"
 
 

@@ -69,8 +69,9 @@ def test_workflows_are_valid(name):
 
 
 def _run(*args: str | Path, **kwargs) -> str:
-    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False,
-                          **kwargs)
+    done = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, check=False, **kwargs
+    )
     assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from models import batches, cnn, mlp, train, transformer
 from torch import nn
 
 import layerscope
 from layerscope import lenses
 from layerscope.records import select
+from models import batches, cnn, mlp, train, transformer
 
 
 def _value(records, **fields):
@@ -29,18 +29,29 @@ def test_weight_grad_norms_match_torch():
     def capture(step, m):
         expected[step] = {n: p.grad.norm().item() for n, p in m.named_parameters()}
 
-    _, scope = train(model, batches("mlp", 5), after_backward=capture,
-                     scope_factory=lambda m, o: layerscope.watch(m, optimizer=o))
+    _, scope = train(
+        model,
+        batches("mlp", 5),
+        after_backward=capture,
+        scope_factory=lambda m, o: layerscope.watch(m, optimizer=o),
+    )
     records = scope.records()
     for step, norms in expected.items():
         for name, norm in norms.items():
             module, pname = name.rsplit(".", 1)
-            got = _value(records, step=step, tag="gradients", site=f"{module}:{pname}.grad",
-                         quantity="l2", statistic="last")
+            got = _value(
+                records,
+                step=step,
+                tag="gradients",
+                site=f"{module}:{pname}.grad",
+                quantity="l2",
+                statistic="last",
+            )
             assert got == pytest.approx(norm, rel=1e-5)
         total = math.sqrt(sum(v * v for v in norms.values()))
-        assert _value(records, step=step, tag="gradients", site="", quantity="global_l2") == \
-            pytest.approx(total, rel=1e-5)
+        assert _value(
+            records, step=step, tag="gradients", site="", quantity="global_l2"
+        ) == pytest.approx(total, rel=1e-5)
 
 
 def test_activation_statistics_match_torch():
@@ -50,18 +61,29 @@ def test_activation_statistics_match_torch():
     handles = [
         m.register_forward_hook(
             lambda mod, a, out, name=name: outputs.setdefault(step["i"], {}).__setitem__(
-                name, out.detach().clone()))
+                name, out.detach().clone()
+            )
+        )
         for name, m in model.named_children()
     ]
 
     def advance(i, m):
         step["i"] = i + 1
 
-    _, scope = train(model, batches("mlp", 4), after_backward=advance,
-                     scope_factory=lambda m, o: layerscope.watch(
-                         m, optimizer=o, lenses=[lenses.Activations(
-                             statistics=("mean", "std", "min", "max", "zero_fraction", "median",
-                                         "iqr"))]))
+    _, scope = train(
+        model,
+        batches("mlp", 4),
+        after_backward=advance,
+        scope_factory=lambda m, o: layerscope.watch(
+            m,
+            optimizer=o,
+            lenses=[
+                lenses.Activations(
+                    statistics=("mean", "std", "min", "max", "zero_fraction", "median", "iqr")
+                )
+            ],
+        ),
+    )
     for h in handles:
         h.remove()
     records = scope.records()
@@ -69,27 +91,42 @@ def test_activation_statistics_match_torch():
         for name, out in per_module.items():
             x = out.double().numpy().ravel()
             site = f"{name}:output"
-            assert _value(records, step=i, site=site, statistic="mean") == pytest.approx(x.mean(), abs=1e-6)
-            assert _value(records, step=i, site=site, statistic="std") == pytest.approx(x.std(), rel=1e-5)
+            assert _value(records, step=i, site=site, statistic="mean") == pytest.approx(
+                x.mean(), abs=1e-6
+            )
+            assert _value(records, step=i, site=site, statistic="std") == pytest.approx(
+                x.std(), rel=1e-5
+            )
             assert _value(records, step=i, site=site, statistic="min") == pytest.approx(x.min())
             assert _value(records, step=i, site=site, statistic="max") == pytest.approx(x.max())
-            assert _value(records, step=i, site=site, statistic="zero_fraction") == \
-                pytest.approx((x == 0).mean())
-            assert _value(records, step=i, site=site, statistic="median") == \
-                pytest.approx(np.quantile(x, 0.5), rel=1e-6, abs=1e-7)
+            assert _value(records, step=i, site=site, statistic="zero_fraction") == pytest.approx(
+                (x == 0).mean()
+            )
+            assert _value(records, step=i, site=site, statistic="median") == pytest.approx(
+                np.quantile(x, 0.5), rel=1e-6, abs=1e-7
+            )
             q25, q75 = np.quantile(x, [0.25, 0.75])
-            assert _value(records, step=i, site=site, statistic="iqr") == \
-                pytest.approx(q75 - q25, rel=1e-6, abs=1e-7)
+            assert _value(records, step=i, site=site, statistic="iqr") == pytest.approx(
+                q75 - q25, rel=1e-6, abs=1e-7
+            )
 
 
 def test_planted_dead_relu_is_found_and_healthy_layers_are_not():
     model = mlp(bias_init=-10.0)
-    _, scope = train(model, batches("mlp", 25), lr=0.01,
-                     scope_factory=lambda m, o: layerscope.watch(
-                         m, optimizer=o, lenses=[lenses.DeadUnits(window=20)]))
+    _, scope = train(
+        model,
+        batches("mlp", 25),
+        lr=0.01,
+        scope_factory=lambda m, o: layerscope.watch(
+            m, optimizer=o, lenses=[lenses.DeadUnits(window=20)]
+        ),
+    )
     records = scope.records()
-    dead = {r.site: r.value for r in select(records, quantity="dead", statistic="fraction")
-            if r.step == 24}
+    dead = {
+        r.site: r.value
+        for r in select(records, quantity="dead", statistic="fraction")
+        if r.step == 24
+    }
     assert dead["1:output"] == pytest.approx(1.0)
     assert dead["3:output"] < 0.5
     # brute force: no unit of the first ReLU fired on any training batch
@@ -103,14 +140,20 @@ def test_training_is_bitwise_identical_and_hooks_are_removed():
     plain = cnn()
     observed = copy.deepcopy(plain)
     losses_plain, _ = train(plain, data)
-    losses_obs, scope = train(observed, data, scope_factory=lambda m, o: layerscope.watch(m, optimizer=o))
+    losses_obs, scope = train(
+        observed, data, scope_factory=lambda m, o: layerscope.watch(m, optimizer=o)
+    )
     assert losses_plain == losses_obs
-    for (n, a), (_, b) in zip(plain.state_dict().items(), observed.state_dict().items()):
+    for (n, a), (_, b) in zip(
+        plain.state_dict().items(), observed.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), n
     assert len(scope.records()) > 0
     for m in observed.modules():
-        assert not m._forward_hooks and not m._forward_pre_hooks
-        assert not m._backward_hooks and not m._backward_pre_hooks
+        assert not m._forward_hooks
+        assert not m._forward_pre_hooks
+        assert not m._backward_hooks
+        assert not m._backward_pre_hooks
     for p in observed.parameters():
         assert not getattr(p, "_post_accumulate_grad_hooks", None)
 
@@ -129,7 +172,7 @@ def test_gradient_accumulation_sees_the_accumulated_gradient():
     scope = layerscope.watch(model, optimizer=opt, lenses=[lenses.GradientNorms(of=("weight",))])
     data = batches("mlp", 6, batch=8)
     expected = []
-    for (x1, y1), (x2, y2) in zip(data[0::2], data[1::2]):
+    for (x1, y1), (x2, y2) in zip(data[0::2], data[1::2], strict=False):
         nn.functional.cross_entropy(model(x1), y1).backward()
         nn.functional.cross_entropy(model(x2), y2).backward()
         expected.append(model[0].weight.grad.norm().item())
@@ -173,18 +216,25 @@ def test_module_used_twice_counts_both_calls():
     first = model.shared(x)
     second = model.shared(torch.relu(first))
     both = torch.cat([first, second]).detach()
-    assert _value(scope.records(), site="shared:output", statistic="mean") == \
-        pytest.approx(both.mean().item(), rel=1e-6)
-    assert _value(scope.records(), site="shared:output", statistic="max") == \
-        pytest.approx(both.max().item())
+    assert _value(scope.records(), site="shared:output", statistic="mean") == pytest.approx(
+        both.mean().item(), rel=1e-6
+    )
+    assert _value(scope.records(), site="shared:output", statistic="max") == pytest.approx(
+        both.max().item()
+    )
 
 
 def test_inplace_relu_gives_the_same_gradients_as_out_of_place():
     data = batches("mlp", 3)
     runs = []
     for inplace in (False, True):
-        _, scope = train(mlp(inplace=inplace), data, scope_factory=lambda m, o: layerscope.watch(
-            m, optimizer=o, lenses=[lenses.GradientNorms(of=("output",))]))
+        _, scope = train(
+            mlp(inplace=inplace),
+            data,
+            scope_factory=lambda m, o: layerscope.watch(
+                m, optimizer=o, lenses=[lenses.GradientNorms(of=("output",))]
+            ),
+        )
         runs.append({(r.step, r.site): r.value for r in scope.records() if r.quantity == "l2"})
     assert runs[0].keys() == runs[1].keys()
     assert "0:output.grad" in {site for _, site in runs[0]}
@@ -204,7 +254,8 @@ def test_bfloat16_autocast_on_cpu():
             opt.zero_grad()
             scope.step(loss=loss)
     means = select(scope.records(), site="0:output", statistic="mean")
-    assert len(means) == 2 and all(math.isfinite(r.value) for r in means)
+    assert len(means) == 2
+    assert all(math.isfinite(r.value) for r in means)
     assert len(select(scope.records(), tag="loss")) == 2
 
 
@@ -219,8 +270,13 @@ def test_integer_outputs_and_empty_batches_are_skipped_quietly():
             return y, y.argmax(dim=1), y > 0
 
     model = WithIndex()
-    with layerscope.watch(model, lenses=[lenses.Activations(names="", statistics=("mean",)),
-                                          lenses.Activations(names="fc", tag="fc")]) as scope:
+    with layerscope.watch(
+        model,
+        lenses=[
+            lenses.Activations(names="", statistics=("mean",)),
+            lenses.Activations(names="fc", tag="fc"),
+        ],
+    ) as scope:
         out, _, _ = model(torch.randn(5, 4))
         out.sum().backward()
         scope.step()
@@ -229,13 +285,18 @@ def test_integer_outputs_and_empty_batches_are_skipped_quietly():
         scope.step()
     sites = {r.site for r in scope.records()}
     assert "model:output[0]" in sites
-    assert "model:output[1]" not in sites and "model:output[2]" not in sites
+    assert "model:output[1]" not in sites
+    assert "model:output[2]" not in sites
     assert {r.step for r in select(scope.records(), site="fc:output")} == {0}
 
 
 def test_transformer_encoder_sites():
     model = transformer()
-    _, scope = train(model, batches("transformer", 2), scope_factory=lambda m, o: layerscope.watch(m, optimizer=o))
+    _, scope = train(
+        model,
+        batches("transformer", 2),
+        scope_factory=lambda m, o: layerscope.watch(m, optimizer=o),
+    )
     sites = {r.site for r in scope.records()}
     assert "0.layers.0.linear1:output" in sites
     assert "0.layers.1.linear2:weight.grad" in sites
@@ -246,10 +307,18 @@ def test_cnn_dead_channels_use_the_channel_axis():
     model = cnn()
     nn.init.constant_(model[0].bias, -10.0)
     nn.init.constant_(model[0].weight, 0.0)
-    _, scope = train(model, batches("cnn", 3), scope_factory=lambda m, o: layerscope.watch(
-        m, optimizer=o, lenses=[lenses.DeadUnits(window=2)]))
-    last = {r.site: r.value for r in select(scope.records(), quantity="dead", statistic="count")
-            if r.step == 2}
+    _, scope = train(
+        model,
+        batches("cnn", 3),
+        scope_factory=lambda m, o: layerscope.watch(
+            m, optimizer=o, lenses=[lenses.DeadUnits(window=2)]
+        ),
+    )
+    last = {
+        r.site: r.value
+        for r in select(scope.records(), quantity="dead", statistic="count")
+        if r.step == 2
+    }
     assert last["1:output"] == 4  # all four channels of the first ReLU
     assert last["0:output"] == 0  # a Linear/Conv unit is active when non-zero
 
@@ -267,13 +336,25 @@ def test_loss_records_and_per_sample_losses():
     for step in range(3):
         assert select(scope.records(), step=step, statistic="last")
     stds = select(scope.records(), statistic="std")
-    assert len(stds) == 3 and all(r.value > 0 for r in stds)
+    assert len(stds) == 3
+    assert all(r.value > 0 for r in stds)
 
 
 def test_every_and_schedules():
-    _, scope = train(mlp(), batches("mlp", 7), scope_factory=lambda m, o: layerscope.watch(
-        m, optimizer=o, every=3, lenses=[lenses.Activations(), lenses.Loss(every=1),
-                                         lenses.OutputNorms(first=2, every=5)]))
+    _, scope = train(
+        mlp(),
+        batches("mlp", 7),
+        scope_factory=lambda m, o: layerscope.watch(
+            m,
+            optimizer=o,
+            every=3,
+            lenses=[
+                lenses.Activations(),
+                lenses.Loss(every=1),
+                lenses.OutputNorms(first=2, every=5),
+            ],
+        ),
+    )
     steps = lambda tag: sorted({r.step for r in select(scope.records(), tag=tag)})  # noqa: E731
     assert steps("activations") == [0, 3, 6]
     assert steps("loss") == list(range(7))
@@ -309,16 +390,31 @@ def test_device_reducer_agrees_with_the_cpp_engine():
     data = batches("mlp", 3)
     results = []
     for force in (False, True):
+
         def factory(m, o, force=force):
-            s = layerscope.watch(m, optimizer=o, lenses=[
-                lenses.Activations(statistics=("mean", "std", "min", "max", "median", "histogram")),
-                lenses.GradientNorms(), lenses.DeadUnits(window=2)])
+            s = layerscope.watch(
+                m,
+                optimizer=o,
+                lenses=[
+                    lenses.Activations(
+                        statistics=("mean", "std", "min", "max", "median", "histogram")
+                    ),
+                    lenses.GradientNorms(),
+                    lenses.DeadUnits(window=2),
+                ],
+            )
             s.force_torch_reducer = force
             return s
+
         _, scope = train(mlp(), data, scope_factory=factory)
         results.append(scope.records())
     cpp, device = results
-    scalars = lambda rs: {(r.step, r.site, r.quantity, r.statistic): r.value for r in rs if r.histogram is None}  # noqa: E731
+
+    def scalars(rs):
+        return {
+            (r.step, r.site, r.quantity, r.statistic): r.value for r in rs if r.histogram is None
+        }  # noqa: E731
+
     a, b = scalars(cpp), scalars(device)
     assert a.keys() == b.keys()
     for key in a:

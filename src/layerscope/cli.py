@@ -17,8 +17,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render a Matplotlib report from event files")
     report.add_argument("run_dir", type=Path, help="a directory with TensorBoard event files")
     report.add_argument("--out", type=Path, help="where figures go (default RUN_DIR/report)")
-    report.add_argument("--format", action="append", choices=("png", "svg", "pdf"),
-                        help="figure format; repeat for several (default png)")
+    report.add_argument(
+        "--format",
+        action="append",
+        choices=("png", "svg", "pdf"),
+        help="figure format; repeat for several (default png)",
+    )
     demo = commands.add_parser("demo", help="train the demo MLP healthy and broken")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
     demo.add_argument("--steps", type=int, default=150, help="training steps per variant")
@@ -35,8 +39,12 @@ def report(run_dir: Path, out: Path | None, formats: Sequence[str]) -> list[Path
 
     runs = read_run(run_dir)
     if not runs:
-        raise ValueError(error_message(
-            f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files", "no-event-files"))
+        raise ValueError(
+            error_message(
+                f"report: RUN_DIR {str(run_dir)!r} holds no TensorBoard event files",
+                "no-event-files",
+            )
+        )
     target = out if out is not None else run_dir / "report"
     paths: list[Path] = []
     for name, records in runs.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layerscope.records import Record
+from layerscope.records import Record, finding_line
 
 #: name -> (planted faults, learning rate)
 VARIANTS: dict[str, tuple[bool, float]] = {"healthy": (False, 0.05), "bad": (True, 5.0)}
@@ -107,6 +107,7 @@ class Findings:
 
     def lines(self, name: str) -> list[str]:
         """Human-readable lines for the terminal."""
+
         def fmt(values: dict[str, float], pattern: str) -> str:
             return ", ".join(f"{k} {pattern.format(v)}" for k, v in values.items()) or "n/a"
 
@@ -120,19 +121,6 @@ class Findings:
             out.append(f"  health findings ({len(self.health)}):")
             out.extend(f"    {line}" for line in self.health)
         return out
-
-
-def finding_line(record: Record) -> str:
-    """One terminal line for a finding record.
-
-    Example:
-        >>> finding_line(Record(19, 0, "health", "act1:output", "finding", "dead_units", 3.0,
-        ...                     text="act1 is dead; fix it"))
-        'error, step 19, act1:output: act1 is dead; fix it'
-
-    """
-    severity = {1: "info", 2: "warning", 3: "error"}.get(int(record.value or 0), "finding")
-    return f"{severity}, step {record.step}, {record.site or 'model'}: {record.text or record.statistic}"
 
 
 def _progress(steps: int, name: str, show: bool) -> Iterable[int]:

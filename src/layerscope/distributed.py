@@ -71,9 +71,7 @@ def merge_to_rank0(steps: Sequence[StepWindows], replicated: Collection[str]) ->
     rank, size = rank_and_size()
     if size == 1:
         return list(steps)
-    payload = [
-        (s.step, s.epoch, {site: _pack(w) for site, w in s.windows.items()}) for s in steps
-    ]
+    payload = [(s.step, s.epoch, {site: _pack(w) for site, w in s.windows.items()}) for s in steps]
     gathered: list[Any] | None = [None] * size if rank == 0 else None
     dist.gather_object(payload, gathered, dst=0)
     if rank != 0 or gathered is None:

@@ -7,8 +7,14 @@ DOCS_URL = "https://layerscope.readthedocs.io/en/latest"
 
 #: Anchors of the errors page (docs/errors.rst), one per kind of error.
 ERROR_TOPICS = (
-    "bad-model", "bad-optimizer", "bad-option", "unknown-kind", "no-module-selected",
-    "missing-extra", "integrations", "no-event-files",
+    "bad-model",
+    "bad-optimizer",
+    "bad-option",
+    "unknown-kind",
+    "no-module-selected",
+    "missing-extra",
+    "integrations",
+    "no-event-files",
 )
 
 

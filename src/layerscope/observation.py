@@ -15,7 +15,14 @@ from typing import Any
 import torch
 
 #: What a site observes. ``output.grad`` is the gradient w.r.t. the module's output.
-SITE_KINDS: tuple[str, ...] = ("output", "output.grad", "weight", "bias", "weight.grad", "bias.grad")
+SITE_KINDS: tuple[str, ...] = (
+    "output",
+    "output.grad",
+    "weight",
+    "bias",
+    "weight.grad",
+    "bias.grad",
+)
 
 
 def site_name(module_name: str, kind: str, path: str = "") -> str:

@@ -86,8 +86,10 @@ def summarize_cpu(
 
 
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:
-    """At most `limit` elements of `tensor`, evenly strided over its flattened order; a view
-    (no copy) for contiguous tensors, and the tensor itself when it is small enough."""
+    """At most `limit` elements of `tensor`, evenly strided over its flattened order.
+
+    A view (no copy) for contiguous tensors, and the tensor itself when it is small enough.
+    """
     flat = tensor.detach().reshape(-1)
     stride = -(-flat.numel() // limit)
     return flat if stride <= 1 else flat[::stride]
@@ -179,7 +181,7 @@ def fetch(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
 
 def unpack(summary: DeviceSummary, values: Iterator[np.ndarray]) -> HostSummary:
     """A host summary from the fetched arrays of :func:`device_tensors`."""
-    fields: dict[str, Any] = dict(zip(_FIELDS, next(values).tolist()))
+    fields: dict[str, Any] = dict(zip(_FIELDS, next(values).tolist(), strict=False))
     for name in ("size", "count", "zeros", "nonfinite"):
         fields[name] = int(fields[name])
     active = next(values).astype(np.int64) if summary.channel_active is not None else None
@@ -230,10 +232,12 @@ def combine_values(arrays: Sequence[np.ndarray]) -> np.ndarray:
     if any(a.shape[:-1] != arrays[0].shape[:-1] for a in arrays):
         return arrays[-1]  # incomparable layouts: keep the latest
     width = max(a.shape[-1] for a in arrays)
-    padded = np.stack([
-        np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=np.nan)
-        for a in arrays
-    ])
+    padded = np.stack(
+        [
+            np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=np.nan)
+            for a in arrays
+        ]
+    )
     counts = (~np.isnan(padded)).sum(axis=0)
     sums = np.nansum(padded, axis=0)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(arrays[0].dtype)

@@ -39,7 +39,8 @@ class Scope:
 
     Example:
         >>> import torch, layerscope
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> with layerscope.watch(model, optimizer=opt) as scope:
         ...     loss = model(torch.randn(16, 4)).pow(2).mean()
@@ -117,9 +118,13 @@ class Scope:
         for lens in self.lenses:
             for kind in lens.kinds:
                 if kind not in known:
-                    raise ValueError(error_message(
-                        f"{lens!r} reads site kind {kind!r}, which no gatherer produces; "
-                        f"known kinds: {', '.join(sorted(known))}", "unknown-kind"))
+                    raise ValueError(
+                        error_message(
+                            f"{lens!r} reads site kind {kind!r}, which no gatherer produces; "
+                            f"known kinds: {', '.join(sorted(known))}",
+                            "unknown-kind",
+                        )
+                    )
         context = GatherContext(
             modules=self._modules,
             wanted=wanted,
@@ -247,13 +252,15 @@ class Scope:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order)."""
         if state.get("version") != 1:
-            raise ValueError(f"Scope.load_state_dict: unknown state version {state.get('version')!r}")
+            raise ValueError(
+                f"Scope.load_state_dict: unknown state version {state.get('version')!r}"
+            )
         if len(state["lenses"]) != len(self.lenses):
             raise ValueError(
                 f"Scope.load_state_dict: the state holds {len(state['lenses'])} lenses, this "
                 f"scope has {len(self.lenses)}; attach the same lenses as the saved run"
             )
-        for lens, lens_state in zip(self.lenses, state["lenses"]):
+        for lens, lens_state in zip(self.lenses, state["lenses"], strict=False):
             lens.load_state_dict(lens_state)
         self.step_count = int(state["step"])
         self.epoch_count = int(state["epoch"])
@@ -343,7 +350,9 @@ class Scope:
                 self._notes.add(site)
                 warnings.warn(
                     f"layerscope: could not reduce site {site} ({error!r}); it is skipped "
-                    "from now on", RuntimeWarning, stacklevel=2,
+                    "from now on",
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
             self._active.pop((module, kind), None)
 
@@ -356,7 +365,9 @@ class Scope:
         step = self.step_count - 1
         if not any("loss" in lens.kinds and lens.active(step, self.every) for lens in self.lenses):
             return
-        value = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        value = (
+            loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        )
         late = WindowBuilder(force_torch=self._windows.force_torch)
         late.add("", "loss", "loss", value, Needs(), None, None)
         late.close_step(step, self.epoch_count)
@@ -374,12 +385,16 @@ class Scope:
             self._emit(step_windows)
 
     def _emit(self, sw: StepWindows) -> None:
-        ctx = EmitContext(step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order)
+        ctx = EmitContext(
+            step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order
+        )
         active = [lens for lens in self.lenses if lens.active(sw.step, self.every)]
         emitted: list[Record] = []
         for lens in active:
             chosen = self._selected[id(lens)]
-            sites = [s for s, w in sw.windows.items() if w.module in chosen and w.kind in lens.kinds]
+            sites = [
+                s for s, w in sw.windows.items() if w.module in chosen and w.kind in lens.kinds
+            ]
             emitted.extend(self._guarded(lens, lens.emit, ctx, sites))
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
@@ -410,18 +425,28 @@ class Scope:
 
 def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:
     if not isinstance(model, nn.Module):
-        raise ValueError(error_message(
-            f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}",
-            "bad-model"))
+        raise ValueError(
+            error_message(
+                f"layerscope.watch: model must be a torch.nn.Module, got {type(model).__name__}",
+                "bad-model",
+            )
+        )
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(error_message(
-            "layerscope.watch: optimizer must be a torch.optim.Optimizer, got "
-            f"{type(optimizer).__name__}", "bad-optimizer"))
+        raise ValueError(
+            error_message(
+                "layerscope.watch: optimizer must be a torch.optim.Optimizer, got "
+                f"{type(optimizer).__name__}",
+                "bad-optimizer",
+            )
+        )
     for name, value in (("every", every), ("flush_every", flush_every)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(error_message(
-                f"layerscope.watch: {name} must be a positive integer, got {value!r}",
-                "bad-option"))
+            raise ValueError(
+                error_message(
+                    f"layerscope.watch: {name} must be a positive integer, got {value!r}",
+                    "bad-option",
+                )
+            )
 
 
 def watch(

@@ -6,9 +6,19 @@ import torch
 from torch import nn
 
 _CHANNELS_FIRST = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
-    nn.InstanceNorm3d, nn.GroupNorm,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.GroupNorm,
 )
 _FEATURES_LAST = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()  # torch >= 2.4
@@ -19,10 +29,11 @@ UnitAxis = tuple[int, bool]
 
 
 def unit_axes(modules: dict[str, nn.Module]) -> dict[str, UnitAxis]:
-    """The unit axis of every module: the last axis for Linear-like modules, axis 1 (channels)
-    for convolutions and their norms; other modules (activations) inherit the axis of the
-    module before them in ``named_modules()`` order, which is what feeds them in a sequential
-    model.
+    """The unit axis of every module.
+
+    The last axis for Linear-like modules, axis 1 (channels) for convolutions and their norms;
+    other modules (activations) inherit the axis of the module before them in
+    ``named_modules()`` order, which is what feeds them in a sequential model.
     """
     axes: dict[str, UnitAxis] = {}
     previous: UnitAxis = (-1, True)

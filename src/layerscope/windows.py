@@ -84,7 +84,7 @@ def set_quantiles(window: SiteWindow, state: Any) -> None:  # noqa: ANN401
     window.quantile_state = state
     if state.count:
         levels = state.quantile(list(QUANTILE_LEVELS))
-        window.quantiles = dict(zip(QUANTILE_LEVELS, map(float, levels)))
+        window.quantiles = dict(zip(QUANTILE_LEVELS, map(float, levels), strict=False))
 
 
 class WindowBuilder:
@@ -144,8 +144,10 @@ class WindowBuilder:
             pending.histogram = (pending.histogram or []) + [self._device_counts(tensor)]
 
     def _device_counts(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Bin counts of a strided sample of `tensor`, on its device, with no host sync:
-        [underflow, bins..., overflow, nan] (bincount and boolean masks would synchronise)."""
+        """Bin counts of a strided sample of `tensor`, on its device, with no host sync.
+
+        Laid out [underflow, bins..., overflow]; bincount and boolean masks would synchronise.
+        """
         edges = self._device_edges.get(tensor.device)
         if edges is None:  # one non-blocking copy per device, from pinned memory
             host = torch.as_tensor(self.edges, dtype=torch.float64)

@@ -46,16 +46,25 @@ class Probe(pl.Callback):
 
 def _loader(batches: int = 10):
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(batches * 4, 8, generator=g), torch.randint(0, 3, (batches * 4,), generator=g)
+    x, y = (
+        torch.randn(batches * 4, 8, generator=g),
+        torch.randint(0, 3, (batches * 4,), generator=g),
+    )
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
 
 
 def _fit(tmp_path, logger, accumulate: int, epochs: int = 1):
     model, probe, callback = Tiny(), Probe(), LayerscopeCallback(flush_every=2)
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=logger,
-        callbacks=[probe, callback], accumulate_grad_batches=accumulate,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
+        callbacks=[probe, callback],
+        accumulate_grad_batches=accumulate,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, _loader())
@@ -84,13 +93,16 @@ def test_steps_and_gradients_follow_the_trainer(tmp_path, accumulate):
 
 def test_hooks_are_removed_at_train_end(tmp_path):
     model, _, callback, trainer = _fit(tmp_path, False, 1)
-    assert callback.scope is None and callback.records()
+    assert callback.scope is None
+    assert callback.records()
     for m in model.modules():
-        assert not m._forward_hooks and not m._forward_pre_hooks
+        assert not m._forward_hooks
+        assert not m._forward_pre_hooks
     for p in model.parameters():
         assert not getattr(p, "_post_accumulate_grad_hooks", None)
     opt = trainer.optimizers[0]
-    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert not opt._optimizer_step_pre_hooks
+    assert not opt._optimizer_step_post_hooks
 
 
 def test_exception_closes_the_scope(tmp_path):
@@ -101,9 +113,16 @@ def test_exception_closes_the_scope(tmp_path):
             return super().training_step(batch, batch_idx)
 
     model, callback = Failing(), LayerscopeCallback()
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, callbacks=[callback],
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, _loader())
     assert callback.scope is None
@@ -117,8 +136,12 @@ def test_writes_into_the_tensorboard_loggers_log_dir(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
     _, probe, _, _ = _fit(tmp_path, logger, 1)
     runs = read_run(logger.log_dir)
-    written = [r for records in runs.values() for r in records
-               if r.site == "net.0:weight.grad" and r.quantity == "l2"]
+    written = [
+        r
+        for records in runs.values()
+        for r in records
+        if r.site == "net.0:weight.grad" and r.quantity == "l2"
+    ]
     assert sorted(r.step for r in written) == sorted(probe.grads)
 
 
@@ -131,7 +154,9 @@ def test_other_loggers_get_metrics_through_log_metrics(tmp_path):
     _, probe, callback, _ = _fit(tmp_path, logger, 1)
     with open(f"{logger.log_dir}/metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    name = next(r.name for r in callback.records() if r.site == "net.0:weight.grad" and r.quantity == "l2")
+    name = next(
+        r.name for r in callback.records() if r.site == "net.0:weight.grad" and r.quantity == "l2"
+    )
     logged = {int(row["step"]): float(row[name]) for row in rows if row.get(name)}
     assert sorted(logged) == sorted(probe.grads)
     assert logged[0] == pytest.approx(probe.grads[0], rel=1e-5)

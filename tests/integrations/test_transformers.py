@@ -1,4 +1,4 @@
-"""The Hugging Face callback against a real Trainer on a tiny model: steps, gradients, loss, hooks."""
+"""The Hugging Face callback on a real Trainer with a tiny model: steps, gradients, loss, hooks."""
 
 from __future__ import annotations
 
@@ -54,12 +54,21 @@ def _train(tmp_path, accumulate: int = 1, report_to="none"):
     model = Tiny()
     probe, callback = Probe(model), LayerscopeCallback(flush_every=2)
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1,
-        gradient_accumulation_steps=accumulate, learning_rate=0.1, logging_steps=1,
-        report_to=report_to, use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_train_epochs=1,
+        gradient_accumulation_steps=accumulate,
+        learning_rate=0.1,
+        logging_steps=1,
+        report_to=report_to,
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=Rows(),
-                                   callbacks=[probe, callback])
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=Rows(), callbacks=[probe, callback]
+    )
     trainer.train()
     return model, probe, callback, trainer
 
@@ -77,7 +86,11 @@ def test_steps_and_gradients_follow_the_trainer(tmp_path, accumulate):
 
 def test_loss_matches_the_trainers_log(tmp_path):
     _, _, callback, trainer = _train(tmp_path)
-    mine = {r.step: r.value for r in callback.records() if r.quantity == "loss" and r.statistic == "last"}
+    mine = {
+        r.step: r.value
+        for r in callback.records()
+        if r.quantity == "loss" and r.statistic == "last"
+    }
     logged = {h["step"] - 1: h["loss"] for h in trainer.state.log_history if "loss" in h}
     assert sorted(mine) == sorted(logged)
     for step, loss in logged.items():
@@ -101,6 +114,10 @@ def test_hooks_are_removed_at_train_end(tmp_path):
 def test_writes_into_the_tensorboard_folder(tmp_path):
     _, probe, _, _ = _train(tmp_path, report_to=["tensorboard"])
     runs = read_run(tmp_path / "runs" / "layerscope")
-    written = [r for records in runs.values() for r in records
-               if r.site == "fc1:weight.grad" and r.quantity == "l2"]
+    written = [
+        r
+        for records in runs.values()
+        for r in records
+        if r.site == "fc1:weight.grad" and r.quantity == "l2"
+    ]
     assert sorted(r.step for r in written) == sorted(probe.grads)

@@ -70,8 +70,12 @@ def test_snapshot_is_a_png_of_the_current_state(tmp_path, records):
     assert pixels.shape == (540, 900, 4)  # 10 x 6 inches at 90 dpi
     assert not (tmp_path / "snap.png.partial").exists()
     titles = [ax.get_title() for ax in live.figure.axes]
-    assert titles == ["activations: fc1:output", "activations: fc2:output",
-                      "activations: fc3:output", "activations: dead.fraction"]
+    assert titles == [
+        "activations: fc1:output",
+        "activations: fc2:output",
+        "activations: fc3:output",
+        "activations: dead.fraction",
+    ]
     live.close()
 
 

@@ -15,8 +15,9 @@ print(",".join(heavy))
 
 
 def test_importing_sinks_imports_no_extra():
-    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert out.strip() == ""
 
 

@@ -12,9 +12,17 @@ def axes():
 
 def test_bands_draw_lines_and_fills_with_the_given_values():
     ax = axes()
-    labels = plots.plot_bands(ax, [0, 1, 2], mean=[1, 2, 3], std=[0.5, 0.5, 1], median=[1, 1, 2],
-                              q25=[0, 0, 1], q75=[2, 2, 3], minimum=[-1, -1, 0],
-                              maximum=[4, 4, 5])
+    labels = plots.plot_bands(
+        ax,
+        [0, 1, 2],
+        mean=[1, 2, 3],
+        std=[0.5, 0.5, 1],
+        median=[1, 1, 2],
+        q25=[0, 0, 1],
+        q75=[2, 2, 3],
+        minimum=[-1, -1, 0],
+        maximum=[4, 4, 5],
+    )
     assert labels == ["min–max", "q25–q75", "mean", "mean ± std", "median"]
     mean, median = ax.lines
     assert mean.get_ydata().tolist() == [1, 2, 3]

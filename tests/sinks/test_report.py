@@ -1,10 +1,9 @@
-
 import numpy as np
 import pytest
-from sink_records import SITES, STEPS, activation_value
 
 from layerscope.records import Record
 from layerscope.sinks.report import Report, ReportSink, plan_panels, render_report
+from sink_records import SITES, STEPS, activation_value
 
 
 def by_title(fig):
@@ -33,15 +32,19 @@ def test_activation_panels(records):
     fig = Report(records).figure("activations")
     axes = by_title(fig)
     assert set(axes) == {
-        *SITES, "dead.fraction", "dead.fraction by depth",
+        *SITES,
+        "dead.fraction",
+        "dead.fraction by depth",
         *(f"{s} distribution" for s in SITES),
     }
     band = axes["fc2:output"]
     mean, median = band.lines
     assert mean.get_ydata().tolist() == pytest.approx(
-        [activation_value(1, s, "mean") for s in STEPS])
+        [activation_value(1, s, "mean") for s in STEPS]
+    )
     assert median.get_ydata().tolist() == pytest.approx(
-        [activation_value(1, s, "median") for s in STEPS])
+        [activation_value(1, s, "median") for s in STEPS]
+    )
     legend = [t.get_text() for t in band.get_legend().get_texts()]
     assert legend == ["min–max", "q25–q75", "mean", "mean ± std", "median"]
     dead = axes["dead.fraction"]
@@ -73,13 +76,18 @@ def test_epoch_axis_takes_last_step_of_each_epoch(records):
 
 
 def test_share_quantity_is_a_stack():
-    rs = [Record(s, 0, "shares", f"fc{i}:weight.grad", "share", "fraction", float(i))
-          for s in range(3) for i in (1, 3)]
+    rs = [
+        Record(s, 0, "shares", f"fc{i}:weight.grad", "share", "fraction", float(i))
+        for s in range(3)
+        for i in (1, 3)
+    ]
     assert [p.kind for p in plan_panels(rs)] == ["stack"]
     ax = Report(rs).figure("shares").axes[0]
     assert len(ax.collections) == 2
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fc1:weight.grad",
-                                                                  "fc3:weight.grad"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "fc1:weight.grad",
+        "fc3:weight.grad",
+    ]
 
 
 def test_findings_are_not_plotted():
@@ -126,6 +134,9 @@ def test_pyplot_state_untouched(records):
 
 
 def test_iqr_gets_a_panel_only_without_quartiles():
-    rs = [Record(s, 0, "a", "fc1:output", "value", stat, float(s))
-          for s in range(3) for stat in ("median", "iqr", "min", "max")]
+    rs = [
+        Record(s, 0, "a", "fc1:output", "value", stat, float(s))
+        for s in range(3)
+        for stat in ("median", "iqr", "min", "max")
+    ]
     assert [p.title for p in plan_panels(rs)] == ["fc1:output", "value.iqr"]

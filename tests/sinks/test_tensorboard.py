@@ -1,12 +1,12 @@
 import json
 
 import pytest
-from sink_records import SITES, STEPS, activation_value
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2, metadata
 
 from layerscope.records import HistogramValue, Record
 from layerscope.sinks.tensorboard import TensorBoardSink, histogram_summary
+from sink_records import SITES, STEPS, activation_value
 
 
 def load(logdir):

@@ -10,9 +10,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from sink_records import make_records
 
 from layerscope.sinks.tensorboard import TensorBoardSink
+from sink_records import make_records
 
 
 def free_port() -> int:
@@ -32,9 +32,20 @@ def server(tmp_path):
     sink.write(make_records())
     sink.close()
     port = free_port()
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path),
-               "--host", "127.0.0.1", "--port", str(port), "--load_fast=false",
-               "--reload_interval", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--load_fast=false",
+        "--reload_interval",
+        "1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -85,9 +96,19 @@ def test_browser_screenshot_of_scalars_page(server, tmp_path):
     wait_for(base, process, "/data/plugin/scalars/tags", lambda t: "run1" in t)
     shot = tmp_path / "scalars.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
-         "--virtual-time-budget=15000", f"--screenshot={shot}", f"{base}/#scalars"],
-        check=True, timeout=120, capture_output=True,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--virtual-time-budget=15000",
+            f"--screenshot={shot}",
+            f"{base}/#scalars",
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
     from matplotlib.image import imread
 

@@ -210,7 +210,11 @@ class AttentionGatherer(Gatherer):
         kwargs: dict[str, Any],
         output: Any,  # noqa: ANN401
     ) -> None:
-        if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name, "attention"):
+        if (
+            self._closed
+            or not torch.is_grad_enabled()
+            or not self.context.enabled(name, "attention")
+        ):
             return
         with torch.no_grad():
             weights, head_output = recompute_attention(module, args, kwargs)
@@ -226,7 +230,11 @@ class AttentionGatherer(Gatherer):
         args: Any,
         output: Any,  # noqa: ANN401
     ) -> None:
-        if self._closed or not torch.is_grad_enabled() or not self.context.enabled(name, "attention"):
+        if (
+            self._closed
+            or not torch.is_grad_enabled()
+            or not self.context.enabled(name, "attention")
+        ):
             return
         for leaf_path, tensor in tensor_leaves(output):
             if leaf_path == path and tensor.is_floating_point() and tensor.dim() >= 2:

@@ -20,8 +20,9 @@ from layerscope.observation import site_name, tensor_leaves
 
 
 class ForwardGatherer(Gatherer):
-    """Observes the outputs (kind ``"output"``) and output gradients (``"output.grad"``) of
-    the modules some lens reads them from, on the steps their schedules allow.
+    """Observes module outputs (``"output"``) and their gradients (``"output.grad"``).
+
+    Only the modules some lens reads them from, on the steps their schedules allow.
 
     Evaluation passes under ``torch.no_grad()`` / ``inference_mode`` are not observed: they are
     not part of training, and their activations would blur the training statistics.
@@ -39,7 +40,13 @@ class ForwardGatherer(Gatherer):
             self._handles.append(module.register_forward_hook(hook))
 
     def _forward_hook(
-        self, name: str, want_output: bool, want_grad: bool, module: nn.Module, args: Any, output: Any  # noqa: ANN401
+        self,
+        name: str,
+        want_output: bool,
+        want_grad: bool,
+        module: nn.Module,
+        args: Any,
+        output: Any,  # noqa: ANN401
     ) -> None:
         want_output = want_output and self.context.enabled(name, "output")
         want_grad = want_grad and self.context.enabled(name, "output.grad")

@@ -47,7 +47,9 @@ class ParameterGatherer(Gatherer):
                     self._values.append((name, kind, site_name(name, "", pname), param))
                 if f"{kind}.grad" in wanted and param.requires_grad:
                     index = len(self._grads)
-                    self._grads.append((name, f"{kind}.grad", site_name(name, "", f"{pname}.grad"), param))
+                    self._grads.append(
+                        (name, f"{kind}.grad", site_name(name, "", f"{pname}.grad"), param)
+                    )
                     hook = partial(self._arrived, index)
                     self._handles.append(param.register_post_accumulate_grad_hook(hook))
 

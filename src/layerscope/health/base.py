@@ -96,7 +96,8 @@ class Check:
                 not isinstance(value, (tuple, list)) or len(value) != len(default)
             ):
                 raise ValueError(
-                    f"Health: option {self.name}.{key} must be a pair like {default!r}, got {value!r}"
+                    f"Health: option {self.name}.{key} must be a pair like {default!r}, "
+                    f"got {value!r}"
                 )
         for key, default in self.options.items():
             value = options.get(key, default)

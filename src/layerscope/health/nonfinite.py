@@ -1,4 +1,4 @@
-"""NaN / Inf origin: the first site, in the order the step computed them, holding a non-finite value."""
+"""NaN / Inf origin: the first site, in the order the step computed them, that held one."""
 
 from __future__ import annotations
 

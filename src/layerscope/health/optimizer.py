@@ -48,6 +48,10 @@ class UpdateRatioCheck(Check):
             median = self._series.median(r.site)
             low, high = self.band
             evidence = {"log10_update_ratio": median}
+            message = (
+                f"{short(r.site)}'s updates are 1e{median:.1f} of its weights "
+                f"(band 1e{low:g}..1e{high:g})"
+            )
             if median > high:
                 yield self.finding(
                     "update_ratio_high",
@@ -55,7 +59,7 @@ class UpdateRatioCheck(Check):
                     view,
                     [r.site],
                     evidence,
-                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
+                    message,
                     "lower the learning rate for it",
                 )
             elif median < low:
@@ -65,8 +69,9 @@ class UpdateRatioCheck(Check):
                     view,
                     [r.site],
                     evidence,
-                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights (band 1e{low:g}..1e{high:g})",
-                    "it barely learns: raise the learning rate, or check it is not meant to be frozen",
+                    message,
+                    "it barely learns: raise the learning rate, or check it is not meant to be "
+                    "frozen",
                 )
 
 

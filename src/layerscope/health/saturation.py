@@ -1,5 +1,4 @@
-"""Saturation: tanh / sigmoid outputs pinned near their limits, GELU / SiLU stuck in the flat
-negative tail.
+"""Saturation: tanh / sigmoid pinned near their limits, GELU / SiLU stuck in the negative tail.
 
 The share of elements beyond a level is not in the fused summary, so the check asks the
 reducer for threshold counts (:attr:`layerscope.lenses.Needs.exceed`) on the sites of those
@@ -56,7 +55,8 @@ class SaturationCheck(Check):
         low, high = self.sigmoid_band
         if not 0 < low < high < 1:
             raise ValueError(
-                f"Health: saturation.sigmoid_band must be 0 < low < high < 1, got {self.sigmoid_band}"
+                "Health: saturation.sigmoid_band must be 0 < low < high < 1, "
+                f"got {self.sigmoid_band}"
             )
         if not 0 < self.tanh_limit < 1 or self.tail <= 0:
             raise ValueError("Health: saturation.tanh_limit must be in (0, 1) and tail positive")

@@ -123,8 +123,15 @@ class LayerscopeCallback(Callback):
         if not trainer.is_global_zero:
             return
         logdir, sinks = self._logging(trainer)
-        self.scope = watch(pl_module, optimizer=optimizer, lenses=self.lenses, every=self.every,
-                           logdir=logdir, sinks=(*sinks, *self.sinks), flush_every=self.flush_every)
+        self.scope = watch(
+            pl_module,
+            optimizer=optimizer,
+            lenses=self.lenses,
+            every=self.every,
+            logdir=logdir,
+            sinks=(*sinks, *self.sinks),
+            flush_every=self.flush_every,
+        )
         self.scope.align_step(trainer.global_step)
         self.scope.epoch_count = trainer.current_epoch
 
@@ -134,7 +141,11 @@ class LayerscopeCallback(Callback):
             self.scope.epoch_count = trainer.current_epoch
 
     def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int  # noqa: ANN401
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,  # noqa: ANN401
     ) -> None:
         """Follow the global step should the two ever part (a step skipped by a grad scaler)."""
         if self.scope is not None:

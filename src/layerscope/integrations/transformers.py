@@ -102,14 +102,24 @@ class LayerscopeCallback(TrainerCallback):
     ) -> None:
         """Attach the Scope to the model and optimizer."""
         if model is None:
-            raise ValueError(error_message(
-                "LayerscopeCallback.on_train_begin: the Trainer passed no model", "integrations"))
+            raise ValueError(
+                error_message(
+                    "LayerscopeCallback.on_train_begin: the Trainer passed no model", "integrations"
+                )
+            )
         if not state.is_world_process_zero:
             return
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
         logdir = self.logdir or tensorboard_dir(args)
-        self.scope = watch(model, optimizer=optimizer, lenses=self.lenses, every=self.every,
-                           logdir=logdir, sinks=self.sinks, flush_every=self.flush_every)
+        self.scope = watch(
+            model,
+            optimizer=optimizer,
+            lenses=self.lenses,
+            every=self.every,
+            logdir=logdir,
+            sinks=self.sinks,
+            flush_every=self.flush_every,
+        )
         self.scope.align_step(state.global_step)
         self._loss_hook = model.register_forward_hook(self._read_loss)
 
@@ -121,7 +131,10 @@ class LayerscopeCallback(TrainerCallback):
             self.scope.observe_loss(loss.detach())
 
     def on_step_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         """Follow the global step should the two ever part."""
@@ -129,7 +142,10 @@ class LayerscopeCallback(TrainerCallback):
             self.scope.align_step(state.global_step)
 
     def on_epoch_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         """Records from now on carry the Trainer's epoch."""
@@ -137,7 +153,10 @@ class LayerscopeCallback(TrainerCallback):
             self.scope.epoch_count = int(state.epoch or 0)
 
     def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
         **kwargs: Any,  # noqa: ANN401
     ) -> None:
         """Close the Scope: flush records, remove every hook."""

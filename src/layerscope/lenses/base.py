@@ -149,9 +149,12 @@ class Lens:
         """Names of the selected modules; ValueError when the selection matches nothing."""
         chosen = [name for name, module in named_modules if self.selects(name, module)]
         if not chosen:
-            raise ValueError(error_message(
-                f"{self!r} selects no module of this model; {self._selection_hint()}",
-                "no-module-selected"))
+            raise ValueError(
+                error_message(
+                    f"{self!r} selects no module of this model; {self._selection_hint()}",
+                    "no-module-selected",
+                )
+            )
         return chosen
 
     def _selection_hint(self) -> str:
@@ -212,7 +215,9 @@ class Lens:
         for name in self.statistics:
             if name == "histogram":
                 if w.histogram is not None:
-                    out.append(self.record(ctx, w.site, "value", "histogram", histogram=w.histogram))
+                    out.append(
+                        self.record(ctx, w.site, "value", "histogram", histogram=w.histogram)
+                    )
             elif name in NORM_STATISTICS:
                 out.append(self.record(ctx, w.site, name, "last", NORM_STATISTICS[name](w)))
             else:

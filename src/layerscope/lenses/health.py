@@ -16,8 +16,10 @@ _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag
 
 
 class Health(Lens):
-    """Turns the statistics of a step into findings: dead units, saturation, vanishing or
-    exploding gradients, update ratios, NaN origin, loss spikes, attention collapse...
+    """Turns the statistics of a step into findings: what is wrong, and where.
+
+    Dead units, saturation, vanishing or exploding gradients, update ratios, NaN origin, loss
+    spikes, attention collapse...
 
     Each finding is reported once, when first seen (a record with tag ``"health"``, quantity
     ``"finding"``, statistic = its kind, value = its level 1 info / 2 warning / 3 error, site =
@@ -78,7 +80,8 @@ class Health(Lens):
         for key in options:
             if key not in names:
                 raise ValueError(
-                    f"Health: options given for check {key!r}, which is not run (checks={sorted(names)})"
+                    f"Health: options given for check {key!r}, which is not run "
+                    f"(checks={sorted(names)})"
                 )
         self.log = FindingLog(close_after)
         self._types: dict[str, type[nn.Module]] = {}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from layerscope.records import Record
+from layerscope.records import SEVERITIES, Record
 from layerscope.sinks._optional import require
 
 
@@ -60,10 +60,6 @@ DEFAULT_COLUMNS: tuple[Column, ...] = (
 )
 
 
-#: A finding record's value is its severity level.
-SEVERITIES: dict[int, str] = {1: "info", 2: "warning", 3: "error"}
-
-
 def finding_text(record: Record) -> str:
     """One line for a finding record: its message and suggestion when it has them.
 
@@ -107,7 +103,8 @@ def summary_rows(
     used = sorted({i for _, i in best})
     layers = list(dict.fromkeys(layer for layer, _ in best))
     rows = [
-        [layer] + [
+        [layer]
+        + [
             columns[i].format(best[(layer, i)].value) if (layer, i) in best else "–"  # type: ignore[arg-type]
             for i in used
         ]

@@ -149,9 +149,7 @@ class LiveFigure:
             self.figure = pyplot.figure(figsize=(10, 6))
             pyplot.show(block=False)
         else:
-            self.figure = require("matplotlib.figure", "plot", "LiveFigure").Figure(
-                figsize=(10, 6)
-            )
+            self.figure = require("matplotlib.figure", "plot", "LiveFigure").Figure(figsize=(10, 6))
 
     def panels(self) -> list[tuple[str, Panel]]:
         """List the (tag, panel) pairs the figure shows now."""

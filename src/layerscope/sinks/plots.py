@@ -101,8 +101,9 @@ def plot_bands(
         ax.plot(xs, m, color=color, linewidth=1.5, label="mean")
         labels.append("mean")
         if s is not None:
-            ax.fill_between(xs, m - s, m + s, color=color, alpha=0.3, linewidth=0,
-                            label="mean ± std")
+            ax.fill_between(
+                xs, m - s, m + s, color=color, alpha=0.3, linewidth=0, label="mean ± std"
+            )
             labels.append("mean ± std")
     if md is not None:
         ax.plot(xs, md, color=color, linewidth=1.2, linestyle="--", label="median")
@@ -129,8 +130,12 @@ def plot_lines(
     """
     lines = []
     for label, (xs, ys) in series.items():
-        (line,) = ax.plot(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64),
-                          label=label, linewidth=1.3)
+        (line,) = ax.plot(
+            np.asarray(xs, dtype=np.float64),
+            np.asarray(ys, dtype=np.float64),
+            label=label,
+            linewidth=1.3,
+        )
         lines.append(line)
     if wants_log_scale(*(ys for _, ys in series.values())):
         ax.set_yscale("log")
@@ -175,8 +180,7 @@ def plot_stack(
 
     """
     parts = shares(series)
-    ax.stackplot(np.asarray(x, dtype=np.float64), *parts.values(), labels=list(parts),
-                 alpha=0.85)
+    ax.stackplot(np.asarray(x, dtype=np.float64), *parts.values(), labels=list(parts), alpha=0.85)
     ax.set_ylim(0.0, 1.0)
     return parts
 
@@ -308,8 +312,9 @@ def plot_depth_profile(
     depth = np.arange(len(layers), dtype=np.float64)
     lines = []
     for step, values in profiles.items():
-        (line,) = ax.plot(depth, np.asarray(values, dtype=np.float64), marker="o",
-                          label=f"step {step}")
+        (line,) = ax.plot(
+            depth, np.asarray(values, dtype=np.float64), marker="o", label=f"step {step}"
+        )
         lines.append(line)
     ax.set_xticks(depth, list(layers), rotation=30, ha="right", fontsize="small")
     ax.set_xlabel("layer (by depth)")

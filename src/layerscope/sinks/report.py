@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layerscope.records import Record
+from layerscope.records import Record, finding_line
 from layerscope.sinks import plots
 from layerscope.sinks._optional import require
 
@@ -174,8 +174,14 @@ class Report:
         width, height = 6.4 * ncols, 2.9 * nrows + 0.6
         fig = figure_module.Figure(figsize=(width, height))
         # Fixed margins in inches: constrained layout would double the drawing time.
-        fig.subplots_adjust(left=0.9 / width, right=1 - 0.5 / width, bottom=0.75 / height,
-                            top=1 - 0.6 / height, hspace=0.75, wspace=0.3)
+        fig.subplots_adjust(
+            left=0.9 / width,
+            right=1 - 0.5 / width,
+            bottom=0.75 / height,
+            top=1 - 0.6 / height,
+            hspace=0.75,
+            wspace=0.3,
+        )
         fig.suptitle(tag if hidden <= 0 else f"{tag} ({hidden} more panels not shown)")
         time_axes = None
         for i, panel in enumerate(shown):
@@ -211,8 +217,14 @@ class Report:
         fig.suptitle("findings")
         for i, line in enumerate(lines):
             color = "firebrick" if line.startswith("error") else "black"
-            fig.text(0.01, 1 - (0.45 + 0.28 * (i + 1)) / fig.get_figheight(), line,
-                     fontsize="small", family="monospace", color=color)
+            fig.text(
+                0.01,
+                1 - (0.45 + 0.28 * (i + 1)) / fig.get_figheight(),
+                line,
+                fontsize="small",
+                family="monospace",
+                color=color,
+            )
         return fig
 
     def save(self, out_dir: str | Path, formats: Sequence[str] = ("png",)) -> list[Path]:
@@ -229,18 +241,6 @@ class Report:
                 paths.append(path)
         return paths
 
-def finding_line(record: Record) -> str:
-    """One line for a finding record on the findings page.
-
-    Example:
-        >>> finding_line(Record(7, 0, "health", "act1:output", "finding", "dead_units", 3.0,
-        ...                     text="act1 is dead; lower the learning rate"))
-        'error, step 7, act1:output: act1 is dead; lower the learning rate'
-
-    """
-    severity = {1: "info", 2: "warning", 3: "error"}.get(int(record.value or 0), "finding")
-    return f"{severity}, step {record.step}, {record.site or 'model'}: {record.text or record.statistic}"
-
 
 def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
     """Draw one planned panel on ``ax`` with ``x`` (``"step"`` or ``"epoch"``) as x axis."""
@@ -254,8 +254,13 @@ def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
             xs_s, ys = _series(rs, x)
             xs = xs or xs_s
             if xs_s == xs:
-                values["minimum" if statistic == "min" else
-                       "maximum" if statistic == "max" else statistic] = ys
+                values[
+                    "minimum"
+                    if statistic == "min"
+                    else "maximum"
+                    if statistic == "max"
+                    else statistic
+                ] = ys
         plots.plot_bands(ax, xs, **values)
     elif panel.kind in ("lines", "stack"):
         by_site = _by_site(panel.records)
@@ -264,8 +269,10 @@ def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
             plots.plot_lines(ax, series)
         else:
             common = sorted(set.intersection(*(set(xs) for xs, _ in series.values())))
-            aligned = {k: [dict(zip(xs, ys, strict=True))[c] for c in common]
-                       for k, (xs, ys) in series.items()}
+            aligned = {
+                k: [dict(zip(xs, ys, strict=True))[c] for c in common]
+                for k, (xs, ys) in series.items()
+            }
             plots.plot_stack(ax, common, aligned)
     elif panel.kind == "probability":
         xs, hists = _series(panel.records, x)
@@ -275,9 +282,7 @@ def draw_panel(ax: Any, panel: Panel, x: str = "step") -> None:
         by_site = _by_site(panel.records)
         latest = {s: dict(zip(*_series(rs, x), strict=True)) for s, rs in by_site.items()}
         chosen = profile_steps([k for v in latest.values() for k in v])
-        profiles = {
-            int(c): [latest[s].get(c, math.nan) for s in by_site] for c in chosen
-        }
+        profiles = {int(c): [latest[s].get(c, math.nan) for s in by_site] for c in chosen}
         plots.plot_depth_profile(ax, list(by_site), profiles)
     if panel.kind != "probability" and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", loc="best")

@@ -117,7 +117,8 @@ class TensorBoardSink:
 
     Scalars are named by :attr:`Record.name` (``tag/site/quantity.statistic``) at global step
     ``record.step``; histogram records are written from their edges and counts; findings
-    (quantity ``"finding"``) are written as text under ``"<tag>/<kind>"`` (``health/dead_units``). Where a
+    (quantity ``"finding"``) are written as text under ``"<tag>/<kind>"``
+    (``health/dead_units``). Where a
     site/quantity has mean and std (written also as ``mean-std`` / ``mean+std`` scalars) or
     min and max, a margin chart in the custom-scalars dashboard shows the centre line with its
     bands (mean±std, q25–q75, min–max) together, one category per tag. The layout is written
@@ -162,7 +163,9 @@ class TensorBoardSink:
             raise RuntimeError("TensorBoardSink.write: the sink is closed")
         for r in records:
             if r.quantity == "finding":  # health findings are prose: TensorBoard's text tab
-                self._writer.add_text(f"{r.tag}/{r.statistic}", finding_markdown(r), global_step=r.step)
+                self._writer.add_text(
+                    f"{r.tag}/{r.statistic}", finding_markdown(r), global_step=r.step
+                )
                 self.texts_written += 1
         records = [r for r in records if r.quantity != "finding"]
         scalars = [r for r in records if r.histogram is None and r.value is not None]
