@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_CHANNELS_FIRST = (
+#: Convolutions: their units are the channels, at axis 1 of a batched output.
+CONVOLUTIONS: tuple[type[nn.Module], ...] = (
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
     nn.ConvTranspose1d,
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
+)
+_CHANNELS_FIRST = (
+    *CONVOLUTIONS,
     nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.BatchNorm3d,

@@ -12,6 +12,7 @@ from layerscope import stats
 from layerscope.lenses.base import EmitContext, Lens, Needs
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import Record
+from layerscope.units import CONVOLUTIONS
 
 #: Modules whose output units are "active" only when positive.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.Hardtanh)
@@ -31,16 +32,7 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Softplus,
 )
 #: Modules with per-unit outputs: output features (Linear) or channels (convolutions).
-UNIT_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Bilinear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+UNIT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, *CONVOLUTIONS)
 
 
 class Activations(Lens):
