@@ -42,16 +42,21 @@ class UpdateRatioCheck(Check):
         """A finding per parameter whose median log10 ratio leaves the band."""
         for r in view.find("update_ratio", "last"):
             value = float(r.value)  # type: ignore[arg-type]
+            if not math.isfinite(value):
+                continue  # ‖Δw‖ / ‖w‖ of an all-zero parameter (a fresh bias) is undefined
             self._series.add(r.site, math.log10(value) if value > 0 else -math.inf)
             if not self._series.full(r.site):
                 continue
             median = self._series.median(r.site)
             low, high = self.band
             evidence = {"log10_update_ratio": median}
-            message = (
-                f"{short(r.site)}'s updates are 1e{median:.1f} of its weights "
-                f"(band 1e{low:g}..1e{high:g})"
-            )
+            if median == -math.inf:
+                message = f"{short(r.site)} did not change over the last {self.window} updates"
+            else:
+                message = (
+                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights "
+                    f"(band 1e{low:g}..1e{high:g})"
+                )
             if median > high:
                 yield self.finding(
                     "update_ratio_high",
