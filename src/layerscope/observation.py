@@ -14,26 +14,10 @@ from typing import Any
 
 import torch
 
-#: What a site observes. ``output.grad`` is the gradient w.r.t. the module's output.
-SITE_KINDS: tuple[str, ...] = (
-    "output",
-    "output.grad",
-    "weight",
-    "bias",
-    "weight.grad",
-    "bias.grad",
-)
-
 
 def site_name(module_name: str, kind: str, path: str = "") -> str:
     """The site id: ``"<module>:<kind><path>"``; the root module is named ``"model"``."""
     return f"{module_name or 'model'}:{kind}{path}"
-
-
-def split_site(site: str) -> tuple[str, str]:
-    """``"fc1:weight.grad"`` -> ``("fc1", "weight.grad")``; leaf paths stay on the kind."""
-    module, _, kind = site.rpartition(":")
-    return module, kind
 
 
 def tensor_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:  # noqa: ANN401

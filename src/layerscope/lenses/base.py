@@ -194,11 +194,6 @@ class Lens:
         """
         return self.needs(kind)
 
-    def unit_axis(self) -> bool:
-        """Whether the lens needs per-unit activity counts."""
-        return False
-
-    # -- records -----------------------------------------------------------------------------
     def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
         """Records for the given sites of this step (sites it selected and that were seen)."""
         out: list[Record] = []

@@ -184,10 +184,6 @@ class _UnitActivity(Lens):
         """Per-unit activity counts."""
         return Needs(activity=True)
 
-    def unit_axis(self) -> bool:
-        """Activity is counted per unit."""
-        return True
-
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
         """Fraction of units active this step; dead count and fraction over the window."""
         active = w.summary.channel_active
