@@ -66,7 +66,9 @@ def packed_statistics(
     """Compute the same statistics for a PackedSequence's ``data`` (rows grouped by timestep)."""
     x = data.detach().float().reshape(data.shape[0], -1)
     steps = batch_sizes.shape[0]
-    sizes = batch_sizes.to(x.device)
+    # batch_sizes live on the host; a pageable host-to-device copy would synchronise
+    host = batch_sizes.pin_memory() if x.device.type == "cuda" else batch_sizes
+    sizes = host.to(x.device, non_blocking=True)
     index = torch.repeat_interleave(
         torch.arange(steps, device=x.device), sizes, output_size=x.shape[0]
     )
