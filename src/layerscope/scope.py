@@ -86,6 +86,8 @@ class Scope:
         self._unflushed: list[Record] = []
         self._windows = WindowBuilder()
         self._active: dict[tuple[str, str], Needs] = {}
+        self._plans: dict[tuple[int, ...], dict[tuple[str, str], Needs]] = {}
+        self._failed: set[tuple[str, str]] = set()  # sites a statistic could not read
         self._forward_since_step = False
         self._notes: set[str] = set()
         self._closed = False
@@ -305,15 +307,23 @@ class Scope:
         self._finish_step()
 
     def _plan_step(self) -> None:
-        """Work out which (module, kind) pairs the lenses active on this step observe."""
-        self._active.clear()
-        for lens in self.lenses:
-            if not lens.active(self.step_count, self.every):
-                continue
-            for name in self._selected[id(lens)]:
-                for kind in lens.kinds:
-                    key = (name, kind)
-                    self._active[key] = self._active.get(key, Needs()) | lens.needs_at(name, kind)
+        """Work out which (module, kind) pairs the lenses active on this step observe.
+
+        A plan depends only on which lenses are active, so each combination is worked out once.
+        """
+        active = tuple(
+            i for i, lens in enumerate(self.lenses) if lens.active(self.step_count, self.every)
+        )
+        plan = self._plans.get(active)
+        if plan is None:
+            plan = self._plans[active] = {}
+            for lens in (self.lenses[i] for i in active):
+                for name in self._selected[id(lens)]:
+                    for kind in lens.kinds:
+                        key = (name, kind)
+                        if key not in self._failed:
+                            plan[key] = plan.get(key, Needs()) | lens.needs_at(name, kind)
+        self._active = plan
 
     def _enabled(self, module: str, kind: str) -> bool:
         return (module, kind) in self._active
@@ -354,7 +364,9 @@ class Scope:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            self._active.pop((module, kind), None)
+            self._failed.add((module, kind))
+            for plan in self._plans.values():
+                plan.pop((module, kind), None)
 
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
         tensor = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
