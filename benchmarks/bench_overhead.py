@@ -40,7 +40,7 @@ import layerscope
 
 Step = Callable[[], None]
 #: Steps run, untimed, after switching to another variant (its model is cold in the caches).
-SETTLE = 3
+SETTLE = 5
 
 
 def mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
@@ -207,8 +207,8 @@ def memory_growth(steps: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per round and variant")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per round and variant")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--memory-steps", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
