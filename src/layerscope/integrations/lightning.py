@@ -26,9 +26,9 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         )
     ) from error
 
+from layerscope.integrations._attached import AttachedScope
 from layerscope.lenses import Lens
 from layerscope.records import Record
-from layerscope.scope import Scope, watch
 from layerscope.sinks.base import Sink
 
 
@@ -64,7 +64,7 @@ class LoggerSink:
         self.logger.save()
 
 
-class LayerscopeCallback(Callback):
+class LayerscopeCallback(AttachedScope, Callback):
     """Observes a LightningModule while ``trainer.fit`` runs.
 
     On train start it calls :func:`layerscope.watch` with the module and the trainer's first
@@ -95,17 +95,8 @@ class LayerscopeCallback(Callback):
         flush_every: int = 10,
         use_logger: bool = True,
     ) -> None:
-        self.lenses = lenses
-        self.every = every
-        self.sinks = tuple(sinks)
-        self.flush_every = flush_every
+        super().__init__(lenses, every, sinks, flush_every)
         self.use_logger = use_logger
-        self.scope: Scope | None = None
-        self._records: list[Record] = []
-
-    def records(self) -> list[Record]:
-        """Every record of the current run, or of the last one once it has ended."""
-        return self.scope.records() if self.scope is not None else list(self._records)
 
     def _logging(self, trainer: Trainer) -> tuple[str | None, list[Sink]]:
         logger = trainer.logger if self.use_logger else None
@@ -123,16 +114,7 @@ class LayerscopeCallback(Callback):
         if not trainer.is_global_zero:
             return
         logdir, sinks = self._logging(trainer)
-        self.scope = watch(
-            pl_module,
-            optimizer=optimizer,
-            lenses=self.lenses,
-            every=self.every,
-            logdir=logdir,
-            sinks=(*sinks, *self.sinks),
-            flush_every=self.flush_every,
-        )
-        self.scope.align_step(trainer.global_step)
+        self.attach(pl_module, optimizer, logdir, sinks, trainer.global_step)
         self.scope.epoch_count = trainer.current_epoch
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -167,10 +149,3 @@ class LayerscopeCallback(Callback):
     ) -> None:
         """Close the Scope when training raises; the records so far are flushed."""
         self.close()
-
-    def close(self) -> None:
-        """Close the Scope if one is attached. Safe to call twice."""
-        if self.scope is not None:
-            scope, self.scope = self.scope, None
-            scope.close()
-            self._records = scope.records()

@@ -27,9 +27,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         )
     ) from error
 
+from layerscope.integrations._attached import AttachedScope
 from layerscope.lenses import Lens
-from layerscope.records import Record
-from layerscope.scope import Scope, watch
 from layerscope.sinks.base import Sink
 
 
@@ -47,7 +46,7 @@ def tensorboard_dir(args: TrainingArguments) -> str | None:
     return logging_dir or os.path.join(args.output_dir, "runs", "layerscope")
 
 
-class LayerscopeCallback(TrainerCallback):
+class LayerscopeCallback(AttachedScope, TrainerCallback):
     """Observes the model while ``Trainer.train`` runs.
 
     ``on_train_begin`` calls :func:`layerscope.watch` with the model and the Trainer's optimizer
@@ -78,18 +77,9 @@ class LayerscopeCallback(TrainerCallback):
         flush_every: int = 10,
         logdir: str | None = None,
     ) -> None:
-        self.lenses = lenses
-        self.every = every
-        self.sinks = tuple(sinks)
-        self.flush_every = flush_every
+        super().__init__(lenses, every, sinks, flush_every)
         self.logdir = logdir
-        self.scope: Scope | None = None
-        self._records: list[Record] = []
         self._loss_hook: Any = None
-
-    def records(self) -> list[Record]:
-        """Every record of the current run, or of the last one once it has ended."""
-        return self.scope.records() if self.scope is not None else list(self._records)
 
     def on_train_begin(
         self,
@@ -111,16 +101,7 @@ class LayerscopeCallback(TrainerCallback):
             return
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
         logdir = self.logdir or tensorboard_dir(args)
-        self.scope = watch(
-            model,
-            optimizer=optimizer,
-            lenses=self.lenses,
-            every=self.every,
-            logdir=logdir,
-            sinks=self.sinks,
-            flush_every=self.flush_every,
-        )
-        self.scope.align_step(state.global_step)
+        self.attach(model, optimizer, logdir, (), state.global_step)
         self._loss_hook = model.register_forward_hook(self._read_loss)
 
     def _read_loss(self, module: nn.Module, args: Any, output: Any) -> None:  # noqa: ANN401
@@ -167,7 +148,4 @@ class LayerscopeCallback(TrainerCallback):
         if self._loss_hook is not None:
             self._loss_hook.remove()
             self._loss_hook = None
-        if self.scope is not None:
-            scope, self.scope = self.scope, None
-            scope.close()
-            self._records = scope.records()
+        super().close()
