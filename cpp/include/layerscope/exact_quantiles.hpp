@@ -153,9 +153,7 @@ class ExactQuantiles {
     w.write<std::uint64_t>(nan_count_);
     w.write<double>(min_);
     w.write<double>(max_);
-    std::uint64_t state[detail::Xoshiro256::kWords];
-    rng_.save(state);
-    for (auto word : state) w.write<std::uint64_t>(word);
+    rng_.write(w);
     w.write_vector(values_);
     return w.take();
   }
@@ -171,9 +169,7 @@ class ExactQuantiles {
     e.nan_count_ = r.read<std::uint64_t>();
     e.min_ = r.read<double>();
     e.max_ = r.read<double>();
-    std::uint64_t state[detail::Xoshiro256::kWords];
-    for (auto& word : state) word = r.read<std::uint64_t>();
-    check_payload(e.rng_.load(state), "impossible PRNG state");
+    e.rng_.read(r);
     e.values_ = r.read_vector<double>();
     r.finish();
     const std::uint64_t stored = e.values_.size();

@@ -216,9 +216,7 @@ class QuantileSketch {
     w.write<std::uint64_t>(nan_count_);
     w.write<double>(min_);
     w.write<double>(max_);
-    std::uint64_t state[detail::Xoshiro256::kWords];
-    rng_.save(state);
-    for (auto word : state) w.write<std::uint64_t>(word);
+    rng_.write(w);
     w.write<std::uint64_t>(pending_);
     w.write<std::uint64_t>(offsets_);
     w.write<std::uint32_t>(static_cast<std::uint32_t>(levels_.size()));
@@ -239,9 +237,7 @@ class QuantileSketch {
     s.nan_count_ = r.read<std::uint64_t>();
     s.min_ = r.read<double>();
     s.max_ = r.read<double>();
-    std::uint64_t state[detail::Xoshiro256::kWords];
-    for (auto& word : state) word = r.read<std::uint64_t>();
-    check_payload(s.rng_.load(state), "impossible PRNG state");
+    s.rng_.read(r);
     s.pending_ = r.read<std::uint64_t>();
     s.offsets_ = r.read<std::uint64_t>();
     const auto levels = r.read<std::uint32_t>();

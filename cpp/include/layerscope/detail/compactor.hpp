@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "layerscope/serialize.hpp"
+
 namespace layerscope::detail {
 
 /// xoshiro256** seeded through splitmix64: fast, 256 bits of state, good enough for the coin
@@ -71,20 +73,21 @@ class Xoshiro256 {
   /// Uniform double in [0, 1) with 53 random bits.
   double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
-  // State access for serialization. The pending coin flips are part of the state.
-  static constexpr std::size_t kWords = 6;
-  void save(std::uint64_t (&out)[kWords]) const noexcept {
-    for (int i = 0; i < 4; ++i) out[i] = s_[i];
-    out[4] = bit_pool_;
-    out[5] = bits_left_;
+  /// Appends the state, pending coin flips included, to a serialized payload.
+  void write(ByteWriter& w) const {
+    for (std::uint64_t word : s_) w.write(word);
+    w.write(bit_pool_);
+    w.write<std::uint64_t>(bits_left_);
   }
-  /// Returns false (leaving the state untouched) for an impossible state.
-  bool load(const std::uint64_t (&in)[kWords]) noexcept {
-    if ((in[0] | in[1] | in[2] | in[3]) == 0 || in[5] > 64) return false;
+  /// Reads what write() wrote; throws SerializationError (state untouched) for an impossible
+  /// state: all-zero words, or more pending coin flips than a word holds.
+  void read(ByteReader& r) {
+    std::uint64_t in[6];
+    for (auto& word : in) word = r.read<std::uint64_t>();
+    check_payload((in[0] | in[1] | in[2] | in[3]) != 0 && in[5] <= 64, "impossible PRNG state");
     for (int i = 0; i < 4; ++i) s_[i] = in[i];
     bit_pool_ = in[4];
     bits_left_ = static_cast<unsigned>(in[5]);
-    return true;
   }
 
  private:
