@@ -31,7 +31,7 @@ std::string repr_of(const Summary& s) {
                 static_cast<long long>(s.size), static_cast<long long>(s.count), s.mean,
                 std::sqrt(variance_of(s)), s.min, s.max, s.l2, static_cast<long long>(s.zeros),
                 static_cast<long long>(s.nan), static_cast<long long>(s.pos_inf),
-                static_cast<long long>(s.neg_inf), s.channel_count.size());
+                static_cast<long long>(s.neg_inf), s.channel_active.size());
   return text;
 }
 
@@ -61,16 +61,18 @@ void bind_summary(nb::module_& m) {
       .def_ro("neg_inf", &Summary::neg_inf, "-Inf elements.")
       .def_prop_ro(
           "channel_count", [](const Summary& s) { return numpy_copy(s.channel_count); }, nb::rv_policy::move,
-          "Finite elements per channel (int64 array, one entry without a channel axis).")
+          "Finite elements per channel (int64 array, one entry without a channel axis; empty "
+          "when summarized with channel_sums=False).")
       .def_prop_ro(
           "channel_active", [](const Summary& s) { return numpy_copy(s.channel_active); }, nb::rv_policy::move,
           "Active elements per channel: |x| > eps, or x > threshold when one was given.")
       .def_prop_ro(
           "channel_sum", [](const Summary& s) { return numpy_copy(s.channel_sum); }, nb::rv_policy::move,
-          "Sum of the finite values per channel (float64 array).")
+          "Sum of the finite values per channel (float64 array; empty without channel_sums).")
       .def_prop_ro(
           "channel_sum_sq", [](const Summary& s) { return numpy_copy(s.channel_sum_sq); }, nb::rv_policy::move,
-          "Sum of squares of the finite values per channel (float64 array).")
+          "Sum of squares of the finite values per channel (float64 array; empty without "
+          "channel_sums).")
       .def_prop_ro("variance", &variance_of,
                    "Population variance m2 / count (NaN when count is 0).")
       .def_prop_ro(
@@ -80,14 +82,14 @@ void bind_summary(nb::module_& m) {
           "nonfinite", [](const Summary& s) { return s.nan + s.pos_inf + s.neg_inf; },
           "NaN and +/-Inf elements together.")
       .def_prop_ro(
-          "channels", [](const Summary& s) { return s.channel_count.size(); },
+          "channels", [](const Summary& s) { return s.channel_active.size(); },
           "Number of channels (1 without a channel axis).")
       .def("__repr__", &repr_of);
 
   m.def(
       "summarize",
       [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold) {
+         std::optional<double> threshold, bool channel_sums) {
         const BufferView view = view_of(array, channel_axis, "summarize");
         if (!(eps >= 0.0))
           throw nb::value_error(
@@ -97,11 +99,12 @@ void bind_summary(nb::module_& m) {
         SummaryOptions options;
         options.eps = eps;
         options.threshold = threshold;
+        options.channel_sums = channel_sums;
         nb::gil_scoped_release released;
         return summarize(view, options);
       },
       nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
-      nb::arg("threshold") = nb::none(),
+      nb::arg("threshold") = nb::none(), nb::arg("channel_sums") = true,
       "One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides.");
 }
 

@@ -147,13 +147,27 @@ std::vector<double> normal(std::size_t n, double mean = 0.0, double sd = 1.0, un
 const ls::DType kDTypes[] = {ls::DType::Float32, ls::DType::Float64, ls::DType::Float16,
                              ls::DType::BFloat16};
 
-// Both kernels against the oracle: the AVX2 one where the CPU has it, and the portable one.
+// The oracle's summary as summarize() gives it without per-channel sums.
+ls::Summary without_channel_sums(ls::Summary s) {
+  s.channel_count.clear();
+  s.channel_sum.clear();
+  s.channel_sum_sq.clear();
+  return s;
+}
+
+// Both kernels against the oracle: the AVX2 one where the CPU has it, and the portable one;
+// each with and without per-channel sums.
 void check(const ls::BufferView& v, const ls::SummaryOptions& o = {}) {
   const ls::Summary want = reference(v, o);
+  ls::SummaryOptions counts_only = o;
+  counts_only.channel_sums = false;
   for (bool wide : {true, false}) {
     if (wide && !ls::detail::cpu_has_avx2_fma()) continue;
     SCOPED_TRACE(wide ? "avx2" : "portable");
     expect_same(ls::detail::summarize_with(v, o, wide), want, tolerance(v.dtype));
+    SCOPED_TRACE("channel_sums = false");
+    expect_same(ls::detail::summarize_with(v, counts_only, wide), without_channel_sums(want),
+                tolerance(v.dtype));
   }
 }
 
@@ -363,6 +377,27 @@ TEST(Merge, EqualsSummaryOfConcatenation) {
   expect_same(empty, m);
   ls::Summary three = ls::summarize(ls::make_view(a.data(), ls::DType::Float64, {1000, 3}, {3, 1}, 1));
   EXPECT_THROW(ls::merge(three, m), std::invalid_argument);
+}
+
+TEST(Merge, WithoutChannelSumsKeepsOnlyTheActivityCounts) {
+  const std::vector<double> a = normal(600, 0.0, 1.0, 8), b = normal(900, 0.5, 1.0, 9);
+  const auto view = [](const std::vector<double>& v) {
+    return ls::make_view(v.data(), ls::DType::Float64, {static_cast<std::int64_t>(v.size()) / 3, 3},
+                         {3, 1}, 1);
+  };
+  ls::SummaryOptions counts_only;
+  counts_only.channel_sums = false;
+  ls::Summary full = ls::summarize(view(a));
+  ls::merge(full, ls::summarize(view(b)));
+  ls::Summary lean = ls::summarize(view(a), counts_only);
+  ls::merge(lean, ls::summarize(view(b), counts_only));
+  expect_same(lean, without_channel_sums(full));
+  ls::Summary mixed = ls::summarize(view(a));  // one side without sums: the merge has none
+  ls::merge(mixed, ls::summarize(view(b), counts_only));
+  expect_same(mixed, without_channel_sums(full));
+  ls::Summary empty;
+  ls::merge(empty, lean);
+  expect_same(empty, lean);
 }
 
 TEST(BlockKernels, EveryFastPathAgreesWithThePortableOne) {

@@ -100,7 +100,7 @@ class Summary:
     @property
     def channel_count(self) -> Annotated[NDArray[numpy.int64], dict(shape=(None,))]:
         """
-        Finite elements per channel (int64 array, one entry without a channel axis).
+        Finite elements per channel (int64 array, one entry without a channel axis; empty when summarized with channel_sums=False).
         """
 
     @property
@@ -111,11 +111,15 @@ class Summary:
 
     @property
     def channel_sum(self) -> Annotated[NDArray[numpy.float64], dict(shape=(None,))]:
-        """Sum of the finite values per channel (float64 array)."""
+        """
+        Sum of the finite values per channel (float64 array; empty without channel_sums).
+        """
 
     @property
     def channel_sum_sq(self) -> Annotated[NDArray[numpy.float64], dict(shape=(None,))]:
-        """Sum of squares of the finite values per channel (float64 array)."""
+        """
+        Sum of squares of the finite values per channel (float64 array; empty without channel_sums).
+        """
 
     @property
     def variance(self) -> float:
@@ -135,7 +139,7 @@ class Summary:
 
     def __repr__(self) -> str: ...
 
-def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None) -> Summary:
+def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, channel_sums: bool = True) -> Summary:
     """
     One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides.
     """

@@ -69,7 +69,7 @@ def summarize_cpu(
     tensor: torch.Tensor, channel_axis: int | None, eps: float, threshold: float | None
 ) -> HostSummary:
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
-    s = _core.summarize(tensor.detach(), channel_axis, eps, threshold)
+    s = _core.summarize(tensor.detach(), channel_axis, eps, threshold, channel_sums=False)
     return HostSummary(
         size=s.size,
         count=s.count,

@@ -97,6 +97,28 @@ def test_every_field_matches_numpy(dtype, shape, axis):
     assert_matches(summarize(x, channel_axis=axis), oracle(x, axis))
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "stepped"])
+@pytest.mark.parametrize(("shape", "axis"), [((64, 33), 1), ((16, 6, 9, 9), 1), ((2100, 600), 1)])
+@pytest.mark.parametrize("threshold", [None, 0.0])
+def test_without_channel_sums_only_the_activity_counts_stay(shape, axis, layout, threshold):
+    x = (RNG.standard_normal(shape) * 2).astype(np.float32)
+    x.flat[::13] = 0
+    x.flat[5] = np.nan
+    if layout == "transposed":
+        x, axis = np.moveaxis(x, axis, 0), 0
+    elif layout == "stepped":
+        x = x[::2]
+    want = oracle(x, axis, eps=0.5, threshold=threshold)
+    s = summarize(x, channel_axis=axis, eps=0.5, threshold=threshold, channel_sums=False)
+    np.testing.assert_array_equal(s.channel_active, want["channel_active"])
+    assert s.channels == len(want["channel_active"])
+    assert s.channel_count.size == s.channel_sum.size == s.channel_sum_sq.size == 0
+    for name in COUNTS:
+        assert getattr(s, name) == want[name], name
+    for name in ("mean", "l2", "min", "max", "m2"):
+        assert getattr(s, name) == pytest.approx(want[name], rel=1e-5, abs=1e-5), name
+
+
 def test_large_tensor_uses_every_core_and_still_matches():
     x = RNG.standard_normal((2100, 1000)).astype(np.float32)
     assert_matches(summarize(x, channel_axis=1), oracle(x, 1))

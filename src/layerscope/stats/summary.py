@@ -52,6 +52,7 @@ def summarize(
     channel_axis: int | None = None,
     eps: float = 0.0,
     threshold: float | None = None,
+    channel_sums: bool = True,
 ) -> Summary:
     """Summarize `array` in one pass over its memory, without copying it.
 
@@ -67,6 +68,9 @@ def summarize(
         eps: an element is active when ``|x| > eps``. Must be >= 0.
         threshold: if given, an element is active when ``x > threshold`` instead (``0.0`` for
             ReLU-like outputs); `eps` is then ignored.
+        channel_sums: ``False`` keeps only the per-channel activity counts (``channel_count``,
+            ``channel_sum`` and ``channel_sum_sq`` come back empty), several times faster when
+            the channel axis is the innermost one.
 
     Returns:
         The :class:`Summary` of the array.
@@ -90,5 +94,9 @@ def summarize(
 
     """
     return _core.summarize(
-        readable(array, "summarize"), channel_axis=channel_axis, eps=eps, threshold=threshold
+        readable(array, "summarize"),
+        channel_axis=channel_axis,
+        eps=eps,
+        threshold=threshold,
+        channel_sums=channel_sums,
     )

@@ -1,0 +1,151 @@
+// Per-channel activity counts on their own: for each channel, how many of its elements pass the
+// activity test (|x| > eps, or x > threshold). summarize() runs this pass instead of its
+// per-element channel bookkeeping when the caller asks for no per-channel sums: counting alone
+// is one compare and one integer add per element, where the full per-channel fold also keeps
+// counts, sums and squares in double (four read-modify-writes), which costs ~5x more on
+// activations whose unit axis is innermost (Linear outputs).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "layerscope/buffer.hpp"
+#include "layerscope/detail/parallel_for.hpp"
+#include "layerscope/detail/summary_block.hpp"
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define LAYERSCOPE_ACTIVITY_AVX2 1
+#endif
+
+namespace layerscope::detail {
+
+template <class T> inline bool is_active(T v, ActiveTest<T> test) noexcept {
+  return (test.absolute ? std::fabs(v) : v) > test.limit;  // false for NaN
+}
+
+#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+#define LAYERSCOPE_AVX2_FN __attribute__((target("avx2,fma")))
+
+/// All-ones lanes where x[i..i+8) is active.
+LAYERSCOPE_AVX2_FN inline __m256i active_mask8(const float* x, __m256 limit, bool absolute) {
+  __m256 v = _mm256_loadu_ps(x);
+  if (absolute) v = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+  return _mm256_castps_si256(_mm256_cmp_ps(v, limit, _CMP_GT_OQ));
+}
+
+/// counts[i] += active(x[i]) for i < n: one unit per element (unit axis innermost).
+LAYERSCOPE_AVX2_FN inline int add_active_avx2(const float* x, int n, ActiveTest<float> test,
+                                               std::int32_t* counts) {
+  const __m256 limit = _mm256_set1_ps(test.limit);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {  // a true compare is all ones, -1 as an integer: subtract it
+    auto* c = reinterpret_cast<__m256i*>(counts + i);
+    _mm256_storeu_si256(c, _mm256_sub_epi32(_mm256_loadu_si256(c),
+                                            active_mask8(x + i, limit, test.absolute)));
+  }
+  return i;
+}
+
+/// Adds to `active` the active elements among the first n - n % 8 of x[0, n), all of one
+/// unit, and returns how many it read.
+LAYERSCOPE_AVX2_FN inline std::int64_t count_active_avx2(const float* x, std::int64_t n,
+                                                         ActiveTest<float> test,
+                                                         std::int64_t& active) {
+  const __m256 limit = _mm256_set1_ps(test.limit);
+  const std::int64_t whole = n - n % 8;
+  std::int64_t i = 0;
+  while (i < whole) {
+    // A lane gains at most one per vector: empty the lanes every 2^30 vectors.
+    const std::int64_t stop = std::min(whole, i + (std::int64_t{1} << 33));
+    __m256i lanes = _mm256_setzero_si256();
+    for (; i < stop; i += 8)
+      lanes = _mm256_sub_epi32(lanes, active_mask8(x + i, limit, test.absolute));
+    alignas(32) std::uint32_t count8[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(count8), lanes);
+    for (const std::uint32_t c : count8) active += c;
+  }
+  return whole;
+}
+#undef LAYERSCOPE_AVX2_FN
+#endif
+
+/// Adds each channel's active elements among the runs [begin, end) of `plan` to `counts`.
+template <DType D>
+void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t end,
+                          ActiveTest<std::conditional_t<D == DType::Float64, double, float>> test,
+                          std::int64_t* counts, std::int64_t channels) {
+  using S = typename Element<D>::storage;
+  using T = std::conditional_t<D == DType::Float64, double, float>;
+  constexpr bool kFloat = std::is_same_v<S, float>;
+  if (plan.channel_innermost()) {
+    // One unit per element of a run; narrow counters, widened every 2^30 runs (each run adds
+    // at most one per unit).
+    std::vector<std::int32_t> narrow(static_cast<std::size_t>(channels), 0);
+    std::int64_t since_widened = 0;
+    const auto widen = [&] {
+      for (std::int64_t c = 0; c < channels; ++c) counts[c] += narrow[c];
+      std::fill(narrow.begin(), narrow.end(), 0);
+      since_widened = 0;
+    };
+    plan.for_each_run(begin, end, [&](const Run& run) {
+      const S* p = reinterpret_cast<const S*>(run.data);
+      const int n = static_cast<int>(run.length);
+      int c = 0;
+#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+      if constexpr (kFloat)
+        if (test.wide && run.stride == 1) c = add_active_avx2(p, n, test, narrow.data());
+#endif
+      for (; c < n; ++c)
+        narrow[c] += is_active<T>(static_cast<T>(Element<D>::load(p + c * run.stride)), test);
+      if (++since_widened == (1 << 30)) widen();
+    });
+    widen();
+    return;
+  }
+  plan.for_each_run(begin, end, [&](const Run& run) {
+    const S* p = reinterpret_cast<const S*>(run.data);
+    std::int64_t active = 0, i = 0;
+#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+    if constexpr (kFloat)
+      if (test.wide && run.stride == 1) i = count_active_avx2(p, run.length, test, active);
+#endif
+    for (; i < run.length; ++i)
+      active += is_active<T>(static_cast<T>(Element<D>::load(p + i * run.stride)), test);
+    counts[run.channel] += active;
+  });
+}
+
+/// Active elements per channel of `view` (one entry without a channel axis). Large buffers are
+/// split among hardware threads by runs.
+inline std::vector<std::int64_t> channel_activity(const BufferView& view, double limit,
+                                                  bool absolute, bool wide,
+                                                  std::int64_t parallel_min) {
+  const std::int64_t channels = view.channels();
+  const RunPlan plan(view);
+  const std::int64_t runs = plan.run_count();
+  const std::int64_t total = runs * plan.run_length();
+  const unsigned workers =
+      total < parallel_min
+          ? 1u
+          : std::min<unsigned>(worker_count(total, parallel_min / 2),
+                               static_cast<unsigned>(std::max<std::int64_t>(runs, 1)));
+  std::vector<std::vector<std::int64_t>> partial(
+      workers, std::vector<std::int64_t>(static_cast<std::size_t>(channels), 0));
+  visit_dtype(view.dtype, [&](auto tag) {
+    constexpr DType D = decltype(tag)::value;
+    using T = std::conditional_t<D == DType::Float64, double, float>;
+    const ActiveTest<T> test{round_down<T>(limit), absolute, wide};
+    parallel_for(runs, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
+      add_channel_activity<D>(plan, begin, end, test, partial[w].data(), channels);
+    });
+  });
+  for (unsigned w = 1; w < workers; ++w)
+    for (std::int64_t c = 0; c < channels; ++c) partial[0][c] += partial[w][c];
+  return std::move(partial[0]);
+}
+
+}  // namespace layerscope::detail
