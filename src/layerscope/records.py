@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,9 +44,11 @@ class HistogramValue:
         return np.asarray(self.edges, dtype=np.float64), np.asarray(self.counts, dtype=np.int64)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One observation of one statistic, as a tidy row.
+
+    An immutable named tuple: cheap to build (a run makes hundreds a step) and, holding only
+    numbers and strings, left alone by the garbage collector however many are kept.
 
     Attributes:
         step: optimizer step (or ``scope.step()`` count) the value belongs to.
@@ -77,8 +80,8 @@ class Record:
     quantity: str
     statistic: str
     value: float | None = None
-    histogram: HistogramValue | None = field(default=None, compare=False)
-    text: str | None = field(default=None, compare=False)
+    histogram: HistogramValue | None = None
+    text: str | None = None
 
     @property
     def name(self) -> str:
