@@ -340,6 +340,29 @@ def test_loss_records_and_per_sample_losses():
     assert all(r.value > 0 for r in stds)
 
 
+def test_a_loss_reported_after_the_optimizer_step_joins_its_step_once():
+    reviewed: list[tuple[int, set[str]]] = []
+
+    class Judge(lenses.Loss):
+        def review(self, ctx, records):
+            reviewed.append((ctx.step, {r.tag for r in records}))
+            return []
+
+    _, scope = train(
+        mlp(),
+        batches("mlp", 12),
+        scope_factory=lambda m, o: layerscope.watch(
+            m, optimizer=o, lenses=[*lenses.default(optimizer=True), Judge(tag="judge")]
+        ),
+    )
+    # Lenses that judge a step see it whole, the loss included, and once.
+    assert [step for step, _ in reviewed] == list(range(12))
+    assert all({"loss", "judge", "activations", "gradients"} <= tags for _, tags in reviewed)
+    records = scope.records()
+    keys = [(r.step, r.tag, r.site, r.quantity, r.statistic) for r in records]
+    assert len(keys) == len(set(keys))
+
+
 def test_every_and_schedules():
     _, scope = train(
         mlp(),

@@ -210,7 +210,10 @@ class Scope:
         Under torch.distributed this is a collective: every rank must call it (steps and
         ``close()`` do so at the same points on every rank).
         """
-        self._emit_ready(collective=True)
+        self._flush(hold_last=False)
+
+    def _flush(self, hold_last: bool) -> None:
+        self._emit_ready(collective=True, hold_last=hold_last)
         batch, self._unflushed = self._unflushed, []
         if batch:
             for sink in self.sinks:
@@ -333,10 +336,12 @@ class Scope:
         self.step_count += 1
         self._forward_since_step = False
         self._plan_step()
+        # The step just closed waits for the next one: a loss reported after the optimizer step
+        # (the usual order) still joins it, so that each step is emitted once, whole.
         if self.step_count % self.flush_every == 0:
-            self.flush()
+            self._flush(hold_last=True)
         elif self.world_size == 1 and not self._windows.has_device_work:
-            self._emit_ready(collective=False)  # host values: records at once, no need to wait
+            self._emit_ready(collective=False, hold_last=True)  # host values: no need to wait
 
     # -- observing -----------------------------------------------------------------------------
     def _observe(self, module: str, kind: str, site: str, tensor: torch.Tensor) -> None:
@@ -380,17 +385,14 @@ class Scope:
         value = (
             loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
         )
-        late = WindowBuilder(force_torch=self._windows.force_torch)
-        late.add("", "loss", "loss", value, Needs(), None, None)
-        late.close_step(step, self.epoch_count)
-        self._windows.adopt(late)
+        self._windows.add_to_closed(step, self.epoch_count, "", "loss", "loss", value, Needs())
 
     # -- windows and records -------------------------------------------------------------------
-    def _emit_ready(self, collective: bool) -> None:
+    def _emit_ready(self, collective: bool, hold_last: bool = False) -> None:
         """Records for every closed step; across ranks only at a collective flush."""
         if self.world_size > 1 and not collective:
             return
-        steps = self._windows.ready()
+        steps = self._windows.ready(hold_last)
         if self.world_size > 1:
             steps = merge_to_rank0(steps, self._replicated)
         for step_windows in steps:

@@ -165,19 +165,47 @@ class WindowBuilder:
             self._closed.append((step, epoch, self._current))
             self._current = {}
 
-    def adopt(self, other: WindowBuilder) -> None:
-        """Take over `other`'s closed steps (a late observation of an earlier step)."""
-        self._closed.extend(other._closed)
-        self._closed.sort(key=lambda entry: entry[0])
-        other._closed = []
+    def add_to_closed(
+        self,
+        step: int,
+        epoch: int,
+        module: str,
+        kind: str,
+        site: str,
+        tensor: torch.Tensor,
+        needs: Needs,
+    ) -> None:
+        """Reduce an observation into the windows of `step`, closed already.
+
+        For a loss reported after the optimizer step: the step's windows wait in the builder
+        until :meth:`ready` hands them out, and the loss joins them there.
+        """
+        for closed_step, _, pending in reversed(self._closed):
+            if closed_step == step:
+                target = pending
+                break
+        else:  # that step was handed out already: its late values come as a step of their own
+            target = {}
+            self._closed.append((step, epoch, target))
+            self._closed.sort(key=lambda entry: entry[0])
+        current, self._current = self._current, target
+        try:
+            self.add(module, kind, site, tensor, needs, None, None)
+        finally:
+            self._current = current
 
     def discard_current(self) -> None:
         """Drop observations of a step that never finished."""
         self._current = {}
 
-    def ready(self) -> list[StepWindows]:
-        """Windows of every closed step, in step order; one device-to-host copy at most."""
-        closed, self._closed = self._closed, []
+    def ready(self, hold_last: bool = False) -> list[StepWindows]:
+        """Windows of every closed step, in step order; one device-to-host copy at most.
+
+        `hold_last` keeps the latest closed step back, for values that may still arrive for it
+        (:meth:`add_to_closed`).
+        """
+        held = self._closed[-1:] if hold_last else []
+        closed, self._closed = self._closed[: len(self._closed) - len(held)], held
         tensors: list[torch.Tensor] = []
         for _, _, pending in closed:
             for p in pending.values():
