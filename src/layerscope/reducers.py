@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.dlpack import to_dlpack
 
 from layerscope import _core
 
@@ -69,7 +70,9 @@ def summarize_cpu(
     tensor: torch.Tensor, channel_axis: int | None, eps: float, threshold: float | None
 ) -> HostSummary:
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
-    s = _core.summarize(tensor.detach(), channel_axis, eps, threshold, channel_sums=False)
+    # A DLPack capsule, not the tensor: nanobind would otherwise go through the tensor's
+    # ``__dlpack__`` method, which costs more than summarizing a small tensor.
+    s = _core.summarize(to_dlpack(tensor), channel_axis, eps, threshold, channel_sums=False)
     return HostSummary(
         size=s.size,
         count=s.count,
@@ -148,9 +151,9 @@ def summarize_torch(
 def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
     """Elements of a CPU tensor with ``|x| > level`` (absolute) or ``x > level``; one C++ pass."""
     if absolute:
-        s = _core.summarize(tensor.detach(), None, level, None)
+        s = _core.summarize(to_dlpack(tensor), None, level, None)
     else:
-        s = _core.summarize(tensor.detach(), None, 0.0, level)
+        s = _core.summarize(to_dlpack(tensor), None, 0.0, level)
     return int(np.asarray(s.channel_active).sum())
 
 
