@@ -53,15 +53,17 @@ class _Pending:
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
     values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
     exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
+    on_device: bool = False  # some of it is still on a device
 
-    @property
-    def on_device(self) -> bool:
-        return (
-            isinstance(self.histogram, list)
-            or any(isinstance(s, DeviceSummary) for s in self.summaries)
-            or any(isinstance(v, torch.Tensor) for v in self.values)
-            or any(isinstance(c, list) for c in self.exceed.values())
-        )
+
+@dataclass
+class _ClosedStep:
+    """The observations of a finished step, waiting for :meth:`WindowBuilder.ready`."""
+
+    step: int
+    epoch: int
+    pending: dict[str, _Pending]
+    on_device: bool
 
 
 @dataclass
@@ -99,12 +101,12 @@ class WindowBuilder:
         self.edges = histogram_edges()
         self._device_edges: dict[torch.device, torch.Tensor] = {}
         self._current: dict[str, _Pending] = {}
-        self._closed: list[tuple[int, int, dict[str, _Pending]]] = []
+        self._closed: list[_ClosedStep] = []
 
     @property
     def has_device_work(self) -> bool:
         """Whether a closed step still holds values on a device."""
-        return any(p.on_device for _, _, pending in self._closed for p in pending.values())
+        return any(closed.on_device for closed in self._closed)
 
     def add(
         self,
@@ -124,6 +126,7 @@ class WindowBuilder:
             kept = tensor.detach().float()
             on_host = kept.device.type == "cpu" and not self.force_torch
             pending.values.append(kept.numpy().copy() if on_host else kept.clone())
+            pending.on_device = pending.on_device or not on_host
         if tensor.device.type == "cpu" and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
             for key in needs.exceed:
@@ -137,6 +140,7 @@ class WindowBuilder:
                 pending.histogram = pending.histogram or stats.Histogram.symlog(**HISTOGRAM_EDGES)
                 pending.histogram.update(sample)
             return
+        pending.on_device = True
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
         for key in needs.exceed:
             pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
@@ -162,7 +166,8 @@ class WindowBuilder:
     def close_step(self, step: int, epoch: int) -> None:
         """End the current step; its observations wait for :meth:`ready`."""
         if self._current:
-            self._closed.append((step, epoch, self._current))
+            on_device = any(p.on_device for p in self._current.values())
+            self._closed.append(_ClosedStep(step, epoch, self._current, on_device))
             self._current = {}
 
     def add_to_closed(
@@ -180,19 +185,19 @@ class WindowBuilder:
         For a loss reported after the optimizer step: the step's windows wait in the builder
         until :meth:`ready` hands them out, and the loss joins them there.
         """
-        for closed_step, _, pending in reversed(self._closed):
-            if closed_step == step:
-                target = pending
+        for closed in reversed(self._closed):
+            if closed.step == step:
                 break
         else:  # that step was handed out already: its late values come as a step of their own
-            target = {}
-            self._closed.append((step, epoch, target))
-            self._closed.sort(key=lambda entry: entry[0])
-        current, self._current = self._current, target
+            closed = _ClosedStep(step, epoch, {}, False)
+            self._closed.append(closed)
+            self._closed.sort(key=lambda entry: entry.step)
+        current, self._current = self._current, closed.pending
         try:
             self.add(module, kind, site, tensor, needs, None, None)
         finally:
             self._current = current
+        closed.on_device = closed.on_device or closed.pending[site].on_device
 
     def discard_current(self) -> None:
         """Drop observations of a step that never finished."""
@@ -207,15 +212,19 @@ class WindowBuilder:
         held = self._closed[-1:] if hold_last else []
         closed, self._closed = self._closed[: len(self._closed) - len(held)], held
         tensors: list[torch.Tensor] = []
-        for _, _, pending in closed:
-            for p in pending.values():
-                tensors.extend(self._device_parts(p))
+        for entry in closed:
+            if entry.on_device:
+                for p in entry.pending.values():
+                    tensors.extend(self._device_parts(p))
         values = iter(fetch(tensors))
-        out = []
-        for step, epoch, pending in closed:
-            windows = {site: self._window(site, p, values) for site, p in pending.items()}
-            out.append(StepWindows(step, epoch, windows))
-        return out
+        return [
+            StepWindows(
+                entry.step,
+                entry.epoch,
+                {site: self._window(site, p, values) for site, p in entry.pending.items()},
+            )
+            for entry in closed
+        ]
 
     @staticmethod
     def _device_parts(p: _Pending) -> list[torch.Tensor]:
@@ -236,15 +245,15 @@ class WindowBuilder:
         return parts
 
     def _window(self, site: str, p: _Pending, values: Any) -> SiteWindow:  # noqa: ANN401
-        device_samples = any(
-            isinstance(s, DeviceSummary) and s.sample is not None for s in p.summaries
-        )
-        summaries = [unpack(s, values) if isinstance(s, DeviceSummary) else s for s in p.summaries]
+        summaries, quantiles = p.summaries, p.quantiles
+        if p.on_device:  # read back what _device_parts fetched, in its order
+            summaries = [
+                unpack(s, values) if isinstance(s, DeviceSummary) else s for s in summaries
+            ]
+            if any(isinstance(s, DeviceSummary) and s.sample is not None for s in p.summaries):
+                quantiles = stats.ExactQuantiles(QUANTILE_CAPACITY)
+                quantiles.update(next(values))
         window = SiteWindow(site, p.module, p.kind, combine(summaries))
-        quantiles = p.quantiles
-        if device_samples:
-            quantiles = stats.ExactQuantiles(QUANTILE_CAPACITY)
-            quantiles.update(next(values))
         if quantiles is not None:
             set_quantiles(window, quantiles)
         if isinstance(p.histogram, list):
