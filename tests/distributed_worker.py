@@ -1,17 +1,25 @@
-"""One rank of the distributed test; run by torchrun from tests/test_distributed.py.
+"""One rank of the distributed tests, and what those tests share.
 
-    torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py OUT_DIR
+    torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py OUT_DIR [--fsdp]
 
-Each rank trains the same MLP under DDP (gloo, CPU) on its half of every batch, observed by
-layerscope; rank 0 pickles the records it wrote to OUT_DIR/records.pkl.
+Each rank trains the same MLP on its half of every batch, observed by layerscope: under DDP, or
+with ``--fsdp`` with its parameters sharded across the ranks by FSDP2 (``fully_shard``); gloo
+backend, CPU. Rank 0 pickles the records it wrote to OUT_DIR/records.pkl. Where FSDP cannot
+start on CPU, both ranks write the reason to OUT_DIR/skipped.txt instead.
+
+tests/test_distributed.py and tests/test_fsdp.py launch it with :func:`run_ranks` and compare
+the merged records with :func:`reference_records`, one process that saw both ranks' data.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -21,6 +29,7 @@ import layerscope
 from models import batches, mlp
 
 STEPS = 4
+HERE = Path(__file__).parent
 
 
 def lenses() -> list[layerscope.lenses.Lens]:
@@ -31,15 +40,110 @@ def lenses() -> list[layerscope.lenses.Lens]:
         L.Loss(),
         L.Activations(statistics=("mean", "std", "min", "max", "median", "iqr", "histogram")),
         L.GradientNorms(of=("weight", "bias")),
+        L.Parameters(statistics=("mean", "std", "l2", "min", "max", "median")),
         L.DeadUnits(window=2),
+        L.Optimizer(),
     ]
 
 
-def main(out_dir: Path) -> None:
+def optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """Adam: state, step sizes and eps dominance per element; eps large enough to dominate some."""
+    return torch.optim.Adam(model.parameters(), lr=0.01, eps=1e-3)
+
+
+def reference_records() -> list[layerscope.Record]:
+    """One process that sees both ranks' data (the whole batch)."""
+    model = mlp()
+    opt = optimizer(model)
+    with layerscope.watch(model, optimizer=opt, lenses=lenses()) as scope:
+        for x, y in batches("mlp", STEPS, batch=16):
+            opt.zero_grad()
+            halves = [nn.functional.cross_entropy(model(x[r::2]), y[r::2]) for r in range(2)]
+            loss = sum(halves) / 2  # DDP and FSDP average the ranks' gradients: the same update
+            loss.backward()
+            opt.step()
+            scope.step(loss=torch.stack([h.detach() for h in halves]))
+    return scope.records()
+
+
+def run_ranks(out_dir: Path, *flags: str) -> list[layerscope.Record]:
+    """Run two ranks of this script under torchrun; rank 0's records (skips if asked to)."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    )
+    env["OMP_NUM_THREADS"] = "1"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "distributed_worker.py"),
+        str(out_dir),
+        *flags,
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if (out_dir / "skipped.txt").exists():
+        pytest.skip((out_dir / "skipped.txt").read_text())
+    return pickle.loads((out_dir / "records.pkl").read_bytes())
+
+
+def assert_same_statistics(merged: list[layerscope.Record]) -> None:
+    """The merged records equal the single-process reference's, record for record."""
+
+    def key(r: layerscope.Record) -> tuple:
+        return (r.step, r.tag, r.site.removeprefix("module."), r.quantity, r.statistic)
+
+    got = {key(r): r for r in merged}
+    want = {key(r): r for r in reference_records()}
+    assert got.keys() == want.keys()
+    assert len(want) > 100  # activations, quantiles, histograms, grad norms, dead units, loss
+    for k, expected in want.items():
+        actual = got[k]
+        if expected.histogram is not None:
+            assert actual.histogram.counts == expected.histogram.counts, k
+        elif k[2] == "" and k[3] == "loss" and k[4] == "last":
+            # each rank's loss is one value: the merged mean is the mean of the ranks' losses
+            assert actual.value == pytest.approx(expected.value, rel=1e-6), k
+        else:
+            assert actual.value == pytest.approx(expected.value, rel=1e-5, abs=1e-7), k
+
+
+def shard(model: nn.Module) -> nn.Module:
+    """FSDP2: each Linear's parameters, and the rest of the model's, sharded on dim 0."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
+def check_fsdp1_refused() -> None:
+    """FSDP1 hands out flattened pieces of parameters: watching their sites is refused."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    model = FullyShardedDataParallel(mlp(), use_orig_params=True, device_id=torch.device("cpu"))
+    with pytest.raises(ValueError, match="fully_shard"):
+        layerscope.watch(model, lenses=[layerscope.lenses.Parameters()])
+    layerscope.watch(model, lenses=[layerscope.lenses.Activations()]).close()  # outputs: fine
+
+
+def main(out_dir: Path, fsdp: bool) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = DistributedDataParallel(mlp())
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    if fsdp:
+        try:
+            model = shard(mlp())
+        except (ImportError, RuntimeError, NotImplementedError) as error:
+            (out_dir / "skipped.txt").write_text(f"FSDP2 does not start on CPU: {error!r}")
+            dist.destroy_process_group()
+            return
+        check_fsdp1_refused()
+    else:
+        model = DistributedDataParallel(mlp())
+    opt = optimizer(model)
     scope = layerscope.watch(
         model, optimizer=opt, lenses=lenses(), logdir=str(out_dir / "tb"), flush_every=3
     )
@@ -58,4 +162,4 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), "--fsdp" in sys.argv[2:])

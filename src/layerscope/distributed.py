@@ -6,16 +6,26 @@ mergeable states) and are combined there exactly: moments by Chan's formula, nor
 of squares, activity counts and histogram counts by addition, quantile buffers by their merge.
 Windows of replicated state — parameters and their (already all-reduced) gradients under DDP —
 are taken from rank 0 alone, since every rank holds the same values.
+
+Under FSDP2 (``torch.distributed.fsdp.fully_shard``) parameters, their gradients and the
+optimizer's state are DTensors sharded across ranks: each rank reduces its local shard
+(:func:`local_part`), and those sites are merged like activations, which gives the statistics
+of the full tensor exactly. FSDP1 (``FullyShardedDataParallel``) hands out flattened pieces of
+parameters that nothing marks as pieces; :func:`check_parameters_readable` refuses them.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import torch
 import torch.distributed as dist
+from torch import nn
 
 from layerscope import stats
+from layerscope.docs import error_message
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import HistogramValue
 from layerscope.reducers import combine, combine_values
@@ -27,6 +37,61 @@ def rank_and_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def local_part(tensor: torch.Tensor, axis: int | None) -> tuple[torch.Tensor | None, int | None]:
+    """What this rank contributes to the merged statistics of a DTensor, and its unit axis.
+
+    The local shard, chosen so that across ranks every element of the full tensor is counted
+    once: along a mesh dimension the tensor is replicated on (HSDP's replicas, a replicated
+    DTensor), only the ranks at coordinate 0 contribute. A DTensor of partial sums is refused
+    earlier (:func:`layerscope.observation.readable_reason`). The unit axis is dropped when the
+    tensor is sharded along it, since each rank then holds other units.
+
+    Returns:
+        (local tensor, unit axis), or (None, None) when this rank contributes nothing.
+    """
+    coordinate = tensor.device_mesh.get_coordinate()
+    if coordinate is None:  # this rank is outside the tensor's mesh
+        return None, None
+    sharded: set[int] = set()
+    for mesh_dim, placement in enumerate(tensor.placements):
+        if placement.is_shard():
+            sharded.add(placement.dim % tensor.dim())
+        elif coordinate[mesh_dim] != 0:
+            return None, None
+    if axis is not None and axis % tensor.dim() in sharded:
+        axis = None
+    return tensor.to_local(), axis
+
+
+def check_parameters_readable(model: nn.Module, kinds: Collection[str]) -> None:
+    """Refuse to observe parameter and optimizer sites of a model that FSDP1 shards.
+
+    FSDP1's ``FullyShardedDataParallel`` (unless ``NO_SHARD``) replaces each parameter by a
+    flattened piece of it, of any length, on each rank; nothing tells a piece from a whole
+    parameter, and statistics of one rank's pieces would be written as the parameter's.
+
+    Raises:
+        ValueError: `kinds` names a parameter or optimizer kind and FSDP1 shards `model`.
+    """
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # not imported: not used
+    if fsdp is None or not kinds:
+        return
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, fsdp.FullyShardedDataParallel)
+            and module.sharding_strategy != fsdp.ShardingStrategy.NO_SHARD
+        ):
+            raise ValueError(
+                error_message(
+                    f"layerscope.watch: FullyShardedDataParallel (FSDP1) shards the parameters "
+                    f"of {name or 'the model'}, which lenses read ({', '.join(sorted(kinds))}); "
+                    "shard with torch.distributed.fsdp.fully_shard (FSDP2) instead, or use "
+                    "lenses that read module outputs and their gradients only",
+                    "sharded-parameters",
+                )
+            )
 
 
 def _pack(w: SiteWindow) -> tuple[Any, ...]:
@@ -62,11 +127,14 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
     return window
 
 
-def merge_to_rank0(steps: Sequence[StepWindows], replicated: Collection[str]) -> list[StepWindows]:
+def merge_to_rank0(
+    steps: Sequence[StepWindows], replicated: Collection[str], sharded: Collection[str] = ()
+) -> list[StepWindows]:
     """Combine every rank's windows of the same steps; rank 0 gets them, other ranks ``[]``.
 
     Every rank must call this at the same flush (collective). `replicated` names the site kinds
-    whose values are identical on every rank; rank 0's window of those is used as it is.
+    whose values are identical on every rank; rank 0's window of those is used as it is, except
+    at the `sharded` sites (DTensors, see :func:`local_part`), whose windows are merged.
     """
     rank, size = rank_and_size()
     if size == 1:
@@ -81,7 +149,7 @@ def merge_to_rank0(steps: Sequence[StepWindows], replicated: Collection[str]) ->
         for step, epoch, windows in rank_payload:
             entry = by_step.setdefault(step, (epoch, {}))
             for site, packed in windows.items():
-                if packed[1] in replicated and from_rank != 0:
+                if from_rank != 0 and packed[1] in replicated and site not in sharded:
                     continue
                 entry[1].setdefault(site, []).append(packed)
     return [

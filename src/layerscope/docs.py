@@ -15,6 +15,7 @@ ERROR_TOPICS = (
     "missing-extra",
     "integrations",
     "no-event-files",
+    "sharded-parameters",
 )
 
 

@@ -9,6 +9,7 @@ Outputs that are tuples, lists, dicts or dataclasses give one site per tensor le
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,13 @@ def tensor_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tenso
             yield from tensor_leaves(getattr(value, f.name), f"{path}.{f.name}")
 
 
+def is_distributed_tensor(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a DTensor (FSDP2's parameters, their gradients, optimizer state)."""
+    # Importing torch.distributed.tensor costs half a second; a DTensor exists only once it is.
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
 def readable_reason(tensor: torch.Tensor) -> str | None:
     """Why a statistic cannot read `tensor`, or None when it can."""
     if tensor.layout != torch.strided:
@@ -47,4 +55,6 @@ def readable_reason(tensor: torch.Tensor) -> str | None:
         return f"dtype {tensor.dtype}"
     if tensor.device.type == "meta":
         return "meta device"
+    if is_distributed_tensor(tensor) and any(p.is_partial() for p in tensor.placements):
+        return "a DTensor of partial sums, not yet reduced across ranks"
     return None

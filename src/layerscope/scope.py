@@ -13,13 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerscope.distributed import merge_to_rank0, rank_and_size
+from layerscope.distributed import (
+    check_parameters_readable,
+    local_part,
+    merge_to_rank0,
+    rank_and_size,
+)
 from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
-from layerscope.observation import readable_reason
+from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.records import Record
 from layerscope.sinks.base import GuardedSink, Sink
 from layerscope.units import unit_axes, unit_axis
@@ -139,8 +144,12 @@ class Scope:
             },
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
+        check_parameters_readable(
+            self.model, every_kind & {k for g in GATHERERS if g.replicated for k in g.kinds}
+        )
         gatherers = [g(context) for g in GATHERERS if every_kind & set(g.kinds)]
         self._replicated = {k for g in gatherers if g.replicated for k in g.kinds}
+        self._sharded: set[str] = set()  # sites of DTensors: merged across ranks
         return gatherers
 
     # -- the user's calls ----------------------------------------------------------------------
@@ -357,6 +366,11 @@ class Scope:
         if tensor.numel() == 0:
             return
         axis = unit_axis(self._axes.get(module), tensor) if needs.activity else None
+        if is_distributed_tensor(tensor):  # FSDP2: this rank reduces its shard
+            self._sharded.add(site)
+            tensor, axis = local_part(tensor, axis)
+            if tensor is None or tensor.numel() == 0:
+                return
         relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
         try:
             self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
@@ -394,7 +408,7 @@ class Scope:
             return
         steps = self._windows.ready(hold_last)
         if self.world_size > 1:
-            steps = merge_to_rank0(steps, self._replicated)
+            steps = merge_to_rank0(steps, self._replicated, self._sharded)
         for step_windows in steps:
             self._emit(step_windows)
 

@@ -57,7 +57,8 @@ class Gatherer:
     kinds: tuple[str, ...] = ()
     #: Whether its sites hold the same values on every data-parallel (DDP) rank — parameters
     #: and all-reduced gradients do, activations do not. Replicated sites are not merged
-    #: across ranks; rank 0's values are written.
+    #: across ranks; rank 0's values are written. Sites observed as DTensors (FSDP2's shards)
+    #: are merged whatever this says.
     replicated: bool = False
 
     def __init__(self, context: GatherContext) -> None:

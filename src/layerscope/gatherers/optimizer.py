@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from layerscope.gatherers.base import GatherContext, Gatherer
-from layerscope.observation import site_name
+from layerscope.observation import is_distributed_tensor, site_name
 
 #: State tensors read when an optimizer keeps them (per parameter, shaped like it).
 STATE_KEYS: tuple[str, ...] = (
@@ -37,7 +37,9 @@ def adam_step_size(state: dict, group: dict) -> tuple[torch.Tensor, torch.Tensor
     """Effective per-element step lr / (sqrt(v̂) + eps) and the eps-dominance fraction.
 
     ``v̂`` is the bias-corrected second moment (``max_exp_avg_sq`` under amsgrad); eps
-    dominates an element's denominator where sqrt(v̂) < eps. Returns (step sizes, 0-d fraction).
+    dominates an element's denominator where sqrt(v̂) < eps. Returns (step sizes, 0-d fraction);
+    for a sharded DTensor (FSDP2) the fraction is the shard's 0/1 mask, whose mean merged across
+    ranks is the whole tensor's fraction (a mean of the shards' fractions would weigh them equally).
     """
     step = state["step"]
     if isinstance(step, torch.Tensor) and step.device.type == "cpu":
@@ -46,7 +48,8 @@ def adam_step_size(state: dict, group: dict) -> tuple[torch.Tensor, torch.Tensor
     correction = 1 - beta2**step
     second = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
     root = (second.detach().float() / correction).sqrt_()  # a fresh temporary: in place below
-    dominance = (root < eps).float().mean()
+    dominance = (root < eps).float()
+    dominance = dominance if is_distributed_tensor(root) else dominance.mean()
     return root.add_(eps).reciprocal_().mul_(lr), dominance
 
 
@@ -100,6 +103,8 @@ class OptimizerGatherer(Gatherer):
             if before is not None:
                 delta = param.detach() - before
                 observe(name, "optimizer.update", f"{site}.update", delta)
+                # DTensors (FSDP2): the norms are reduced across ranks, the ratio is the
+                # whole tensor's (two small all-reduces per parameter, on observed steps only)
                 ratio = torch.linalg.vector_norm(delta.float()) / torch.linalg.vector_norm(
                     before.float()
                 )
