@@ -56,6 +56,8 @@ HISTOGRAMS = {
     "symlog": lambda: Histogram.symlog(1e-6, 1e2, 5),
     "symlog_ragged": lambda: Histogram.symlog(0.3, 7.0, 3),
     "symlog_wide": lambda: Histogram.symlog(1e-300, 1e300, 4),
+    # Bins narrower than the error of the approximate log10 that guesses a bin.
+    "symlog_fine": lambda: Histogram.symlog(1e-3, 1e3, 2000),
     "explicit": lambda: Histogram([-10.0, -1.0, -0.5, 0.0, 0.25, 3.0, 1e3]),
 }
 
