@@ -303,6 +303,21 @@ def test_transformer_encoder_sites():
     assert "0.layers.0.norm1:weight" in sites
 
 
+def test_identity_and_dropout_are_skipped_unless_named():
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.Dropout(0.5), nn.ReLU(), nn.Identity(), nn.Linear(8, 2)
+    )
+    x = torch.randn(16, 4)
+    for chosen, want in (
+        (lenses.Activations(), {"0", "2", "4"}),
+        (lenses.Activations(names=("1", "3")), {"1", "3"}),
+    ):
+        with layerscope.watch(model, lenses=[chosen]) as scope:
+            model(x).sum().backward()
+            scope.step()
+        assert {r.site.split(":")[0] for r in scope.records()} == want
+
+
 def test_cnn_dead_channels_use_the_channel_axis():
     model = cnn()
     nn.init.constant_(model[0].bias, -10.0)

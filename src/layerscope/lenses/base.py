@@ -59,6 +59,20 @@ class EmitContext:
     module_order: dict[str, int]  # module name -> depth index in named_modules() order
 
 
+#: Modules whose output repeats their input: unchanged (Identity) or with random units zeroed
+#: and the rest rescaled (dropout). A lens with no selection of its own skips them: their
+#: statistics would repeat the module's before them at the cost of reading the tensor again.
+PASS_THROUGH: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+
 class Lens:
     """Base class of every lens.
 
@@ -90,7 +104,8 @@ class Lens:
     kinds: tuple[str, ...] = ("output",)
     #: Statistics used when none are given.
     default_statistics: tuple[str, ...] = ("mean",)
-    #: Module types selected when no selection is given (None: every leaf module).
+    #: Module types selected when no selection is given (None: every leaf module but the
+    #: :data:`PASS_THROUGH` ones).
     default_modules: tuple[type[nn.Module], ...] | None = None
 
     def __init__(
@@ -139,8 +154,9 @@ class Lens:
         if types is not None and not isinstance(module, types):
             return False
         if types is None and self.names is None and self.where is None:
-            if any(True for _ in module.children()):
-                return False  # by default only leaf modules: containers repeat their children
+            # By default leaf modules that compute something: containers repeat their children.
+            if isinstance(module, PASS_THROUGH) or any(True for _ in module.children()):
+                return False
         if self.names is not None and not any(fnmatch.fnmatchcase(name, p) for p in self.names):
             return False
         return self.where is None or bool(self.where(name, module))
