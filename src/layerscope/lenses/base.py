@@ -260,15 +260,16 @@ class Lens:
         histogram: object = None,
     ) -> Record:
         """A record of this lens at the context's step."""
+        # Positional: a run builds hundreds of records a step, and keywords cost more.
         return Record(
-            step=ctx.step,
-            epoch=ctx.epoch,
-            tag=self.tag,
-            site=site,
-            quantity=quantity,
-            statistic=statistic,
-            value=None if value is None else float(value),
-            histogram=histogram,  # type: ignore[arg-type]
+            ctx.step,
+            ctx.epoch,
+            self.tag,
+            site,
+            quantity,
+            statistic,
+            None if value is None else float(value),
+            histogram,  # type: ignore[arg-type]
         )
 
     def __repr__(self) -> str:

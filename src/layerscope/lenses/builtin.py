@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from layerscope import stats
@@ -193,7 +194,8 @@ class _UnitActivity(Lens):
         if tracker is None or tracker.units != active.size:
             tracker = self._trackers[w.site] = stats.ActivityTracker(active.size, self.window)
         tracker.update(ctx.step, active)
-        out = [self.record(ctx, w.site, "active", "fraction", float((active > 0).mean()))]
+        fraction = np.count_nonzero(active) / active.size
+        out = [self.record(ctx, w.site, "active", "fraction", fraction)]
         if tracker.steps_observed() >= self.window:
             out.append(self.record(ctx, w.site, "dead", "fraction", tracker.dead_fraction()))
             out.append(self.record(ctx, w.site, "dead", "count", tracker.dead_count()))
