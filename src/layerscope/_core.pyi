@@ -144,6 +144,11 @@ def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int
     One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides.
     """
 
+def summarize_fields(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None) -> tuple:
+    """
+    summarize(..., channel_sums=False) as the tuple (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite, channel_active or None without a channel axis): one object, for callers that read every field (the scope's reducers), instead of a Summary's attributes.
+    """
+
 class Moments:
     """Running moments of the finite values of a stream."""
 

@@ -53,7 +53,7 @@ def readable_reason(tensor: torch.Tensor) -> str | None:
         return f"{tensor.layout} layout"
     if not tensor.is_floating_point():
         return f"dtype {tensor.dtype}"
-    if tensor.device.type == "meta":
+    if tensor.is_meta:
         return "meta device"
     if is_distributed_tensor(tensor) and any(p.is_partial() for p in tensor.placements):
         return "a DTensor of partial sums, not yet reduced across ranks"

@@ -71,21 +71,9 @@ def summarize_cpu(
 ) -> HostSummary:
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
     # A DLPack capsule, not the tensor: nanobind would otherwise go through the tensor's
-    # ``__dlpack__`` method, which costs more than summarizing a small tensor.
-    s = _core.summarize(to_dlpack(tensor), channel_axis, eps, threshold, channel_sums=False)
-    return HostSummary(
-        size=s.size,
-        count=s.count,
-        mean=s.mean,
-        m2=s.m2,
-        min=s.min,
-        max=s.max,
-        l1=s.l1,
-        l2=s.l2,
-        zeros=s.zeros,
-        nonfinite=s.nonfinite,
-        channel_active=None if channel_axis is None else np.asarray(s.channel_active),
-    )
+    # ``__dlpack__`` method, which costs more than summarizing a small tensor; and the fields
+    # in one tuple, not read one by one off a Summary.
+    return HostSummary(*_core.summarize_fields(to_dlpack(tensor), channel_axis, eps, threshold))
 
 
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:

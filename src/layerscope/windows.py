@@ -124,10 +124,10 @@ class WindowBuilder:
             pending = self._current[site] = _Pending(module, kind)
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
-            on_host = kept.device.type == "cpu" and not self.force_torch
+            on_host = kept.is_cpu and not self.force_torch
             pending.values.append(kept.numpy().copy() if on_host else kept.clone())
             pending.on_device = pending.on_device or not on_host
-        if tensor.device.type == "cpu" and not self.force_torch:
+        if tensor.is_cpu and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
             for key in needs.exceed:
                 pending.exceed[key] = pending.exceed.get(key, 0) + count_exceeding(tensor, *key)
