@@ -36,17 +36,21 @@ class StepView:
     records: Sequence[Record]
     module_order: Mapping[str, int]
     module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
+    # (quantity, statistic) -> finite records: built on the first find, as every check finds.
+    _index: dict[tuple[str, str], list[Record]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def find(self, quantity: str, statistic: str, tag: str | None = None) -> list[Record]:
         """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
-        return [
-            r
-            for r in self.records
-            if r.quantity == quantity
-            and r.statistic == statistic
-            and (tag is None or r.tag == tag)
-            and r.is_finite
-        ]
+        if self._index is None:
+            self._index = {}
+            isfinite = math.isfinite
+            for r in self.records:
+                if r.value is not None and isfinite(r.value):
+                    self._index.setdefault((r.quantity, r.statistic), []).append(r)
+        found = self._index.get((quantity, statistic), [])
+        return [r for r in found if tag is None or r.tag == tag]
 
     def depth(self, site: str) -> int:
         """The depth index of the module a site belongs to (-1 when unknown)."""
