@@ -162,6 +162,33 @@ TEST(ExactQuantiles, EqualsSortedReference) {
   EXPECT_TRUE(std::isnan(ExactQuantiles().median()));
 }
 
+// Many levels at once (each needs two order statistics, often at a range's end) on sizes from
+// one value up, with ties: every level as the sorted reference computes it alone.
+TEST(ExactQuantiles, ManyLevelsEqualSortedReference) {
+  layerscope::detail::Xoshiro256 g(11);
+  for (std::size_t n : {1, 2, 3, 5, 16, 17, 1000, 4097}) {
+    std::vector<double> x(n);
+    for (auto& v : x) v = std::floor(g.unit() * static_cast<double>(n) / 3.0);  // ties
+    ExactQuantiles e;
+    e.update(x.data(), static_cast<std::int64_t>(n));
+    auto sorted = x;
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t levels = 1; levels <= 12; ++levels) {
+      std::vector<double> qs;
+      for (std::size_t i = 0; i < levels; ++i) qs.push_back(i % 4 == 3 ? 1.0 : g.unit());
+      const auto got = e.quantiles(qs);
+      for (std::size_t i = 0; i < levels; ++i) {
+        const double v = static_cast<double>(n - 1) * qs[i];
+        const auto lo = std::min(static_cast<std::size_t>(std::floor(v)), n - 1);
+        const double hi = sorted[std::min(lo + 1, n - 1)];
+        EXPECT_NEAR(got[i], sorted[lo] + (v - static_cast<double>(lo)) * (hi - sorted[lo]),
+                    1e-12 * (1.0 + std::abs(hi)))
+            << "n=" << n << " q=" << qs[i];
+      }
+    }
+  }
+}
+
 TEST(ExactQuantiles, ReservoirAndMerge) {
   const auto x = stream(100'000, false, 8);
   ExactQuantiles a(5'000, 1), b(5'000, 2), c(5'000, 3);

@@ -85,7 +85,8 @@ class ExactQuantiles {
   /// Throws std::invalid_argument unless 0 <= q <= 1.
   double quantile(double q) const { return quantiles(std::vector<double>{q})[0]; }
 
-  /// quantile(q) for every q, selecting every needed order statistic on one copy of the values.
+  /// quantile(q) for every q, selecting every needed order statistic on one copy of the values
+  /// (see select_ranks: about 2.5 passes over the values for the five standard levels).
   std::vector<double> quantiles(const std::vector<double>& qs) const {
     for (double q : qs) detail::check_probability(q, "ExactQuantiles.quantile");
     std::vector<double> out(qs.size(), std::numeric_limits<double>::quiet_NaN());
@@ -101,11 +102,7 @@ class ExactQuantiles {
     std::sort(wanted.begin(), wanted.end());
     wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
     std::vector<double> a(values_);
-    auto first = a.begin();
-    for (std::int64_t idx : wanted) {  // each selection only searches the part right of the last
-      std::nth_element(first, a.begin() + idx, a.end());
-      first = a.begin() + idx + 1;
-    }
+    select_ranks(a.data(), 0, n, wanted.data(), wanted.data() + wanted.size());
     for (std::size_t i = 0; i < qs.size(); ++i) {
       const double v = static_cast<double>(n - 1) * qs[i];
       const bool at_end = v >= static_cast<double>(n - 1);
@@ -186,6 +183,36 @@ class ExactQuantiles {
   }
 
  private:
+  // Puts the order statistic of every rank in [rank, rank_end) (sorted, unique, inside
+  // [begin, end)) at its place in a[begin, end), as std::nth_element would for each. The middle
+  // rank is selected first and splits the rest, so each level of the recursion reads the range
+  // once (log2 of the rank count levels), where selecting left to right reread the whole right
+  // side for every rank. A rank at either end of its range is a plain min / max scan: the upper
+  // neighbour each interpolated quantile needs usually is.
+  static void select_ranks(double* a, std::int64_t begin, std::int64_t end,
+                           const std::int64_t* rank, const std::int64_t* rank_end) {
+    while (rank != rank_end) {
+      if (*rank == begin) {
+        std::iter_swap(a + begin, std::min_element(a + begin, a + end));
+        begin = *rank++ + 1;
+        continue;
+      }
+      if (rank_end[-1] == end - 1) {
+        std::iter_swap(a + end - 1, std::max_element(a + begin, a + end));
+        end = *--rank_end;
+        continue;
+      }
+      // The rank nearest the range's middle splits it best.
+      const std::int64_t half = begin + (end - begin) / 2;
+      const std::int64_t* middle = std::lower_bound(rank, rank_end, half);
+      if (middle == rank_end || (middle != rank && half - middle[-1] < *middle - half)) --middle;
+      std::nth_element(a + begin, a + *middle, a + end);
+      select_ranks(a, begin, *middle, rank, middle);
+      begin = *middle + 1;
+      rank = middle + 1;
+    }
+  }
+
   static std::uint64_t checked_capacity(std::uint64_t capacity) {
     if (capacity == 0) throw std::invalid_argument("ExactQuantiles: capacity must be > 0, got 0");
     return capacity;
