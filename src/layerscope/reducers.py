@@ -88,11 +88,19 @@ def summarize_cpu(
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:
     """At most `limit` elements of `tensor`, evenly strided over its flattened order.
 
-    A view (no copy) for contiguous tensors, and the tensor itself when it is small enough.
+    The stride is coprime with the length of a row (the elements after the first axis), so the
+    sample visits every column of a matrix (every unit of a batch of outputs): a stride of 8
+    over rows of 512 would read one column in 8. A view (no copy) for contiguous tensors, and
+    the tensor itself when it is small enough.
     """
     flat = tensor.detach().reshape(-1)
     stride = -(-flat.numel() // limit)
-    return flat if stride <= 1 else flat[::stride]
+    if stride <= 1:
+        return flat
+    row = flat.numel() // tensor.shape[0] if tensor.dim() > 1 else 1
+    while math.gcd(stride, row) > 1:
+        stride += 1
+    return flat[::stride]
 
 
 def summarize_torch(
