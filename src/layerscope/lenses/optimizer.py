@@ -42,9 +42,11 @@ class Optimizer(Lens):
       ``"eps_dominance"`` / ``"fraction"``: the share of elements where sqrt(v̂) < eps.
       ``min``, ``max`` and ``eps_dominance`` cover every element. The other statistics (mean,
       median, quantiles, std...) cover every element of parameters up to 16,384 elements and
-      an evenly strided sample of larger ones, as every lens's quantiles do (typical error
-      ~1 % in rank for a quantile, ~1 % of the step sizes' standard deviation for the mean):
-      an observed step then needs no full-size temporary;
+      an evenly strided sample of larger ones, as every lens's quantiles do, so that an
+      observed step needs no full-size temporary. A sampled quantile is typically within ~1 %
+      in rank; the sampled mean within ~1 % of the step sizes' standard deviation, which is
+      close once v̂ has settled but can be 10-20 % off in the first steps, when a few tiny v̂
+      give step sizes near lr / eps that dominate the mean;
 
     and per parameter group ``i``: site ``"param_group[i]"``, quantity ``"lr"``, statistic
     ``"last"``.
