@@ -18,7 +18,8 @@ template <class GoesLeft>
 std::int64_t partition_branchless(double* a, std::int64_t begin, std::int64_t end,
                                   GoesLeft goes_left_of) {
   std::int64_t left = begin;
-  for (std::int64_t right = begin; right < end; ++right) {  // [begin, left) go left, [left, right) not
+  // Invariant: a[begin, left) go left, a[left, right) do not.
+  for (std::int64_t right = begin; right < end; ++right) {
     const double x = a[right];
     const bool goes_left = goes_left_of(x);
     a[right] = a[left];
