@@ -162,6 +162,73 @@ TEST(ExactQuantiles, EqualsSortedReference) {
   EXPECT_TRUE(std::isnan(ExactQuantiles().median()));
 }
 
+// Many levels at once (each needs two order statistics, often at a range's end) on sizes from
+// one value up, with ties: every level as the sorted reference computes it alone.
+TEST(ExactQuantiles, ManyLevelsEqualSortedReference) {
+  layerscope::detail::Xoshiro256 g(11);
+  for (std::size_t n : {1, 2, 3, 5, 16, 17, 1000, 4097}) {
+    std::vector<double> x(n);
+    for (auto& v : x) v = std::floor(g.unit() * static_cast<double>(n) / 3.0);  // ties
+    ExactQuantiles e;
+    e.update(x.data(), static_cast<std::int64_t>(n));
+    auto sorted = x;
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t levels = 1; levels <= 12; ++levels) {
+      std::vector<double> qs;
+      for (std::size_t i = 0; i < levels; ++i) qs.push_back(i % 4 == 3 ? 1.0 : g.unit());
+      const auto got = e.quantiles(qs);
+      for (std::size_t i = 0; i < levels; ++i) {
+        const double v = static_cast<double>(n - 1) * qs[i];
+        const auto lo = std::min(static_cast<std::size_t>(std::floor(v)), n - 1);
+        const double hi = sorted[std::min(lo + 1, n - 1)];
+        EXPECT_NEAR(got[i], sorted[lo] + (v - static_cast<double>(lo)) * (hi - sorted[lo]),
+                    1e-12 * (1.0 + std::abs(hi)))
+            << "n=" << n << " q=" << qs[i];
+      }
+    }
+  }
+}
+
+// The selection under ExactQuantiles on inputs that defeat naive quickselects: sorted, reversed,
+// all equal, two values, organ pipe, Musser's median-of-3 killer; with its own depth budget and
+// with none or little left (its std::nth_element fallback). Every rank must hold what sorting
+// puts there.
+TEST(SelectRanks, AdversarialInputsEqualSorting) {
+  const std::int64_t n = 20'000;
+  std::vector<std::vector<double>> inputs(6, std::vector<double>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    inputs[0][i] = static_cast<double>(i);
+    inputs[1][i] = static_cast<double>(n - i);
+    inputs[2][i] = 1.0;
+    inputs[3][i] = static_cast<double>(i % 2);
+    inputs[4][i] = static_cast<double>(std::min(i, n - i));
+  }
+  for (std::int64_t i = 0; i < n / 2; ++i) {  // Musser's median-of-3 killer
+    inputs[5][2 * i] = static_cast<double>(i % 2 ? n / 2 + i : i + 1);
+    inputs[5][2 * i + 1] = static_cast<double>(i % 2 ? i + 1 : n / 2 + i);
+  }
+  const std::vector<std::int64_t> ranks = {0, 1, 999, 1000, 4999, 5000, 10'000, 10'001,
+                                           15'000, 19'998, 19'999};
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    auto sorted = inputs[k];
+    std::sort(sorted.begin(), sorted.end());
+    for (int depth : {-1, 0, 3}) {
+      auto a = inputs[k];
+      if (depth < 0) {
+        layerscope::detail::select_ranks(a.data(), n, ranks.data(), ranks.data() + ranks.size());
+      } else {
+        layerscope::detail::select_ranks_within(a.data(), 0, n, ranks.data(),
+                                                ranks.data() + ranks.size(), depth);
+      }
+      for (std::int64_t r : ranks) {
+        EXPECT_EQ(a[r], sorted[r]) << "input " << k << " depth " << depth << " rank " << r;
+      }
+      std::sort(a.begin(), a.end());
+      EXPECT_EQ(a, sorted) << "input " << k << " depth " << depth << ": not a permutation";
+    }
+  }
+}
+
 TEST(ExactQuantiles, ReservoirAndMerge) {
   const auto x = stream(100'000, false, 8);
   ExactQuantiles a(5'000, 1), b(5'000, 2), c(5'000, 3);

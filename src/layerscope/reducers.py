@@ -79,11 +79,19 @@ def summarize_cpu(
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:
     """At most `limit` elements of `tensor`, evenly strided over its flattened order.
 
-    A view (no copy) for contiguous tensors, and the tensor itself when it is small enough.
+    The stride is coprime with the length of a row (the elements after the first axis), so the
+    sample visits every column of a matrix (every unit of a batch of outputs): a stride of 8
+    over rows of 512 would read one column in 8. A view (no copy) for contiguous tensors, and
+    the tensor itself when it is small enough.
     """
     flat = tensor.detach().reshape(-1)
     stride = -(-flat.numel() // limit)
-    return flat if stride <= 1 else flat[::stride]
+    if stride <= 1:
+        return flat
+    row = flat.numel() // tensor.shape[0] if tensor.dim() > 1 else 1
+    while math.gcd(stride, row) > 1:
+        stride += 1
+    return flat[::stride]
 
 
 def summarize_torch(
@@ -149,6 +157,37 @@ def count_exceeding_torch(tensor: torch.Tensor, level: float, absolute: bool) ->
     """The same count as :func:`count_exceeding`, left on the tensor's device."""
     x = tensor.detach().float()
     return ((x.abs() if absolute else x) > level).sum()
+
+
+def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float, float, int]:
+    """Smallest and largest element of a CPU tensor, and how many elements are below `level`.
+
+    One pass of the C++ kernel, no temporary. NaN is left out of all three (both extremes are
+    NaN when every element is); ±Inf count as values.
+    """
+    # The kernel counts x > threshold; x >= level is x > the next double below level.
+    s = _core.summarize(to_dlpack(tensor), None, 0.0, math.nextafter(level, -math.inf))
+    at_or_above = int(np.asarray(s.channel_active).sum())  # +Inf included, NaN never
+    largest = math.inf if s.pos_inf else s.max  # min and max of the kernel skip ±Inf
+    smallest = -math.inf if s.neg_inf else (s.min if s.count else largest)
+    return smallest, largest, s.size - s.nan - at_or_above
+
+
+def extremes_and_count_below_torch(
+    tensor: torch.Tensor, level: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extremes_and_count_below` with torch ops on the tensor's device, no host sync.
+
+    `level` may be a 0-d tensor on that device. Returns a float64 ``[smallest, largest]`` and a
+    0-d count, on the device.
+    """
+    x = tensor.detach()
+    nan = torch.isnan(x)
+    smallest = x.masked_fill(nan, math.inf).amin()
+    largest = x.masked_fill(nan, -math.inf).amax()
+    extremes = torch.stack([smallest, largest]).double()
+    extremes = torch.where(nan.all(), math.nan, extremes)
+    return extremes, (x < level).sum()
 
 
 def device_tensors(summary: DeviceSummary) -> list[torch.Tensor]:

@@ -13,6 +13,12 @@ from torch import nn
 import layerscope
 from layerscope.lenses import Optimizer
 from layerscope.records import select
+from layerscope.reducers import (
+    DISTRIBUTION_SAMPLE,
+    extremes_and_count_below,
+    extremes_and_count_below_torch,
+    strided_sample,
+)
 from models import batches, mlp
 
 
@@ -151,3 +157,86 @@ def test_default_lenses_add_optimizer_only_with_an_optimizer():
     with pytest.raises(ValueError, match="step sizes"):
         Optimizer(statistics=("l2",))
     assert math.isfinite(select(scope.records(), quantity="lr")[0].value)
+
+
+def _root_of_second_moment(state: dict, amsgrad: bool) -> torch.Tensor:
+    """sqrt(v̂) at every element, in float64: the reference."""
+    second = state["max_exp_avg_sq" if amsgrad else "exp_avg_sq"].double()
+    return (second / (1 - 0.999 ** float(state["step"]))).sqrt()
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_step_size_of_a_sampled_parameter_against_the_full_tensor(amsgrad):
+    # 128 x 160 = 20,480 weights: more than the sample, so mean and quantiles are read off an
+    # evenly strided sample; min, max and eps_dominance must still cover every element.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(160, 128), nn.Tanh(), nn.Linear(128, 3))
+    weight, bias = model[0].weight, model[0].bias
+    assert weight.numel() > DISTRIBUTION_SAMPLE >= bias.numel()
+    lr, eps = 1e-2, 3e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=eps, amsgrad=amsgrad)
+    lens = Optimizer(statistics=("mean", "min", "max", "median", "q95"))
+    expected = []
+    with layerscope.watch(model, opt, lenses=[lens]) as scope:
+        for _ in range(3):
+            x, y = torch.randn(64, 160), torch.randint(0, 3, (64,))
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            expected.append(
+                {
+                    site: _root_of_second_moment(opt.state[param], amsgrad)
+                    for site, param in (("0:weight", weight), ("0:bias", bias))
+                }
+            )
+    table = {(r.step, r.site, r.quantity, r.statistic): r.value for r in scope.records()}
+    for step, roots in enumerate(expected):
+        for site, root in roots.items():
+            steps = lr / (root + eps)
+            got = {s: table[(step, site, "step_size", s)] for s in lens.statistics}
+            assert got["min"] == pytest.approx(steps.min().item(), rel=1e-6)
+            assert got["max"] == pytest.approx(steps.max().item(), rel=1e-6)
+            assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(
+                (root < eps).double().mean().item(), abs=1e-12
+            )
+            # Mean and quantiles: those of the strided sample (every element of the bias).
+            sample = strided_sample(steps)
+            assert got["mean"] == pytest.approx(sample.mean().item(), rel=1e-5)
+            assert got["median"] == pytest.approx(sample.quantile(0.5).item(), rel=1e-5)
+            assert got["q95"] == pytest.approx(sample.quantile(0.95).item(), rel=1e-5)
+            # ... which lie close to the full tensor's.
+            flat = steps.reshape(-1)
+            assert got["mean"] == pytest.approx(flat.mean().item(), rel=0.02)
+            assert flat.quantile(0.49).item() <= got["median"] <= flat.quantile(0.51).item()
+    fractions = [table[(step, "0:weight", "eps_dominance", "fraction")] for step in range(3)]
+    assert min(fractions) > 0  # the count can tell both ways
+    assert max(fractions) < 1
+
+
+def test_extremes_and_count_below_match_numpy_on_both_paths():
+    # The C++ pass (CPU) and the torch ops (other devices) against numpy, NaN and Inf included.
+    x = torch.tensor([3.0, -1.0, math.nan, 0.5, math.inf, 2.0, 1e-30, 0.0])
+    level = 0.5
+    finite = x[~torch.isnan(x)].numpy()
+    want = (finite.min(), finite.max(), int((finite < level).sum()))
+    assert extremes_and_count_below(x, level) == want
+    extremes, below = extremes_and_count_below_torch(x, level)
+    assert extremes.tolist() == [want[0], want[1]]
+    assert int(below) == want[2]
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        y = x.to(dtype)
+        lo, hi, count = extremes_and_count_below(y, level)
+        extremes, below = extremes_and_count_below_torch(y, level)
+        assert [lo, hi] == extremes.tolist()
+        assert count == int(below)
+    # An element exactly at the level is not below it; a level between two float32 values
+    # splits them as in real numbers.
+    z = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float32)
+    assert extremes_and_count_below(z, 0.5)[2] == 1
+    assert extremes_and_count_below(z, 0.5000000001)[2] == 2
+    nan = torch.full((4,), math.nan)
+    assert all(math.isnan(v) for v in extremes_and_count_below(nan, 1.0)[:2])
+    assert extremes_and_count_below(nan, 1.0)[2] == 0
+    extremes, below = extremes_and_count_below_torch(nan, 1.0)
+    assert torch.isnan(extremes).all()
+    assert int(below) == 0

@@ -15,6 +15,7 @@
 
 #include "layerscope/buffer.hpp"
 #include "layerscope/detail/compactor.hpp"
+#include "layerscope/detail/select.hpp"
 #include "layerscope/serialize.hpp"
 
 namespace layerscope {
@@ -40,11 +41,15 @@ class ExactQuantiles {
 
   /// Adds every element of `view` (any dtype, any strides).
   void update(const BufferView& view) {
+    reserve_for(view.size());
     for_each_chunk(view, [this](const double* p, std::int64_t n) { append(p, n); });
   }
 
   /// Adds n contiguous doubles.
-  void update(const double* values, std::int64_t n) { append(values, n); }
+  void update(const double* values, std::int64_t n) {
+    reserve_for(n);
+    append(values, n);
+  }
 
   /// Folds `other` in. While both are exact and the union fits, the values are concatenated and
   /// the result is exact. Otherwise the result is a uniform sample of the union: the number
@@ -85,7 +90,8 @@ class ExactQuantiles {
   /// Throws std::invalid_argument unless 0 <= q <= 1.
   double quantile(double q) const { return quantiles(std::vector<double>{q})[0]; }
 
-  /// quantile(q) for every q, selecting every needed order statistic on one copy of the values.
+  /// quantile(q) for every q, selecting every needed order statistic on one copy of the values
+  /// (detail::select_ranks: a few branch-free passes for the five standard levels).
   std::vector<double> quantiles(const std::vector<double>& qs) const {
     for (double q : qs) detail::check_probability(q, "ExactQuantiles.quantile");
     std::vector<double> out(qs.size(), std::numeric_limits<double>::quiet_NaN());
@@ -101,11 +107,7 @@ class ExactQuantiles {
     std::sort(wanted.begin(), wanted.end());
     wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
     std::vector<double> a(values_);
-    auto first = a.begin();
-    for (std::int64_t idx : wanted) {  // each selection only searches the part right of the last
-      std::nth_element(first, a.begin() + idx, a.end());
-      first = a.begin() + idx + 1;
-    }
+    detail::select_ranks(a.data(), n, wanted.data(), wanted.data() + wanted.size());
     for (std::size_t i = 0; i < qs.size(); ++i) {
       const double v = static_cast<double>(n - 1) * qs[i];
       const bool at_end = v >= static_cast<double>(n - 1);
@@ -191,6 +193,13 @@ class ExactQuantiles {
     return capacity;
   }
 
+  // Room for n more values at once while exact (the buffer grows in chunks otherwise).
+  void reserve_for(std::int64_t n) {
+    if (exact() && n > 0)
+      values_.reserve(static_cast<std::size_t>(
+          std::min<std::uint64_t>(capacity_, values_.size() + static_cast<std::uint64_t>(n))));
+  }
+
   void note_extrema(double lo, double hi) {
     if (lo < min_ || std::isnan(min_)) min_ = lo;
     if (hi > max_ || std::isnan(max_)) max_ = hi;
@@ -209,19 +218,21 @@ class ExactQuantiles {
     while (i < n && exact() && values_.size() < capacity_) {
       const auto take = static_cast<std::size_t>(
           std::min<std::uint64_t>(capacity_ - values_.size(), static_cast<std::uint64_t>(n - i)));
-      const std::size_t old = values_.size();
-      values_.resize(old + take);
-      double* dst = values_.data() + old;
+      const double* src = p + i;
       double lo = std::numeric_limits<double>::infinity(), hi = -lo;
       std::size_t kept = 0;
-      for (std::size_t j = 0; j < take; ++j) {
-        const double v = p[i + static_cast<std::int64_t>(j)];
-        dst[kept] = v;
-        kept += v == v;  // NaN != NaN: its slot is reused
+      for (std::size_t j = 0; j < take; ++j) {  // no stores: vectorizes
+        const double v = src[j];
+        kept += v == v;  // NaN != NaN
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
       }
-      values_.resize(old + kept);
+      if (kept == take) {
+        values_.insert(values_.end(), src, src + take);
+      } else {
+        for (std::size_t j = 0; j < take; ++j)
+          if (src[j] == src[j]) values_.push_back(src[j]);
+      }
       nan_count_ += take - kept;
       seen_ += kept;
       if (kept > 0) note_extrema(lo, hi);

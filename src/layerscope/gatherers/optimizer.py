@@ -5,19 +5,31 @@ host only at a flush: no host synchronisation.
 
 The update Δw is measured, not inferred, so it works for every optimizer, unknown ones too:
 before the step (the optimizer's step pre-hook) each observed parameter is copied, after it
-Δw = w - copy. That costs one copy of every observed parameter, held only from the step
-pre-hook to the post-hook, plus one parameter-sized temporary for Δw — on observed steps only.
+Δw = w - copy is written over the copy. That costs one copy of every observed parameter, held
+only from the step pre-hook to the post-hook, on observed steps only.
+
+Adam's effective step lr / (sqrt(v̂) + eps) falls as v̂ grows, so it is never formed for every
+element: its extremes come from those of v̂ and the share of eps-dominated elements from a count
+of v̂ below eps² (one pass, no temporary, on the CPU), and only an evenly strided sample of v̂
+(:data:`~layerscope.reducers.DISTRIBUTION_SAMPLE` elements at most) is turned into step sizes
+for the statistics that need the values themselves (mean, quantiles).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.observation import is_distributed_tensor, site_name
+from layerscope.reducers import (
+    extremes_and_count_below,
+    extremes_and_count_below_torch,
+    strided_sample,
+)
 
 #: State tensors read when an optimizer keeps them (per parameter, shaped like it).
 STATE_KEYS: tuple[str, ...] = (
@@ -33,24 +45,90 @@ STATE_KEYS: tuple[str, ...] = (
 ADAM_LIKE: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.Adam, torch.optim.AdamW)
 
 
-def adam_step_size(state: dict, group: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Effective per-element step lr / (sqrt(v̂) + eps) and the eps-dominance fraction.
+class AdamStepSizes(NamedTuple):
+    """What is observed of Adam's effective step lr / (sqrt(v̂) + eps) for one parameter."""
 
-    ``v̂`` is the bias-corrected second moment (``max_exp_avg_sq`` under amsgrad); eps
-    dominates an element's denominator where sqrt(v̂) < eps. Returns (step sizes, 0-d fraction);
-    for a sharded DTensor (FSDP2) the fraction is the shard's 0/1 mask, whose mean merged across
-    ranks is the whole tensor's fraction (a mean of the shards' fractions would weigh them equally).
+    sample: torch.Tensor  # step sizes at an evenly strided sample of the elements (all if few)
+    extremes: torch.Tensor | None  # smallest and largest over every element; None: not sampled
+    eps_dominance: torch.Tensor  # 0-d share of the elements where sqrt(v̂) < eps
+
+
+def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
+    """Adam's effective step sizes, read off the second moment without a full-size temporary.
+
+    ``v̂`` is the bias-corrected second moment (``max_exp_avg_sq`` under amsgrad). The step
+    size decreases with v̂, so its extremes are those of v̂ transformed, and sqrt(v̂) < eps is
+    v < eps² · (1 - beta2^step): exact over every element from one pass over v. On the CPU that
+    pass is the C++ kernel; elsewhere torch ops on the device, with no host synchronisation.
     """
-    step = state["step"]
-    if isinstance(step, torch.Tensor) and step.device.type == "cpu":
-        step = float(step)  # host scalar: no device sync, double precision as torch's Adam
-    beta2, eps, lr = group["betas"][1], group["eps"], group["lr"]
+    beta2, eps = group["betas"][1], group["eps"]
+    step, lr = _on_host(state["step"]), _on_host(group["lr"])
     correction = 1 - beta2**step
-    second = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-    root = (second.detach().float() / correction).sqrt_()  # a fresh temporary: in place below
+    second = (state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]).detach()
+    if is_distributed_tensor(second):
+        return _sharded_step_sizes(second, correction, eps, lr)
+
+    def step_size(v: torch.Tensor) -> torch.Tensor:  # a fresh tensor: in place after the division
+        wide = v if v.dtype == torch.float64 else v.float()
+        return (wide / correction).sqrt_().add_(eps).reciprocal_().mul_(lr)
+
+    sample = step_size(strided_sample(second))
+    sampled = sample.numel() < second.numel()  # else the sample's own extremes are exact
+    level = eps * eps * correction
+    on_host = not isinstance(level, torch.Tensor) and not isinstance(lr, torch.Tensor)
+    if second.device.type == "cpu" and on_host:
+        # Host numbers from the C++ pass: a handful of float operations, not of tensor ops.
+        smallest, largest, below = extremes_and_count_below(second, level)
+        extremes = [
+            lr / (math.sqrt(v / correction) + eps) if v >= 0 else math.nan
+            for v in (largest, smallest)
+        ]
+        return AdamStepSizes(
+            sample,
+            torch.tensor(extremes, dtype=torch.float64) if sampled else None,
+            torch.tensor(below / second.numel(), dtype=torch.float64),
+        )
+    second_extremes, below = extremes_and_count_below_torch(second, level)
+    return AdamStepSizes(
+        sample,
+        step_size(second_extremes) if sampled else None,
+        below.double() / second.numel(),
+    )
+
+
+def _sharded_step_sizes(
+    second: torch.Tensor, correction: float, eps: float, lr: float | torch.Tensor
+) -> AdamStepSizes:
+    """Step sizes of a sharded DTensor (FSDP2) at every element; the scope reads it by shards.
+
+    The eps dominance is the 0/1 mask, whose mean merged across ranks is the whole tensor's
+    share (a mean of the shards' shares would weigh uneven shards equally).
+    """
+    root = (second.float() / correction).sqrt_()
     dominance = (root < eps).float()
-    dominance = dominance if is_distributed_tensor(root) else dominance.mean()
-    return root.add_(eps).reciprocal_().mul_(lr), dominance
+    return AdamStepSizes(root.add_(eps).reciprocal_().mul_(lr), None, dominance)
+
+
+def _on_host(value: float | torch.Tensor) -> float | torch.Tensor:
+    """A CPU tensor as a Python float (no device sync, double precision as torch's Adam)."""
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+        return float(value)
+    return value
+
+
+def measured_update(param: nn.Parameter, before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Δw = w - `before` (written over `before`, which is no longer needed) and ‖Δw‖ / ‖before‖.
+
+    The norms read the tensors in place, accumulating half precision in float32.
+    """
+    before_norm = _l2(before)
+    delta = torch.sub(param.detach(), before, out=before)
+    return delta, _l2(delta) / before_norm
+
+
+def _l2(x: torch.Tensor) -> torch.Tensor:
+    wide = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else None
+    return torch.linalg.vector_norm(x, dtype=wide)
 
 
 class OptimizerGatherer(Gatherer):
@@ -58,8 +136,11 @@ class OptimizerGatherer(Gatherer):
 
     Kinds and sites (``<p>`` a parameter site as the parameter gatherer names it, ``"fc1:weight"``):
     ``"optimizer.state"`` at ``"<p>.<key>"`` for each :data:`STATE_KEYS` tensor the optimizer
-    keeps, and for Adam/AdamW ``"<p>.eps_dominance"`` (0-d fraction); ``"optimizer.step_size"``
-    at ``"<p>.step_size"`` (Adam/AdamW, per element); ``"optimizer.update"`` at ``"<p>.update"``
+    keeps, and for Adam/AdamW ``"<p>.eps_dominance"`` (0-d fraction) and, for parameters over
+    ``DISTRIBUTION_SAMPLE`` elements, ``"<p>.step_size_extremes"`` (the smallest and largest
+    step size over every element); ``"optimizer.step_size"`` at ``"<p>.step_size"``
+    (Adam/AdamW: the step sizes at an evenly strided sample of ``DISTRIBUTION_SAMPLE``
+    elements, at every element of smaller parameters); ``"optimizer.update"`` at ``"<p>.update"``
     (Δw) and ``"<p>.update_ratio"`` (0-d ‖Δw‖/‖w‖, w before the step); ``"optimizer.lr"`` at
     ``"param_group[i]"`` (observed under the root module, ``""``).
     """
@@ -101,13 +182,16 @@ class OptimizerGatherer(Gatherer):
         for i, (name, site, param, group, wanted) in enumerate(self._params):
             before = self._before.pop(i, None)
             if before is not None:
-                delta = param.detach() - before
+                if is_distributed_tensor(param):
+                    # FSDP2: torch reduces both norms across ranks, so the ratio is the whole
+                    # tensor's (two small all-reduces per parameter, on observed steps only).
+                    delta = param.detach() - before
+                    ratio = torch.linalg.vector_norm(delta.float()) / torch.linalg.vector_norm(
+                        before.float()
+                    )
+                else:
+                    delta, ratio = measured_update(param, before)
                 observe(name, "optimizer.update", f"{site}.update", delta)
-                # DTensors (FSDP2): the norms are reduced across ranks, the ratio is the
-                # whole tensor's (two small all-reduces per parameter, on observed steps only)
-                ratio = torch.linalg.vector_norm(delta.float()) / torch.linalg.vector_norm(
-                    before.float()
-                )
                 observe(name, "optimizer.update", f"{site}.update_ratio", ratio)
             state = self.optimizer.state.get(param)
             if not state:
@@ -123,9 +207,11 @@ class OptimizerGatherer(Gatherer):
                 and "step" in state
                 and enabled(name, "optimizer.step_size")
             ):
-                steps, dominance = adam_step_size(state, groups[group])
-                observe(name, "optimizer.step_size", f"{site}.step_size", steps)
-                observe(name, "optimizer.state", f"{site}.eps_dominance", dominance)
+                steps = adam_step_sizes(state, groups[group])
+                observe(name, "optimizer.step_size", f"{site}.step_size", steps.sample)
+                if steps.extremes is not None:
+                    observe(name, "optimizer.state", f"{site}.step_size_extremes", steps.extremes)
+                observe(name, "optimizer.state", f"{site}.eps_dominance", steps.eps_dominance)
         self._before.clear()
         if self._lr and enabled("", "optimizer.lr"):
             for i, group in enumerate(groups):
