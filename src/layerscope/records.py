@@ -47,8 +47,7 @@ class HistogramValue:
 class Record(NamedTuple):
     """One observation of one statistic, as a tidy row.
 
-    An immutable named tuple: cheap to build (a run makes hundreds a step) and, holding only
-    numbers and strings, left alone by the garbage collector however many are kept.
+    An immutable named tuple, cheap to build: a run makes hundreds a step.
 
     Attributes:
         step: optimizer step (or ``scope.step()`` count) the value belongs to.
