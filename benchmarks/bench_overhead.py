@@ -4,7 +4,8 @@
 
 For an MLP, a small CNN and a small transformer encoder on the CPU, the same training loop runs
 - plain;
-- under ``layerscope.watch`` with the default lenses at ``every=1`` and ``every=10``;
+- under ``layerscope.watch`` with the default lenses at ``every=1`` and ``every=10``, and at
+  ``every=1`` writing a TensorBoard run (``logdir=``);
 - under ``wandb.watch(model, log="all", log_freq=1)`` in offline mode (if wandb is installed);
 - with TensorBoard ``add_histogram`` over ``named_parameters()`` (values and grads) every step;
 - with a hand-written per-layer gradient-norm loop (``p.grad.norm().item()`` per parameter).
@@ -15,10 +16,11 @@ more (every 10th for parameters and optimizer state, every 50th for distribution
 true proportion, as they do in a training run's throughput.
 Then a long run with the default lenses measures how much host memory grows.
 
-The last line holds ``name=value`` pairs: ``every1`` / ``every10`` (layerscope's worst ratio over
-the three models), ``wandb``, ``tb_histograms``, ``grad_norm_loop`` (the same, for the others),
-``memory_growth_mb`` (RSS growth between step 1,000 and step 10,000: the in-memory record
-history filling up to its cap) and ``memory_growth_second_half_mb`` (step 5,000 to 10,000).
+The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
+(layerscope's worst ratio over the three models), ``wandb``, ``tb_histograms``,
+``grad_norm_loop`` (the same, for the others), ``memory_growth_mb`` (RSS growth between step
+1,000 and step 10,000: the in-memory record history filling up to its cap) and
+``memory_growth_second_half_mb`` (step 5,000 to 10,000).
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def variants(
         model, opt = fresh()
         scope = stack.enter_context(layerscope.watch(model, optimizer=opt, every=every))
         out[f"every{every}"] = (model, opt, lambda loss, scope=scope: scope.step(loss=loss))
+    model, opt = fresh()  # the one-liner users write: the records go to TensorBoard too
+    scope = stack.enter_context(
+        layerscope.watch(model, optimizer=opt, logdir=os.path.join(logdir, "layerscope"))
+    )
+    out["every1_tensorboard"] = (model, opt, lambda loss, scope=scope: scope.step(loss=loss))
     try:
         import wandb
 
