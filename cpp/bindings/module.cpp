@@ -13,4 +13,5 @@ NB_MODULE(_core, m) {
   bind_quantile_sketch(m);
   bind_activity(m);
   bind_build_info(m);
+  bind_crc32c(m);
 }

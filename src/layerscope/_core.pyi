@@ -432,3 +432,8 @@ def build_info() -> dict:
     """
     How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, and the SIMD paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU).
     """
+
+def masked_crc32c(data: bytes) -> int:
+    """
+    The masked CRC-32C of `data`, as TFRecord framing (TensorBoard event files) stores it.
+    """

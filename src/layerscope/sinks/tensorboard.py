@@ -8,6 +8,7 @@ from typing import Any
 
 from layerscope.records import HistogramValue, Record
 from layerscope.sinks._optional import require
+from layerscope.sinks.event_file import EventFile
 
 #: Bands of a margin chart: the candidates for its centre line (the first written wins), and
 #: the statistics of its lower and upper edges.
@@ -19,7 +20,7 @@ BANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 
 
 def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
-    """Build the arguments of ``SummaryWriter.add_histogram_raw`` for one histogram.
+    """Build the arguments of ``histogram_raw`` (``torch.utils.tensorboard.summary``) for one.
 
     TensorBoard reads bucket ``i`` as spanning ``(limit[i-1], limit[i]]`` with ``min`` as the
     left edge of the first bucket and ``max`` as the right edge of the last, so the buckets
@@ -31,7 +32,7 @@ def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
         histogram: the record's histogram.
 
     Returns:
-        Keyword arguments for ``add_histogram_raw`` (without tag and step), or None when the
+        Keyword arguments for ``histogram_raw`` (without the name), or None when the
         histogram counted nothing.
 
     Example:
@@ -123,10 +124,11 @@ class TensorBoardSink:
     min and max, a margin chart in the custom-scalars dashboard shows the centre line with its
     bands (mean±std, q25–q75, min–max) together, one category per tag. The layout is written
     when the first records of a site arrive, and again only if later sites add charts.
+    Each write (one flush of the scope) appends one event per step to the run's event file
+    (:class:`~layerscope.sinks.event_file.EventFile`) and flushes it.
 
     Args:
         logdir: directory of the run; created if missing.
-        flush_secs: how often the writer flushes on its own, in seconds.
 
     Example:
         >>> import tempfile
@@ -139,17 +141,18 @@ class TensorBoardSink:
 
     """
 
-    def __init__(self, logdir: str | Path, flush_secs: int = 30) -> None:
+    def __init__(self, logdir: str | Path) -> None:
         if not isinstance(logdir, (str, Path)) or not str(logdir):
             raise ValueError(
                 f"TensorBoardSink: logdir must be a non-empty path (str or Path), got {logdir!r}"
             )
-        if flush_secs <= 0:
-            raise ValueError(f"TensorBoardSink: flush_secs must be positive, got {flush_secs}")
         require("tensorboard", "tensorboard", "TensorBoardSink")
-        summary_writer = require("torch.utils.tensorboard", "tensorboard", "TensorBoardSink")
+        self._summary = require("torch.utils.tensorboard.summary", "tensorboard", "TensorBoardSink")
+        self._summary_pb2 = require(
+            "tensorboard.compat.proto.summary_pb2", "tensorboard", "TensorBoardSink"
+        )
         self.logdir = Path(logdir)
-        self._writer = summary_writer.SummaryWriter(str(self.logdir), flush_secs=flush_secs)
+        self._events = EventFile(self.logdir)
         self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
         self._scalar_names: set[str] = set()
         self.scalars_written = 0
@@ -163,9 +166,8 @@ class TensorBoardSink:
             raise RuntimeError("TensorBoardSink.write: the sink is closed")
         for r in records:
             if r.quantity == "finding":  # health findings are prose: TensorBoard's text tab
-                self._writer.add_text(
-                    f"{r.tag}/{r.statistic}", finding_markdown(r), global_step=r.step
-                )
+                text = self._summary.text(f"{r.tag}/{r.statistic}", finding_markdown(r))
+                self._events.add(text, r.step)
                 self.texts_written += 1
         records = [r for r in records if r.quantity != "finding"]
         scalars = [r for r in records if r.histogram is None and r.value is not None]
@@ -174,39 +176,32 @@ class TensorBoardSink:
             if r.histogram is not None:
                 summary = histogram_summary(r.histogram)
                 if summary is not None:
-                    self._writer.add_histogram_raw(r.name, global_step=r.step, **summary)
+                    self._events.add(self._summary.histogram_raw(r.name, **summary), r.step)
                     self.histograms_written += 1
         # A chart changes only when a name of its site and quantity is written the first time.
         if new_names and self._update_charts(new_names):
             self._write_layout(max(r.step for r in scalars))
-        self._writer.flush()
+        self._events.flush()
 
     def close(self) -> None:
         """Flush and close the event file; later closes do nothing."""
         if not self.closed:
-            self._writer.close()
+            self._events.close()
             self.closed = True
 
     def _write_scalars(self, scalars: Sequence[Record]) -> list[Record]:
-        """Write scalars as one event per step holding many values; return the newly named.
-
-        ``add_scalar`` makes one event a scalar and waits for the writer thread at each,
-        ~100 us a scalar; one Summary of many values per step costs a few.
-        """
-        summary_pb2 = require("tensorboard.compat.proto.summary_pb2", "tensorboard", "scalars")
+        """Write scalars as one event per step holding many values; return the newly named."""
+        value = self._summary_pb2.Summary.Value
         by_step: dict[int, list[Any]] = {}
         new_names = []
         for r in scalars:
             name = r.name
-            by_step.setdefault(r.step, []).append(
-                summary_pb2.Summary.Value(tag=name, simple_value=float(r.value))  # type: ignore[arg-type]
-            )
+            by_step.setdefault(r.step, []).append(value(tag=name, simple_value=r.value))
             if name not in self._scalar_names:
                 self._scalar_names.add(name)
                 new_names.append(r)
-        writer = self._writer._get_file_writer()
         for step, values in by_step.items():
-            writer.add_summary(summary_pb2.Summary(value=values), step)
+            self._events.add(self._summary_pb2.Summary(value=values), step)
         self.scalars_written += len(scalars)
         return new_names
 
@@ -243,7 +238,7 @@ class TensorBoardSink:
                 for value, lower, upper in series:
                     chart.margin.series.add(value=value, lower=lower, upper=upper)
         if layout.category:
-            self._writer._get_file_writer().add_summary(layout_summary(layout), step)
+            self._events.add(layout_summary(layout), step)
 
 
 def layout_summary(layout: Any) -> Any:
