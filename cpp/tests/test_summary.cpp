@@ -324,6 +324,20 @@ TEST(Summarize, ZerosAndActivityInEveryKernelMode) {
   }
 }
 
+TEST(Summarize, UnitActivityInnermostInEveryKernelMode) {
+  // Rows of 70 units (two 32-column blocks, an 8-column one, a scalar tail), zeros, both signs.
+  std::vector<double> values = normal(37 * 70, 0.0, 1.0, 17);
+  for (std::size_t i = 0; i < values.size(); i += 5) values[i] = 0.0;
+  values[71] = kNaN;
+  values[140] = -kInf;
+  const ls::SummaryOptions options[] = {{}, {0.5, {}}, {0.0, 0.0}, {0.0, -1.0}};
+  for (ls::DType dtype : kDTypes) {
+    const Buffer b = store(values, dtype);
+    const ls::BufferView v = ls::make_view(b.data(), dtype, {37, 70}, {70, 1}, 1);
+    for (const auto& o : options) check(v, o);
+  }
+}
+
 TEST(Summarize, ActivityByEpsAndByThreshold) {
   const std::vector<double> x = {-2.0, -0.5, 0.0, 0.25, 1.0, kInf, -kInf, kNaN};
   const ls::BufferView v = ls::make_view(x.data(), ls::DType::Float64, {8}, {1});

@@ -191,6 +191,7 @@ class RunPlan {
 
   std::int64_t run_count() const noexcept { return run_count_; }
   std::int64_t run_length() const noexcept { return run_length_; }
+  std::int64_t run_stride() const noexcept { return run_stride_; }
   bool channel_innermost() const noexcept { return channel_ == ndim_ - 1; }
 
   /// Calls f(Run) for runs [begin, end) in memory-walk order.

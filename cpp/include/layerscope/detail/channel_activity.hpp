@@ -37,17 +37,62 @@ LAYERSCOPE_AVX2_FN inline __m256i active_mask8(const float* x, __m256 limit, boo
   return _mm256_castps_si256(_mm256_cmp_ps(v, limit, _CMP_GT_OQ));
 }
 
-/// counts[i] += active(x[i]) for i < n: one unit per element (unit axis innermost).
-LAYERSCOPE_AVX2_FN inline int add_active_avx2(const float* x, int n, ActiveTest<float> test,
-                                               std::int32_t* counts) {
-  const __m256 limit = _mm256_set1_ps(test.limit);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {  // a true compare is all ones, -1 as an integer: subtract it
-    auto* c = reinterpret_cast<__m256i*>(counts + i);
-    _mm256_storeu_si256(c, _mm256_sub_epi32(_mm256_loadu_si256(c),
-                                            active_mask8(x + i, limit, test.absolute)));
+/// Lanes += active(x[0, 32)) for 32 columns of `n` rows, the test chosen at compile time.
+template <bool kAbsolute>
+LAYERSCOPE_AVX2_FN inline void count_columns32(const float* const* rows, std::int64_t n,
+                                               std::int64_t column, __m256 limit,
+                                               __m256i lanes[4]) {
+  // Four named accumulators, not an array: compilers keep those in registers.
+  __m256i a = lanes[0], b = lanes[1], d = lanes[2], e = lanes[3];
+  for (std::int64_t r = 0; r < n; ++r) {
+    const float* x = rows[r] + column;  // a true compare is all ones, -1: subtract it
+    a = _mm256_sub_epi32(a, active_mask8(x, limit, kAbsolute));
+    b = _mm256_sub_epi32(b, active_mask8(x + 8, limit, kAbsolute));
+    d = _mm256_sub_epi32(d, active_mask8(x + 16, limit, kAbsolute));
+    e = _mm256_sub_epi32(e, active_mask8(x + 24, limit, kAbsolute));
   }
-  return i;
+  lanes[0] = a, lanes[1] = b, lanes[2] = d, lanes[3] = e;
+}
+
+/// counts[8 v + k] += lane k of lanes[v], for v < vectors.
+LAYERSCOPE_AVX2_FN inline void add_lanes(const __m256i* lanes, int vectors, std::int64_t* counts) {
+  alignas(32) std::uint32_t count8[8];
+  for (int v = 0; v < vectors; ++v) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(count8), lanes[v]);
+    for (int k = 0; k < 8; ++k) counts[8 * v + k] += count8[k];
+  }
+}
+
+/// counts[c] += active elements in column c of the rows (rows[r][c], r < n_rows) for the
+/// columns c < width - width % 8; returns how many columns it read. The unit axis innermost
+/// (Linear outputs [batch, units]): a block of 32 columns is counted down every row in
+/// registers, so no counter is loaded or stored per element.
+LAYERSCOPE_AVX2_FN inline int add_active_columns_avx2(const float* const* rows,
+                                                      std::int64_t n_rows, int width,
+                                                      ActiveTest<float> test,
+                                                      std::int64_t* counts) {
+  const __m256 limit = _mm256_set1_ps(test.limit);
+  int c = 0;
+  for (; c + 32 <= width; c += 32) {
+    // A lane gains at most one a row: empty the lanes every 2^30 rows.
+    for (std::int64_t first = 0; first < n_rows; first += std::int64_t{1} << 30) {
+      const std::int64_t last = std::min(n_rows, first + (std::int64_t{1} << 30));
+      __m256i lanes[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                          _mm256_setzero_si256(), _mm256_setzero_si256()};
+      if (test.absolute)
+        count_columns32<true>(rows + first, last - first, c, limit, lanes);
+      else
+        count_columns32<false>(rows + first, last - first, c, limit, lanes);
+      add_lanes(lanes, 4, counts + c);
+    }
+  }
+  for (; c + 8 <= width; c += 8) {
+    __m256i lanes = _mm256_setzero_si256();
+    for (std::int64_t r = 0; r < n_rows; ++r)
+      lanes = _mm256_sub_epi32(lanes, active_mask8(rows[r] + c, limit, test.absolute));
+    add_lanes(&lanes, 1, counts + c);
+  }
+  return c;
 }
 
 /// Adds to `active` the active elements among the first n - n % 8 of x[0, n), all of one
@@ -82,6 +127,23 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
   using T = std::conditional_t<D == DType::Float64, double, float>;
   constexpr bool kFloat = std::is_same_v<S, float>;
   if (plan.channel_innermost()) {
+#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+    if constexpr (kFloat) {
+      if (test.wide && plan.run_stride() == 1) {  // rows of units, counted column-wise
+        std::vector<const float*> rows;
+        rows.reserve(static_cast<std::size_t>(end - begin));
+        plan.for_each_run(begin, end, [&](const Run& run) {
+          rows.push_back(reinterpret_cast<const float*>(run.data));
+        });
+        const int width = static_cast<int>(channels);
+        const int done = add_active_columns_avx2(rows.data(), static_cast<std::int64_t>(rows.size()),
+                                                 width, test, counts);
+        for (const float* row : rows)
+          for (int c = done; c < width; ++c) counts[c] += is_active<float>(row[c], test);
+        return;
+      }
+    }
+#endif
     // One unit per element of a run; narrow counters, widened every 2^30 runs (each run adds
     // at most one per unit).
     std::vector<std::int32_t> narrow(static_cast<std::size_t>(channels), 0);
@@ -94,12 +156,7 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
     plan.for_each_run(begin, end, [&](const Run& run) {
       const S* p = reinterpret_cast<const S*>(run.data);
       const int n = static_cast<int>(run.length);
-      int c = 0;
-#if defined(LAYERSCOPE_ACTIVITY_AVX2)
-      if constexpr (kFloat)
-        if (test.wide && run.stride == 1) c = add_active_avx2(p, n, test, narrow.data());
-#endif
-      for (; c < n; ++c)
+      for (int c = 0; c < n; ++c)
         narrow[c] += is_active<T>(static_cast<T>(Element<D>::load(p + c * run.stride)), test);
       if (++since_widened == (1 << 30)) widen();
     });
