@@ -39,6 +39,16 @@ def rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
+def wait_for_all_ranks() -> None:
+    """Return once every rank got here (a barrier); nothing without torch.distributed.
+
+    The scope's close ends with it, so that no rank tears down its process group while the
+    last gather, which other ranks may still be reading, is in flight.
+    """
+    if rank_and_size()[1] > 1:
+        dist.barrier()
+
+
 def local_part(tensor: torch.Tensor, axis: int | None) -> tuple[torch.Tensor | None, int | None]:
     """What this rank contributes to the merged statistics of a DTensor, and its unit axis.
 

@@ -18,6 +18,7 @@ from layerscope.distributed import (
     local_part,
     merge_to_rank0,
     rank_and_size,
+    wait_for_all_ranks,
 )
 from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
@@ -236,6 +237,7 @@ class Scope:
         self._windows.discard_current()  # a step that never finished
         try:
             self.flush()
+            wait_for_all_ranks()
         finally:
             for sink in self.sinks:
                 sink.close()
