@@ -5,8 +5,11 @@ host only at a flush: no host synchronisation.
 
 The update Δw is measured, not inferred, so it works for every optimizer, unknown ones too:
 before the step (the optimizer's step pre-hook) each observed parameter is copied, after it
-Δw = w - copy is written over the copy. That costs one copy of every observed parameter, held
-only from the step pre-hook to the post-hook, on observed steps only.
+Δw = w - copy is written over the copy. That costs one copy of every observed parameter: on a
+device held only from the step pre-hook to the post-hook of observed steps (the caching
+allocator makes the next one cheap); in CPU memory kept between them, since a fresh buffer of
+that size comes back from the operating system page by page, and faulting those pages in
+costs several times the copy itself.
 
 Adam's effective step lr / (sqrt(v̂) + eps) falls as v̂ grows, so it is never formed for every
 element: its extremes come from those of v̂ and the share of eps-dominated elements from a count
@@ -167,13 +170,23 @@ class OptimizerGatherer(Gatherer):
                     )
         self._lr = "optimizer.lr" in context.wanted.get("", set())
         self._before: dict[int, torch.Tensor] = {}
+        self._snapshots: dict[int, torch.Tensor] = {}  # CPU parameters' reused copies
 
     def before_step(self) -> None:
         """Copy the parameters whose update is observed on this step."""
         enabled = self.context.enabled
         for i, (name, _, param, _, wanted) in enumerate(self._params):
             if "optimizer.update" in wanted and enabled(name, "optimizer.update"):
-                self._before[i] = param.detach().clone()
+                self._before[i] = self._snapshot(i, param.detach())
+
+    def _snapshot(self, i: int, value: torch.Tensor) -> torch.Tensor:
+        """A copy of `value`; for CPU tensors into the buffer kept for parameter `i`."""
+        if not value.is_cpu or is_distributed_tensor(value):
+            return value.clone()
+        buffer = self._snapshots.get(i)
+        if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype:
+            buffer = self._snapshots[i] = torch.empty_like(value)
+        return buffer.copy_(value)
 
     def after_step(self) -> None:
         """Observe state, step sizes, updates and learning rates after the update."""
@@ -224,3 +237,4 @@ class OptimizerGatherer(Gatherer):
     def remove(self) -> None:
         """Drop the snapshots (the scope owns the optimizer hooks)."""
         self._before.clear()
+        self._snapshots.clear()
