@@ -158,6 +158,28 @@ def test_training_is_bitwise_identical_and_hooks_are_removed():
         assert not getattr(p, "_post_accumulate_grad_hooks", None)
 
 
+def test_a_closed_scope_is_freed_with_its_last_reference():
+    # Not left to the cycle collector: under torch.distributed that runs late in interpreter
+    # shutdown, after the process group (and FSDP's state the model holds) is gone.
+    import gc
+    import weakref
+
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with layerscope.watch(model, optimizer=opt) as scope:
+        train_step = batches("mlp", 1)[0]
+        nn.functional.cross_entropy(model(train_step[0]), train_step[1]).backward()
+        opt.step()
+        scope.step()
+    ref = weakref.ref(scope)
+    gc.disable()
+    try:
+        del scope
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_optimizer_hooks_are_removed():
     model = mlp()
     opt = torch.optim.Adam(model.parameters())

@@ -243,6 +243,10 @@ class Scope:
                 sink.close()
             for gatherer in self._gatherers:
                 gatherer.remove()
+            # Gatherers call back into the scope: dropping them breaks that reference cycle, so
+            # the scope (and the model it holds) is freed with its last reference, not by the
+            # cycle collector late in interpreter shutdown, after torch.distributed has gone.
+            self._gatherers = []
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
