@@ -45,9 +45,8 @@ class StepView:
         """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
         if self._index is None:
             self._index = {}
-            isfinite = math.isfinite
             for r in self.records:
-                if r.value is not None and isfinite(r.value):
+                if r.is_finite:
                     self._index.setdefault((r.quantity, r.statistic), []).append(r)
         found = self._index.get((quantity, statistic), [])
         return [r for r in found if tag is None or r.tag == tag]
