@@ -84,6 +84,7 @@ class Scope:
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
         self._selected = {id(lens): set(lens.select(self._modules.items())) for lens in self.lenses}
+        self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
 
         self.step_count = 0
@@ -91,14 +92,16 @@ class Scope:
         self._history = RecordHistory(history)
         self._unflushed: list[Record] = []
         self._windows = WindowBuilder()
-        self._active: dict[tuple[str, str], Needs] = {}
+        self._active: dict[tuple[str, str], Needs] = {}  # the current step's plan
         self._plans: dict[tuple[int, ...], dict[tuple[str, str], Needs]] = {}
         self._failed: set[tuple[str, str]] = set()  # sites a statistic could not read
         self._forward_since_step = False
+        self._closed_step_reads_loss = False  # whether a late loss has a step to join
         self._notes: set[str] = set()
         self._closed = False
 
         self._gatherers = self._install_gatherers()
+        self._busy: list[Gatherer] = []  # those with something to observe on this step
         self._handles = [model.register_forward_pre_hook(self._mark_forward)]
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
@@ -247,6 +250,7 @@ class Scope:
             # the scope (and the model it holds) is freed with its last reference, not by the
             # cycle collector late in interpreter shutdown, after torch.distributed has gone.
             self._gatherers = []
+            self._busy = []
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
@@ -295,7 +299,7 @@ class Scope:
         # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if not callable(closure):
-            for gatherer in self._gatherers:
+            for gatherer in self._busy:
                 gatherer.before_step()
             return None
         # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
@@ -307,7 +311,7 @@ class Scope:
             result = closure()
             if not done:
                 done = True
-                for gatherer in self._gatherers:
+                for gatherer in self._busy:
                     gatherer.before_step()
             return result
 
@@ -315,23 +319,23 @@ class Scope:
         return args[:1], {**rest, "closure": observed_closure}
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        for gatherer in self._gatherers:
+        for gatherer in self._busy:
             gatherer.after_step()
         self._finish_step()
 
     def _take_step(self) -> None:
-        for gatherer in self._gatherers:
+        for gatherer in self._busy:
             gatherer.before_step()
         self._finish_step()
 
     def _plan_step(self) -> None:
         """Work out which (module, kind) pairs the lenses active on this step observe.
 
-        A plan depends only on which lenses are active, so each combination is worked out once.
+        A plan depends only on which lenses are active, so each combination is worked out once;
+        the gatherers hear of it when it changes, and only those with work in it act at the
+        step boundary.
         """
-        active = tuple(
-            i for i, lens in enumerate(self.lenses) if lens.active(self.step_count, self.every)
-        )
+        active = self._active_lenses(self.step_count)
         plan = self._plans.get(active)
         if plan is None:
             plan = self._plans[active] = {}
@@ -341,12 +345,26 @@ class Scope:
                         key = (name, kind)
                         if key not in self._failed:
                             plan[key] = plan.get(key, Needs()) | lens.needs_at(name, kind)
-        self._active = plan
+        if plan is not self._active:
+            self._active = plan
+            kinds = {kind for _, kind in plan}
+            self._busy = [g for g in self._gatherers if kinds.intersection(g.kinds)]
+            for gatherer in self._gatherers:
+                gatherer.follow(plan)
+
+    def _active_lenses(self, step: int) -> tuple[int, ...]:
+        """Indices of the lenses that observe `step` (:meth:`Lens.active`, without a call each)."""
+        return tuple(
+            i
+            for i, (first, every, schedule) in enumerate(self._schedules)
+            if (schedule(step) if schedule else step < first or step % every == 0)
+        )
 
     def _enabled(self, module: str, kind: str) -> bool:
         return (module, kind) in self._active
 
     def _finish_step(self) -> None:
+        self._closed_step_reads_loss = ("", "loss") in self._active
         self._windows.close_step(self.step_count, self.epoch_count)
         self.step_count += 1
         self._forward_since_step = False
@@ -394,14 +412,16 @@ class Scope:
                 plan.pop((module, kind), None)
 
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
+        if ("", "loss") not in self._active:
+            return
         tensor = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
         self._observe("", "loss", "loss", tensor.detach().float())
 
     def _late_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step the optimizer just closed."""
-        step = self.step_count - 1
-        if not any("loss" in lens.kinds and lens.active(step, self.every) for lens in self.lenses):
+        if not self._closed_step_reads_loss:
             return
+        step = self.step_count - 1
         value = (
             loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
         )
@@ -422,7 +442,7 @@ class Scope:
         ctx = EmitContext(
             step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order
         )
-        active = [lens for lens in self.lenses if lens.active(sw.step, self.every)]
+        active = [self.lenses[i] for i in self._active_lenses(sw.step)]
         emitted: list[Record] = []
         for lens in active:
             chosen = self._selected[id(lens)]

@@ -209,6 +209,8 @@ class WindowBuilder:
         `hold_last` keeps the latest closed step back, for values that may still arrive for it
         (:meth:`add_to_closed`).
         """
+        if len(self._closed) <= hold_last:  # nothing to hand out: the usual idle step
+            return []
         held = self._closed[-1:] if hold_last else []
         closed, self._closed = self._closed[: len(self._closed) - len(held)], held
         tensors: list[torch.Tensor] = []

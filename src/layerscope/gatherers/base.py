@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,8 @@ class Gatherer:
     A subclass names the site kinds it produces in ``kinds``, installs its hooks in
     ``__init__`` from the :class:`GatherContext`, and may act at the step boundary:
     :meth:`before_step` runs before the optimizer updates the parameters (or at
-    ``scope.step()`` without an optimizer), :meth:`after_step` right after the update.
+    ``scope.step()`` without an optimizer), :meth:`after_step` right after the update. The
+    scope calls these only on steps that observe one of the gatherer's kinds.
     """
 
     #: Site kinds this gatherer produces.
@@ -69,6 +70,13 @@ class Gatherer:
 
     def after_step(self) -> None:
         """Observe what the optimizer's update produced (its state, the update itself)."""
+
+    def follow(self, plan: Container[tuple[str, str]]) -> None:
+        """Get ready for the steps that observe `plan`'s ``(module, kind)`` pairs.
+
+        Called before the first step of each new plan. A gatherer whose hooks fire on every
+        call keeps them only where the plan observes: an idle step then costs nothing there.
+        """
 
     def remove(self) -> None:
         """Remove every hook this gatherer installed."""

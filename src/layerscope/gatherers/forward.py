@@ -8,6 +8,7 @@ same tensor still receive the gradient w.r.t. the value the module returned.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from functools import partial
 from typing import Any
 
@@ -33,11 +34,27 @@ class ForwardGatherer(Gatherer):
     def __init__(self, context: GatherContext) -> None:
         super().__init__(context)
         self._closed = False
-        self._handles: list[RemovableHandle] = []
-        for name, module in context.modules_wanting(*self.kinds).items():
-            wanted = context.wanted[name]
-            hook = partial(self._forward_hook, name, "output" in wanted, "output.grad" in wanted)
-            self._handles.append(module.register_forward_hook(hook))
+        self._modules = context.modules_wanting(*self.kinds)
+        self._handles: dict[str, RemovableHandle] = {}
+
+    def follow(self, plan: Container[tuple[str, str]]) -> None:
+        """Hook the modules whose outputs or gradients the plan observes, and only those.
+
+        A module with a forward hook takes torch's slow call path, a few microseconds a call,
+        so the modules of steps that observe nothing are left unhooked. The hook goes first
+        among the module's hooks: the site is what the module returned, whatever other hooks
+        make of it, however often it is removed and put back.
+        """
+        for name, module in self._modules.items():
+            wanted = (name, "output") in plan or (name, "output.grad") in plan
+            handle = self._handles.get(name)
+            if wanted and handle is None and not self._closed:
+                wants = self.context.wanted[name]
+                hook = partial(self._forward_hook, name, "output" in wants, "output.grad" in wants)
+                self._handles[name] = module.register_forward_hook(hook, prepend=True)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._handles[name]
 
     def _forward_hook(
         self,
@@ -66,6 +83,6 @@ class ForwardGatherer(Gatherer):
     def remove(self) -> None:
         """Remove every hook; tensor hooks still pending on live graphs become no-ops."""
         self._closed = True
-        for handle in self._handles:
+        for handle in self._handles.values():
             handle.remove()
         self._handles.clear()

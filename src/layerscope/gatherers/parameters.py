@@ -8,6 +8,7 @@ averaged one under DDP, and costs one read per step however many micro-batches t
 
 from __future__ import annotations
 
+from collections.abc import Container
 from functools import partial
 
 import torch
@@ -38,7 +39,7 @@ class ParameterGatherer(Gatherer):
         self._values: list[tuple[str, str, str, nn.Parameter]] = []
         self._grads: list[tuple[str, str, str, nn.Parameter]] = []
         self._fresh: set[int] = set()
-        self._handles: list[RemovableHandle] = []
+        self._handles: dict[int, RemovableHandle] = {}
         for name, module in context.modules_wanting(*self.kinds).items():
             wanted = context.wanted[name]
             for pname, param in module.named_parameters(recurse=False):
@@ -46,12 +47,25 @@ class ParameterGatherer(Gatherer):
                 if kind in wanted:
                     self._values.append((name, kind, site_name(name, "", pname), param))
                 if f"{kind}.grad" in wanted and param.requires_grad:
-                    index = len(self._grads)
                     self._grads.append(
                         (name, f"{kind}.grad", site_name(name, "", f"{pname}.grad"), param)
                     )
-                    hook = partial(self._arrived, index)
-                    self._handles.append(param.register_post_accumulate_grad_hook(hook))
+
+    def follow(self, plan: Container[tuple[str, str]]) -> None:
+        """Listen for the gradients the plan observes, and only those.
+
+        The hooks fire for every micro-batch's accumulation, so steps that read no gradient
+        go without them.
+        """
+        for index, (name, kind, _, param) in enumerate(self._grads):
+            wanted = (name, kind) in plan
+            handle = self._handles.get(index)
+            if wanted and handle is None:
+                hook = partial(self._arrived, index)
+                self._handles[index] = param.register_post_accumulate_grad_hook(hook)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._handles[index]
 
     def _arrived(self, index: int, param: torch.Tensor) -> None:
         self._fresh.add(index)
@@ -70,6 +84,6 @@ class ParameterGatherer(Gatherer):
 
     def remove(self) -> None:
         """Remove every hook."""
-        for handle in self._handles:
+        for handle in self._handles.values():
             handle.remove()
         self._handles.clear()
