@@ -421,6 +421,19 @@ def test_every_and_schedules():
     assert steps("output_norms") == [0, 1, 5]
 
 
+def test_every_thins_the_default_lenses_alike():
+    """watch(every=N): the slow default lenses keep their pace relative to the others."""
+    _, scope = train(
+        mlp(),
+        batches("mlp", 21),
+        scope_factory=lambda m, o: layerscope.watch(m, optimizer=o, every=2),
+    )
+    steps = lambda tag: sorted({r.step for r in select(scope.records(), tag=tag)})  # noqa: E731
+    assert steps("activations") == list(range(0, 21, 2))
+    assert steps("parameters") == steps("optimizer") == [0, 20]
+    assert steps("distributions") == [0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

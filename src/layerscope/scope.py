@@ -73,7 +73,7 @@ class Scope:
         self.optimizer = optimizer
         self.every = every
         self.flush_every = flush_every
-        chosen = default(optimizer is not None) if lenses is None else list(lenses)
+        chosen = default(optimizer is not None, every) if lenses is None else list(lenses)
         for lens in chosen:
             if not isinstance(lens, Lens):
                 raise ValueError(f"layerscope.watch: lenses must be Lens objects, got {lens!r}")
@@ -520,7 +520,9 @@ def watch(
         optimizer: when given, its steps count layerscope's steps and gradients are read at
             each ``optimizer.step()``.
         lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
-        every: observe every N-th step (lenses with their own schedule keep it).
+        every: observe every N-th step. The default lenses' slower schedules scale with it
+            (parameters and optimizer state every 10·N-th step, distributions every 50·N-th);
+            lenses given with an ``every`` or schedule of their own keep it.
         logdir: write a TensorBoard run there (needs the ``tensorboard`` extra).
         sinks: further sinks that receive the records at each flush.
         flush_every: hand records to the sinks every N steps (and on close). On a GPU values

@@ -264,36 +264,41 @@ class Loss(Lens):
         return out
 
 
-def default(optimizer: bool = False) -> list[Lens]:
+def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
-    Parameter values and optimizer state are observed on every 10th step and distributions
-    (median, IQR, histograms) on every 50th, everything else on every step ``watch``'s
-    ``every`` allows.
+    Most lenses observe every `every`-th step; parameter values and optimizer state, which move
+    slowly and cost a full read of every parameter, ten times less often, and distributions
+    (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike.
 
     Args:
         optimizer: add the :class:`~layerscope.lenses.Optimizer` lens (``watch`` does when it
             is given an optimizer).
+        every: the period of the every-step lenses (``watch`` passes its own ``every``).
 
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
         >>> [lens.tag for lens in default(optimizer=True)][-2:]
         ['optimizer', 'health']
+        >>> [(lens.tag, lens.every) for lens in default(every=10) if lens.every]
+        [('parameters', 100), ('distributions', 500)]
     """
     from layerscope.lenses.health import Health  # both import this module: import late
     from layerscope.lenses.optimizer import Optimizer
 
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"lenses.default: every must be a positive integer, got {every!r}")
     lenses: list[Lens] = [
         Loss(),
         Activations(),
         OutputNorms(),
         GradientNorms(),
-        Parameters(every=10),  # weights move slowly: every 10th step is plenty
+        Parameters(every=10 * every),  # weights move slowly: a tenth of the steps is plenty
         DeadUnits(),
         GradientDeath(),
-        Distributions(),
+        Distributions(every=50 * every),
     ]
     if optimizer:  # optimizer state moves as slowly as the weights; reading it costs as much
-        lenses.append(Optimizer(every=10))
+        lenses.append(Optimizer(every=10 * every))
     return [*lenses, Health()]  # last: it judges what the others recorded
