@@ -421,6 +421,32 @@ def test_every_and_schedules():
     assert steps("output_norms") == [0, 1, 5]
 
 
+def test_steps_observing_nothing_run_without_hooks():
+    """Between observed steps the modules and parameters carry none of layerscope's hooks."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    hooked = lambda: (  # noqa: E731
+        sum(len(m._forward_hooks) for m in model.modules()),
+        sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters()),
+    )
+    expected_norms = {}
+    with layerscope.watch(
+        model, optimizer=opt, lenses=[lenses.Activations(), lenses.GradientNorms()], every=2
+    ) as scope:
+        for step, (x, y) in enumerate(batches("mlp", 5)):
+            assert hooked() == ((5, 6) if step % 2 == 0 else (0, 0)), step
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            expected_norms[step] = model[2].weight.grad.norm().item()
+            opt.step()
+    assert hooked() == (0, 0)
+    records = scope.records()
+    assert sorted({r.step for r in records}) == [0, 2, 4]
+    for step in (0, 2, 4):
+        got = _value(records, step=step, site="2:weight.grad", quantity="l2")
+        assert got == pytest.approx(expected_norms[step], rel=1e-5)
+
+
 def test_every_thins_the_default_lenses_alike():
     """watch(every=N): the slow default lenses keep their pace relative to the others."""
     _, scope = train(
