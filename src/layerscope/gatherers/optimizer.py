@@ -1,21 +1,27 @@
 """Optimizer gatherer: optimizer state, effective step sizes and the update of each parameter.
 
-Everything is torch ops on the parameters' device and handed to the scope, which copies to the
-host only at a flush: no host synchronisation.
-
 The update Δw is measured, not inferred, so it works for every optimizer, unknown ones too:
-before the step (the optimizer's step pre-hook) each observed parameter is copied, after it
-Δw = w - copy is written over the copy. That costs one copy of every observed parameter: on a
-device held only from the step pre-hook to the post-hook of observed steps (the caching
-allocator makes the next one cheap); in CPU memory kept between them, since a fresh buffer of
-that size comes back from the operating system page by page, and faulting those pages in
-costs several times the copy itself.
+before the step (the optimizer's step pre-hook) each observed parameter is copied, and after it
+Δw = w - copy. That costs one copy of every observed parameter: on a device held only from the
+step pre-hook to the post-hook of observed steps (the caching allocator makes the next one
+cheap); in CPU memory kept between them, since a fresh buffer of that size comes back from the
+operating system page by page, and faulting those pages in costs several times the copy itself.
 
 Adam's effective step lr / (sqrt(v̂) + eps) falls as v̂ grows, so it is never formed for every
-element: its extremes come from those of v̂ and the share of eps-dominated elements from a count
-of v̂ below eps² (one pass, no temporary, on the CPU), and only an evenly strided sample of v̂
+element: its extremes come from those of v̂, the share of eps-dominated elements from a count
+of v̂ below eps², and only an evenly strided sample of v̂
 (:data:`~layerscope.reducers.DISTRIBUTION_SAMPLE` elements at most) is turned into step sizes
 for the statistics that need the values themselves (mean, quantiles).
+
+Two paths compute this. Contiguous float32 CPU parameters, whose state is the same, are read
+by one pass of the C++ kernel (``_core.summarize_step``) when a summary is all the lenses read
+of their update and state on this step (``GatherContext.summary_suffices``): it reads w, the
+copy, the state tensors and v once, leaves the copy as it is, and the summaries go to the scope
+as they are (``observe_summary``); only the step sizes' sample goes through ``observe`` as a
+tensor. Everything else (device tensors, FSDP2's DTensors, other dtypes, non-contiguous
+tensors, lenses that want quantiles or histograms of these sites, the scope's
+``force_torch_reducer``) takes torch ops on the parameters' device, handed to the scope, which
+copies to the host only at a flush: no host synchronisation. There Δw is written over the copy.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import torch
 from torch import nn
 from torch.utils.dlpack import to_dlpack
 
+from layerscope import _core
 from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.observation import is_distributed_tensor, site_name
-from layerscope import _core
 from layerscope.reducers import (
     HostSummary,
     extremes_and_count_below,
@@ -148,7 +154,7 @@ def _host_float32(tensor: torch.Tensor) -> bool:
 
 
 def _ratio(numerator: float, denominator: float) -> float:
-    """numerator / denominator as a tensor division gives it (0/0 NaN, x/0 ±Inf)."""
+    """The quotient as a tensor division gives it (0/0 NaN, x/0 ±Inf)."""
     if denominator == 0:
         return math.nan if numerator == 0 or math.isnan(numerator) else math.inf
     return numerator / denominator
