@@ -103,6 +103,9 @@ def sample_stride(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> int
 
 def summary_of_values(values: Sequence[float]) -> HostSummary:
     """The summary :func:`summarize_cpu` gives of a few host numbers (a ratio, two extremes)."""
+    if len(values) == 1 and math.isfinite(value := values[0]):  # the usual case, made cheap
+        size = abs(value)
+        return HostSummary(1, 1, value, 0.0, value, value, size, size, int(value == 0), 0)
     finite = [v for v in values if math.isfinite(v)]
     summary = HostSummary(
         size=len(values),
