@@ -11,4 +11,5 @@ void bind_quantile_sketch(nanobind::module_& m);
 void bind_activity(nanobind::module_& m);
 void bind_build_info(nanobind::module_& m);
 void bind_crc32c(nanobind::module_& m);
+void bind_optimizer_step(nanobind::module_& m);
 }  // namespace layerscope::bindings

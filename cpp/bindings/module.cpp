@@ -14,4 +14,5 @@ NB_MODULE(_core, m) {
   bind_activity(m);
   bind_build_info(m);
   bind_crc32c(m);
+  bind_optimizer_step(m);
 }

@@ -2,6 +2,7 @@
 layerscope's C++ statistics engine (use layerscope.stats, its public face).
 """
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import numpy
@@ -436,4 +437,9 @@ def build_info() -> dict:
 def masked_crc32c(data: bytes) -> int:
     """
     The masked CRC-32C of `data`, as TFRecord framing (TensorBoard event files) stores it.
+    """
+
+def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1) -> tuple:
+    """
+    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the fields of each state array; adam None without `second`, else (fields of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them.
     """

@@ -85,13 +85,42 @@ def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> to
     the tensor itself when it is small enough.
     """
     flat = tensor.detach().reshape(-1)
-    stride = -(-flat.numel() // limit)
+    stride = sample_stride(tensor, limit)
+    return flat if stride == 1 else flat[::stride]
+
+
+def sample_stride(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> int:
+    """The stride of :func:`strided_sample`: 1 when `tensor` has at most `limit` elements."""
+    size = tensor.numel()
+    stride = -(-size // limit)
     if stride <= 1:
-        return flat
-    row = flat.numel() // tensor.shape[0] if tensor.dim() > 1 else 1
+        return 1
+    row = size // tensor.shape[0] if tensor.dim() > 1 else 1
     while math.gcd(stride, row) > 1:
         stride += 1
-    return flat[::stride]
+    return stride
+
+
+def summary_of_values(values: Sequence[float]) -> HostSummary:
+    """The summary :func:`summarize_cpu` gives of a few host numbers (a ratio, two extremes)."""
+    if len(values) == 1 and math.isfinite(value := values[0]):  # the usual case, made cheap
+        size = abs(value)
+        return HostSummary(1, 1, value, 0.0, value, value, size, size, int(value == 0), 0)
+    finite = [v for v in values if math.isfinite(v)]
+    summary = HostSummary(
+        size=len(values),
+        count=len(finite),
+        m2=0.0,
+        l1=math.fsum(abs(v) for v in finite),
+        l2=math.sqrt(math.fsum(v * v for v in finite)),
+        zeros=sum(v == 0 for v in values),
+        nonfinite=len(values) - len(finite),
+    )
+    if finite:
+        summary.mean = math.fsum(finite) / len(finite)
+        summary.m2 = math.fsum((v - summary.mean) ** 2 for v in finite)
+        summary.min, summary.max = min(finite), max(finite)
+    return summary
 
 
 def summarize_torch(

@@ -27,6 +27,7 @@ from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
 from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.records import Record
+from layerscope.reducers import HostSummary
 from layerscope.sinks.base import GuardedSink, Sink
 from layerscope.units import unit_axes, unit_axis
 from layerscope.windows import StepWindows, WindowBuilder
@@ -146,6 +147,8 @@ class Scope:
                 name: [lens for lens in self.lenses if name in self._selected[id(lens)]]
                 for name in wanted
             },
+            summary_suffices=self._summary_suffices,
+            observe_summary=self._observe_summary,
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
         check_parameters_readable(
@@ -410,6 +413,15 @@ class Scope:
             self._failed.add((module, kind))
             for plan in self._plans.values():
                 plan.pop((module, kind), None)
+
+    def _summary_suffices(self, module: str, kind: str) -> bool:
+        needs = self._active.get((module, kind))
+        return needs == Needs() and not self._closed and not self._windows.force_torch
+
+    def _observe_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+        """Take a summary a gatherer reduced on the host (after :meth:`_summary_suffices`)."""
+        if (module, kind) in self._active and not self._closed and summary.size:
+            self._windows.add_summary(module, kind, site, summary)
 
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
         if ("", "loss") not in self._active:

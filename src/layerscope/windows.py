@@ -119,9 +119,7 @@ class WindowBuilder:
         threshold: float | None,
     ) -> None:
         """Reduce one observed tensor into the current step's window of `site`."""
-        pending = self._current.get(site)
-        if pending is None:
-            pending = self._current[site] = _Pending(module, kind)
+        pending = self._pending(module, kind, site)
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
             on_host = kept.is_cpu and not self.force_torch
@@ -146,6 +144,16 @@ class WindowBuilder:
             pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
         if needs.histogram:
             pending.histogram = (pending.histogram or []) + [self._device_counts(tensor)]
+
+    def add_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+        """Add a summary reduced elsewhere (on the host) to the current step's window of `site`."""
+        self._pending(module, kind, site).summaries.append(summary)
+
+    def _pending(self, module: str, kind: str, site: str) -> _Pending:
+        pending = self._current.get(site)
+        if pending is None:
+            pending = self._current[site] = _Pending(module, kind)
+        return pending
 
     def _device_counts(self, tensor: torch.Tensor) -> torch.Tensor:
         """Bin counts of a strided sample of `tensor`, on its device, with no host sync.

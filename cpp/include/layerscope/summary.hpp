@@ -139,6 +139,36 @@ inline void merge(Summary& into, const Summary& other) {
 
 namespace detail {
 
+/// Folds the statistics of a block of `n` values into `s` (Chan's formula for the moments);
+/// the per-channel vectors are left alone and l2 is left for the caller to finish.
+inline void add_block(Summary& s, const BlockStats& b, int n) {
+  s.size += n;
+  s.zeros += b.zeros;
+  s.nan += b.nan;
+  s.pos_inf += b.pos_inf;
+  s.neg_inf += b.neg_inf;
+  if (b.finite == 0) return;
+  const double nb = static_cast<double>(b.finite);
+  const double block_mean = b.sum / nb;
+  if (s.count == 0) {
+    s.mean = block_mean;
+    s.m2 = b.m2;
+    s.min = b.min;
+    s.max = b.max;
+  } else {
+    const double na = static_cast<double>(s.count), n_all = na + nb;
+    const double delta = block_mean - s.mean;
+    s.mean += delta * (nb / n_all);
+    s.m2 += b.m2 + delta * delta * (na * nb / n_all);
+    s.min = std::min(s.min, b.min);
+    s.max = std::max(s.max, b.max);
+  }
+  s.count += b.finite;
+  s.sum += b.sum;
+  s.sum_sq += b.sum_sq;
+  s.l1 += b.l1;
+}
+
 /// One worker's share of summarize(): folds blocks into a Summary. Values are read straight
 /// from memory for unit-stride float32/float64 stretches, and otherwise gathered (converted to
 /// T) into a block buffer first, which also packs short runs into full blocks.
@@ -210,11 +240,6 @@ template <DType D> class SummaryFolder {
   // Adds the block's statistics; `x` is read only with the channel axis innermost.
   void apply(const BlockStats& b, const T* x, int n, std::int64_t first) {
     Summary& s = out_;
-    s.size += n;
-    s.zeros += b.zeros;
-    s.nan += b.nan;
-    s.pos_inf += b.pos_inf;
-    s.neg_inf += b.neg_inf;
     if (per_element_) {
       std::int64_t c = first % channels_;
       for (int i = 0; i < n;) {
@@ -231,26 +256,7 @@ template <DType D> class SummaryFolder {
       s.channel_sum[c] += b.sum;
       s.channel_sum_sq[c] += b.sum_sq;
     }
-    if (b.finite == 0) return;
-    const double nb = static_cast<double>(b.finite);
-    const double block_mean = b.sum / nb;
-    if (s.count == 0) {
-      s.mean = block_mean;
-      s.m2 = b.m2;
-      s.min = b.min;
-      s.max = b.max;
-    } else {
-      const double na = static_cast<double>(s.count), n_all = na + nb;
-      const double delta = block_mean - s.mean;
-      s.mean += delta * (nb / n_all);
-      s.m2 += b.m2 + delta * delta * (na * nb / n_all);
-      s.min = std::min(s.min, b.min);
-      s.max = std::max(s.max, b.max);
-    }
-    s.count += b.finite;
-    s.sum += b.sum;
-    s.sum_sq += b.sum_sq;
-    s.l1 += b.l1;
+    add_block(s, b, n);
   }
 
   Summary& out_;

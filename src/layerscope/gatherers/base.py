@@ -9,8 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope.reducers import HostSummary
+
 #: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
 Observe = Callable[[str, str, str, torch.Tensor], None]
+#: observe_summary(module_name, kind, site, summary): hand a summary the gatherer reduced itself.
+ObserveSummary = Callable[[str, str, str, HostSummary], None]
 
 
 @dataclass
@@ -26,6 +30,11 @@ class GatherContext:
         optimizer: the optimizer given to ``watch``, if any.
         lenses: module name -> the lenses that selected it (gatherers read lens options there,
             e.g. which output leaf holds attention weights).
+        summary_suffices: ``summary_suffices(module, kind)``, whether on the current step that
+            site kind is observed, a :class:`~layerscope.reducers.HostSummary` is all its lenses
+            read (no quantiles, histograms, activity, counts or values) and the scope reduces
+            CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
+        observe_summary: ... and hand the result over with this callback instead of ``observe``.
     """
 
     modules: dict[str, nn.Module]
@@ -34,6 +43,8 @@ class GatherContext:
     enabled: Callable[[str, str], bool]
     optimizer: torch.optim.Optimizer | None = None
     lenses: dict[str, list[Any]] = field(default_factory=dict)
+    summary_suffices: Callable[[str, str], bool] = lambda module, kind: False
+    observe_summary: ObserveSummary = lambda module, kind, site, summary: None
 
     def modules_wanting(self, *kinds: str) -> dict[str, nn.Module]:
         """Modules where some lens reads one of `kinds`, in model order."""

@@ -1,21 +1,27 @@
 """Optimizer gatherer: optimizer state, effective step sizes and the update of each parameter.
 
-Everything is torch ops on the parameters' device and handed to the scope, which copies to the
-host only at a flush: no host synchronisation.
-
 The update Δw is measured, not inferred, so it works for every optimizer, unknown ones too:
-before the step (the optimizer's step pre-hook) each observed parameter is copied, after it
-Δw = w - copy is written over the copy. That costs one copy of every observed parameter: on a
-device held only from the step pre-hook to the post-hook of observed steps (the caching
-allocator makes the next one cheap); in CPU memory kept between them, since a fresh buffer of
-that size comes back from the operating system page by page, and faulting those pages in
-costs several times the copy itself.
+before the step (the optimizer's step pre-hook) each observed parameter is copied, and after it
+Δw = w - copy. That costs one copy of every observed parameter: on a device held only from the
+step pre-hook to the post-hook of observed steps (the caching allocator makes the next one
+cheap); in CPU memory kept between them, since a fresh buffer of that size comes back from the
+operating system page by page, and faulting those pages in costs several times the copy itself.
 
 Adam's effective step lr / (sqrt(v̂) + eps) falls as v̂ grows, so it is never formed for every
-element: its extremes come from those of v̂ and the share of eps-dominated elements from a count
-of v̂ below eps² (one pass, no temporary, on the CPU), and only an evenly strided sample of v̂
+element: its extremes come from those of v̂, the share of eps-dominated elements from a count
+of v̂ below eps², and only an evenly strided sample of v̂
 (:data:`~layerscope.reducers.DISTRIBUTION_SAMPLE` elements at most) is turned into step sizes
 for the statistics that need the values themselves (mean, quantiles).
+
+Two paths compute this. Contiguous float32 CPU parameters, whose state is the same, are read
+by one pass of the C++ kernel (``_core.summarize_step``) when a summary is all the lenses read
+of their update and state on this step (``GatherContext.summary_suffices``): it reads w, the
+copy, the state tensors and v once, leaves the copy as it is, and the summaries go to the scope
+as they are (``observe_summary``); only the step sizes' sample goes through ``observe`` as a
+tensor. Everything else (device tensors, FSDP2's DTensors, other dtypes, non-contiguous
+tensors, lenses that want quantiles or histograms of these sites, the scope's
+``force_torch_reducer``) takes torch ops on the parameters' device, handed to the scope, which
+copies to the host only at a flush: no host synchronisation. There Δw is written over the copy.
 """
 
 from __future__ import annotations
@@ -25,13 +31,18 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.dlpack import to_dlpack
 
+from layerscope import _core
 from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.observation import is_distributed_tensor, site_name
 from layerscope.reducers import (
+    HostSummary,
     extremes_and_count_below,
     extremes_and_count_below_torch,
+    sample_stride,
     strided_sample,
+    summary_of_values,
 )
 
 #: State tensors read when an optimizer keeps them (per parameter, shaped like it).
@@ -56,6 +67,23 @@ class AdamStepSizes(NamedTuple):
     eps_dominance: torch.Tensor  # 0-d share of the elements where sqrt(v̂) < eps
 
 
+class AdamScalars(NamedTuple):
+    """What Adam's effective step size of one parameter is computed from."""
+
+    second: torch.Tensor  # v: exp_avg_sq, or max_exp_avg_sq under amsgrad (detached)
+    correction: float | torch.Tensor  # 1 - beta2^step
+    eps: float
+    lr: float | torch.Tensor  # a Python float unless on a device
+
+
+def adam_scalars(state: dict, group: dict) -> AdamScalars:
+    """Read v and the scalars of lr / (sqrt(v / correction) + eps) off Adam's state and group."""
+    beta2, eps = group["betas"][1], group["eps"]
+    step, lr = _on_host(state["step"]), _on_host(group["lr"])
+    second = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+    return AdamScalars(second.detach(), 1 - beta2**step, eps, lr)
+
+
 def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
     """Adam's effective step sizes, read off the second moment without a full-size temporary.
 
@@ -64,10 +92,7 @@ def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
     v < eps² · (1 - beta2^step): exact over every element from one pass over v. On the CPU that
     pass is the C++ kernel; elsewhere torch ops on the device, with no host synchronisation.
     """
-    beta2, eps = group["betas"][1], group["eps"]
-    step, lr = _on_host(state["step"]), _on_host(group["lr"])
-    correction = 1 - beta2**step
-    second = (state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]).detach()
+    second, correction, eps, lr = adam_scalars(state, group)
     if is_distributed_tensor(second):
         return _sharded_step_sizes(second, correction, eps, lr)
 
@@ -82,10 +107,7 @@ def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
     if second.device.type == "cpu" and on_host:
         # Host numbers from the C++ pass: a handful of float operations, not of tensor ops.
         smallest, largest, below = extremes_and_count_below(second, level)
-        extremes = [
-            lr / (math.sqrt(v / correction) + eps) if v >= 0 else math.nan
-            for v in (largest, smallest)
-        ]
+        extremes = _step_size_extremes(smallest, largest, correction, eps, lr)
         return AdamStepSizes(
             sample,
             torch.tensor(extremes, dtype=torch.float64) if sampled else None,
@@ -99,6 +121,15 @@ def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
     )
 
 
+def _step_size_extremes(
+    smallest: float, largest: float, correction: float, eps: float, lr: float
+) -> list[float]:
+    """The smallest and largest step size, from the largest and smallest v (NaN for v < 0)."""
+    return [
+        lr / (math.sqrt(v / correction) + eps) if v >= 0 else math.nan for v in (largest, smallest)
+    ]
+
+
 def _sharded_step_sizes(
     second: torch.Tensor, correction: float, eps: float, lr: float | torch.Tensor
 ) -> AdamStepSizes:
@@ -110,6 +141,23 @@ def _sharded_step_sizes(
     root = (second.float() / correction).sqrt_()
     dominance = (root < eps).float()
     return AdamStepSizes(root.add_(eps).reciprocal_().mul_(lr), None, dominance)
+
+
+def _host_float32(tensor: torch.Tensor) -> bool:
+    """Whether the C++ step kernel reads `tensor` in place."""
+    return (
+        tensor.is_cpu
+        and tensor.dtype == torch.float32
+        and tensor.is_contiguous()
+        and not is_distributed_tensor(tensor)
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """The quotient as a tensor division gives it (0/0 NaN, x/0 ±Inf)."""
+    if denominator == 0:
+        return math.nan if numerator == 0 or math.isnan(numerator) else math.inf
+    return numerator / denominator
 
 
 def _on_host(value: float | torch.Tensor) -> float | torch.Tensor:
@@ -194,6 +242,9 @@ class OptimizerGatherer(Gatherer):
         groups = self.optimizer.param_groups
         for i, (name, site, param, group, wanted) in enumerate(self._params):
             before = self._before.pop(i, None)
+            state = self.optimizer.state.get(param) or {}
+            if self._observe_on_host(name, site, param, before, state, groups[group], wanted):
+                continue
             if before is not None:
                 if is_distributed_tensor(param):
                     # FSDP2: torch reduces both norms across ranks, so the ratio is the whole
@@ -206,20 +257,12 @@ class OptimizerGatherer(Gatherer):
                     delta, ratio = measured_update(param, before)
                 observe(name, "optimizer.update", f"{site}.update", delta)
                 observe(name, "optimizer.update", f"{site}.update_ratio", ratio)
-            state = self.optimizer.state.get(param)
-            if not state:
-                continue
             if "optimizer.state" in wanted and enabled(name, "optimizer.state"):
                 for key in STATE_KEYS:
                     value = state.get(key)
                     if isinstance(value, torch.Tensor) and value.shape == param.shape:
                         observe(name, "optimizer.state", f"{site}.{key}", value.detach())
-            if (
-                isinstance(self.optimizer, ADAM_LIKE)
-                and "exp_avg_sq" in state
-                and "step" in state
-                and enabled(name, "optimizer.step_size")
-            ):
+            if self._reads_step_sizes(name, state):
                 steps = adam_step_sizes(state, groups[group])
                 observe(name, "optimizer.step_size", f"{site}.step_size", steps.sample)
                 if steps.extremes is not None:
@@ -233,6 +276,84 @@ class OptimizerGatherer(Gatherer):
                     observe("", "optimizer.lr", f"param_group[{i}]", lr.detach().float())
                 elif isinstance(lr, (int, float)) and math.isfinite(lr):
                     observe("", "optimizer.lr", f"param_group[{i}]", torch.tensor(float(lr)))
+
+    def _reads_step_sizes(self, name: str, state: dict) -> bool:
+        return (
+            isinstance(self.optimizer, ADAM_LIKE)
+            and "exp_avg_sq" in state
+            and "step" in state
+            and self.context.enabled(name, "optimizer.step_size")
+        )
+
+    def _observe_on_host(
+        self,
+        name: str,
+        site: str,
+        param: nn.Parameter,
+        before: torch.Tensor | None,
+        state: dict,
+        group: dict,
+        wanted: frozenset[str],
+    ) -> bool:
+        """Observe one parameter from one pass of the C++ kernel; False where it does not apply.
+
+        It applies when every tensor read is a contiguous float32 CPU tensor and a summary is
+        all the lenses read of the update and the state on this step (the step sizes' sample
+        goes to ``observe`` as a tensor whatever they read of it).
+        """
+        suffices = self.context.summary_suffices
+        if before is not None and not suffices(name, "optimizer.update"):
+            return False
+        states: dict[str, torch.Tensor] = {}
+        if "optimizer.state" in wanted and self.context.enabled(name, "optimizer.state"):
+            if not suffices(name, "optimizer.state"):
+                return False
+            for key in STATE_KEYS:
+                value = state.get(key)
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    states[key] = value.detach()
+        adam = adam_scalars(state, group) if self._reads_step_sizes(name, state) else None
+        if adam is not None and not all(isinstance(x, float) for x in (adam.correction, adam.lr)):
+            return False
+        after = param.detach() if before is not None else None
+        second = adam.second if adam is not None else None
+        tensors = [t for t in (after, before, second, *states.values()) if t is not None]
+        if not tensors or not all(_host_float32(t) for t in tensors):
+            return False
+        summarized = [t for t in states.values() if t is not second]
+        update, state_fields, adam_part = _core.summarize_step(
+            param.numel(),
+            None if after is None else to_dlpack(after),
+            None if before is None else to_dlpack(before),
+            [to_dlpack(t) for t in summarized],
+            None if second is None else to_dlpack(second),
+            *((adam.correction, adam.eps, adam.lr, adam.eps**2 * adam.correction) if adam else ()),
+            *((sample_stride(second),) if second is not None else ()),
+        )
+        observe_summary = self.context.observe_summary
+        if update is not None:
+            fields, update_norm, before_norm = update
+            observe_summary(name, "optimizer.update", f"{site}.update", HostSummary(*fields))
+            ratio = summary_of_values([_ratio(update_norm, before_norm)])
+            observe_summary(name, "optimizer.update", f"{site}.update_ratio", ratio)
+        fields_of = dict(zip(map(id, summarized), state_fields, strict=True))
+        if adam_part is not None:
+            fields_of[id(second)] = adam_part[0]
+        for key, value in states.items():
+            summary = HostSummary(*fields_of[id(value)])
+            observe_summary(name, "optimizer.state", f"{site}.{key}", summary)
+        if adam is not None:
+            _, smallest, largest, below, sizes = adam_part
+            self.context.observe(
+                name, "optimizer.step_size", f"{site}.step_size", torch.from_numpy(sizes)
+            )
+            if len(sizes) < param.numel():  # else the sample's own extremes are exact
+                extremes = _step_size_extremes(smallest, largest, *adam[1:])
+                summary = summary_of_values(extremes)
+                observe_summary(name, "optimizer.state", f"{site}.step_size_extremes", summary)
+            dominance = summary_of_values([below / param.numel()])
+            observe_summary(name, "optimizer.state", f"{site}.eps_dominance", dominance)
+        return True
 
     def remove(self) -> None:
         """Drop the snapshots (the scope owns the optimizer hooks)."""

@@ -1,0 +1,88 @@
+// layerscope._core.summarize_step: optimizer_step.hpp as Python sees it.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "binding_support.hpp"
+#include "bindings.hpp"
+#include "layerscope/optimizer_step.hpp"
+
+namespace layerscope::bindings {
+
+namespace {
+
+using Floats = nb::ndarray<const float, nb::device::cpu, nb::c_contig>;
+
+// The fields of a HostSummary, in its order.
+nb::tuple fields_of(const Summary& s) {
+  return nb::make_tuple(s.size, s.count, s.mean, s.m2, s.min, s.max, s.l1, s.l2, s.zeros,
+                        s.nan + s.pos_inf + s.neg_inf);
+}
+
+const float* checked(const Floats& array, std::int64_t size, const char* what) {
+  if (static_cast<std::int64_t>(array.size()) != size)
+    throw nb::value_error((std::string("summarize_step: ") + what + " holds " +
+                           std::to_string(array.size()) + " elements, the parameter " +
+                           std::to_string(size))
+                              .c_str());
+  return array.data();
+}
+
+}  // namespace
+
+void bind_optimizer_step(nb::module_& m) {
+  m.def(
+      "summarize_step",
+      [](std::int64_t size, std::optional<Floats> after, std::optional<Floats> before,
+         const std::vector<Floats>& states, std::optional<Floats> second, double correction,
+         double eps, double lr, double level, std::int64_t stride) {
+        StepInputs in;
+        in.size = size;
+        if (after.has_value() != before.has_value())
+          throw nb::value_error("summarize_step: give both after and before, or neither");
+        if (after) {
+          in.after = checked(*after, size, "after");
+          in.before = checked(*before, size, "before");
+        }
+        for (const Floats& state : states) in.states.push_back(checked(state, size, "a state"));
+        if (second) {
+          if (stride < 1)
+            throw nb::value_error(("summarize_step: stride must be >= 1, got " +
+                                   std::to_string(stride)).c_str());
+          if (!(correction > 0.0))
+            throw nb::value_error("summarize_step: correction must be > 0");
+          in.adam = AdamStep{checked(*second, size, "second"), correction, eps, lr, level, stride};
+        }
+        StepSummary s;
+        {
+          nb::gil_scoped_release released;
+          s = summarize_step(in);
+        }
+        nb::list state_fields;
+        for (const Summary& state : s.states) state_fields.append(fields_of(state));
+        nb::object update = nb::none(), adam = nb::none();
+        if (after) update = nb::make_tuple(fields_of(s.update), s.update_norm, s.before_norm);
+        if (second)
+          adam = nb::make_tuple(fields_of(s.second), s.second_smallest, s.second_largest,
+                                s.second_below, to_numpy(std::move(s.step_sizes)));
+        return nb::make_tuple(update, state_fields, adam);
+      },
+      nb::arg("size"), nb::arg("after").none(), nb::arg("before").none(), nb::arg("states"),
+      nb::arg("second").none(), nb::arg("correction") = 1.0, nb::arg("eps") = 0.0,
+      nb::arg("lr") = 0.0, nb::arg("level") = 0.0, nb::arg("stride") = 1,
+      "One pass over a parameter's step, every array contiguous float32 on the CPU with `size` "
+      "elements. Returns (update, states, adam): update is None without after/before, else "
+      "(fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); "
+      "states the fields of each state array; adam None without `second`, else (fields of v, "
+      "smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step "
+      "sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, "
+      "count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them.");
+}
+
+}  // namespace layerscope::bindings
