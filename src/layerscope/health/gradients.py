@@ -32,6 +32,7 @@ class DepthGradientsCheck(Check):
 
     name = "depth_gradients"
     options = {"log10_vanishing": -4.0, "log10_exploding": 4.0, "window": 5, "min_layers": 3}
+    reads = frozenset({("l2", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -98,6 +99,7 @@ class GradientSpikeCheck(Check):
 
     name = "gradient_spikes"
     options = {"factor": 10.0, "growth": 1000.0, "window": 20, "min_steps": 5}
+    reads = frozenset({("global_l2", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 
-from layerscope.health.base import Check, Series, StepView
+from layerscope.health.base import Check, Series, StepView, median
 from layerscope.health.findings import Finding
 
 
@@ -38,6 +37,7 @@ class LossCheck(Check):
         "plateau_window": 50,
         "plateau_tolerance": 0.01,
     }
+    reads = frozenset({("loss", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -65,17 +65,17 @@ class LossCheck(Check):
     def _spike(self, view: StepView, loss: float, history: list[float]) -> Iterable[Finding]:
         if len(history) < self.min_steps:
             return
-        median = statistics.median(history)
-        mad = statistics.median(abs(v - median) for v in history)
+        middle = median(history)
+        mad = median(abs(v - middle) for v in history)
         jump = max(self.spike_mads * mad, self.spike_jump * (self._first or 0.0))
-        if median > 0 and loss > self.spike_factor * median and loss - median > jump:
+        if middle > 0 and loss > self.spike_factor * middle and loss - middle > jump:
             yield self.finding(
                 "loss_spike",
                 "warning",
                 view,
                 [],
-                {"loss": loss, "median": median},
-                f"the loss jumped to {loss:.4g} from a recent median of {median:.4g}",
+                {"loss": loss, "median": middle},
+                f"the loss jumped to {loss:.4g} from a recent median of {middle:.4g}",
                 "look for a bad batch; lower the learning rate or clip gradients",
             )
 
@@ -100,7 +100,7 @@ class LossCheck(Check):
             return
         values = self._long.values("")
         half = len(values) // 2
-        before, after = statistics.median(values[:half]), statistics.median(values[half:])
+        before, after = median(values[:half]), median(values[half:])
         if before > 0 and (before - after) / before < self.plateau_tolerance:
             yield self.finding(
                 "loss_plateau",

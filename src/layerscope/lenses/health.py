@@ -117,7 +117,9 @@ class Health(Lens):
 
     def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Run every check on the step; a record for each new finding."""
-        view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types)
+        view = StepView(
+            ctx.step, ctx.windows, records, ctx.module_order, self._types, self._reads()
+        )
         seen: list[Finding] = []
         for check in self.checks:
             if check.name in self._failed:
@@ -144,6 +146,15 @@ class Health(Lens):
             )
             for f in self.log.observe(ctx.step, seen)
         ]
+
+    def _reads(self) -> frozenset[tuple[str, str]] | None:
+        """The record pairs the checks find (None when one of them may read any)."""
+        reads: set[tuple[str, str]] = set()
+        for check in self.checks:
+            if check.reads is None:
+                return None
+            reads |= check.reads
+        return frozenset(reads)
 
     def findings(self) -> list[Finding]:
         """Every finding so far, oldest first."""
