@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,13 +59,17 @@ class StepView:
 
     def _build_index(self) -> dict[tuple[str, str], list[Record]]:
         reads = self.reads
-        index: dict[tuple[str, str], list[Record]] = (
-            {} if reads is None else {key: [] for key in reads}
-        )
+        if reads is None:
+            index: dict[tuple[str, str], list[Record]] = {}
+            for r in self.records:
+                if r.is_finite:
+                    index.setdefault((r.quantity, r.statistic), []).append(r)
+            return index
+        index = {key: [] for key in reads}
+        quantities = {quantity for quantity, _ in reads}  # most records fail this cheaper test
         for r in self.records:
-            key = (r.quantity, r.statistic)
-            if (reads is None or key in reads) and r.is_finite:
-                index.setdefault(key, []).append(r)
+            if r.quantity in quantities and (r.quantity, r.statistic) in index and r.is_finite:
+                index[r.quantity, r.statistic].append(r)
         return index
 
     def depth(self, site: str) -> int:
@@ -179,6 +184,10 @@ class Series:
         """The kept values of `key`, oldest first."""
         return list(self._values.get(key, ()))
 
+    def count(self, key: str) -> int:
+        """How many values of `key` are kept."""
+        return len(self._values.get(key, ()))
+
     def full(self, key: str) -> bool:
         """Whether `key` has ``size`` values."""
         return len(self._values.get(key, ())) >= self.size
@@ -191,6 +200,48 @@ class Series:
     def keys(self) -> list[str]:
         """The keys seen so far."""
         return list(self._values)
+
+
+class SortedWindow:
+    """The last ``size`` values of one series, kept sorted too: a median is a lookup, not a sort.
+
+    :meth:`add` returns the value it pushed out (``None`` until full), so two windows chain into
+    one long stretch split in halves. Values must be finite (NaN does not sort).
+
+    Example:
+        >>> w = SortedWindow(3)
+        >>> [w.add(v) for v in (4.0, 1.0, 3.0, 2.0)]
+        [None, None, None, 4.0]
+        >>> w.median(), w.full()
+        (2.0, True)
+
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._arrived: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def add(self, value: float) -> float | None:
+        """Add `value`; return the oldest value when it falls out of the window."""
+        self._arrived.append(value)
+        insort(self._sorted, value)
+        if len(self._arrived) <= self.size:
+            return None
+        oldest = self._arrived.popleft()
+        del self._sorted[bisect_left(self._sorted, oldest)]  # an equal value is the same value
+        return oldest
+
+    def full(self) -> bool:
+        """Whether the window holds ``size`` values."""
+        return len(self._arrived) >= self.size
+
+    def median(self) -> float:
+        """The median of the window (NaN when empty), as :func:`median` computes it."""
+        ordered, mid = self._sorted, len(self._sorted) // 2
+        if not ordered:
+            return math.nan
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def short(site: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from layerscope.health.base import Check, Series, StepView, median
+from layerscope.health.base import Check, Series, SortedWindow, StepView, median
 from layerscope.health.findings import Finding
 
 
@@ -43,7 +43,9 @@ class LossCheck(Check):
         super().__init__(**options)
         self._recent = Series(self.window)
         self._latest = Series(self.min_steps)
-        self._long = Series(2 * int(self.plateau_window))
+        # The plateau's two stretches: the newer pushes its oldest loss into the older.
+        self._older = SortedWindow(int(self.plateau_window))
+        self._newer = SortedWindow(int(self.plateau_window))
         self._first: float | None = None
 
     def run(self, view: StepView) -> Iterable[Finding]:
@@ -55,7 +57,9 @@ class LossCheck(Check):
             history = self._recent.values("")
             self._recent.add("", loss)
             self._latest.add("", loss)
-            self._long.add("", loss)
+            pushed_out = self._newer.add(loss)
+            if pushed_out is not None:
+                self._older.add(pushed_out)
             if self._first is None:
                 self._first = loss
             yield from self._spike(view, loss, history)
@@ -96,11 +100,9 @@ class LossCheck(Check):
             )
 
     def _plateau(self, view: StepView) -> Iterable[Finding]:
-        if not self._long.full(""):
+        if not self._older.full():
             return
-        values = self._long.values("")
-        half = len(values) // 2
-        before, after = median(values[:half]), median(values[half:])
+        before, after = self._older.median(), self._newer.median()
         if before > 0 and (before - after) / before < self.plateau_tolerance:
             yield self.finding(
                 "loss_plateau",
