@@ -68,8 +68,10 @@ class StepView:
         index = {key: [] for key in reads}
         quantities = {quantity for quantity, _ in reads}  # most records fail this cheaper test
         for r in self.records:
-            if r.quantity in quantities and (r.quantity, r.statistic) in index and r.is_finite:
-                index[r.quantity, r.statistic].append(r)
+            if r.quantity in quantities:
+                found = index.get((r.quantity, r.statistic))
+                if found is not None and r.is_finite:
+                    found.append(r)
         return index
 
     def depth(self, site: str) -> int:
