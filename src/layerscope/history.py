@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
+from operator import attrgetter
 
 from layerscope.records import Record
 
@@ -32,10 +34,10 @@ class RecordHistory:
 
     def extend(self, records: Iterable[Record]) -> None:
         """Append records, thinning the history while it is over its limit."""
-        for record in records:
-            if self._records and record.step != self._records[-1].step:
+        for step, same_step in itertools.groupby(records, key=attrgetter("step")):
+            if self._records and step != self._records[-1].step:
                 self._drop_unaligned(self._records[-1].step)
-            self._records.append(record)
+            self._records.extend(same_step)
         while len(self._records) > self.limit and self.stride < 2**40:
             self.stride *= 2
             newest = self._records[-1].step  # the latest step stays whole until the next one

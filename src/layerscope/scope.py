@@ -25,6 +25,7 @@ from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
+from layerscope.lenses.statistics import SiteWindow
 from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.records import Record
 from layerscope.reducers import HostSummary
@@ -95,6 +96,10 @@ class Scope:
         self._windows = WindowBuilder()
         self._active: dict[tuple[str, str], Needs] = {}  # the current step's plan
         self._plans: dict[tuple[int, ...], dict[tuple[str, str], Needs]] = {}
+        # The sites of a step's windows (in order) -> the sites each lens reads of them.
+        self._lens_sites: dict[tuple[str, ...], dict[int, tuple[str, ...]]] = {}
+        # Only lenses that override review() judge a step: the others need no copy of its records.
+        self._reviewers = {id(lens) for lens in self.lenses if type(lens).review is not Lens.review}
         self._failed: set[tuple[str, str]] = set()  # sites a statistic could not read
         self._forward_since_step = False
         self._closed_step_reads_loss = False  # whether a late loss has a step to join
@@ -455,17 +460,36 @@ class Scope:
             step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order
         )
         active = [self.lenses[i] for i in self._active_lenses(sw.step)]
+        lens_sites = self._sites_per_lens(sw.windows)
         emitted: list[Record] = []
         for lens in active:
-            chosen = self._selected[id(lens)]
-            sites = [
-                s for s, w in sw.windows.items() if w.module in chosen and w.kind in lens.kinds
-            ]
-            emitted.extend(self._guarded(lens, lens.emit, ctx, sites))
+            emitted.extend(self._guarded(lens, lens.emit, ctx, lens_sites[id(lens)]))
         for lens in active:  # lenses that judge the step as a whole read every lens's records
-            emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
+            if id(lens) in self._reviewers:
+                emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
         self._history.extend(emitted)
         self._unflushed.extend(emitted)
+
+    def _sites_per_lens(self, windows: dict[str, SiteWindow]) -> dict[int, tuple[str, ...]]:
+        """Lens id -> the sites of `windows` it reads, in window order.
+
+        A run's steps see a handful of site sets (parameters and distributions join on some
+        steps), so the filtering is done once per set rather than for every lens every step.
+        """
+        sites = tuple(windows)
+        found = self._lens_sites.get(sites)
+        if found is None:
+            if len(self._lens_sites) >= 64:  # a model whose sites keep changing: stay bounded
+                self._lens_sites.clear()
+            found = self._lens_sites[sites] = {
+                id(lens): tuple(
+                    site
+                    for site, w in windows.items()
+                    if w.module in self._selected[id(lens)] and w.kind in lens.kinds
+                )
+                for lens in self.lenses
+            }
+        return found
 
     def _guarded(self, lens: Lens, method: Any, *args: Any) -> list[Record]:  # noqa: ANN401
         """Call a lens method; a failing lens warns once and the run goes on."""

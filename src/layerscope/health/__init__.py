@@ -6,7 +6,7 @@ observes; each check is a small :class:`Check` subclass reading the step's windo
 
 from layerscope.health.activity import DeadUnitsCheck, GradientDeathCheck
 from layerscope.health.attention import AttentionCheck
-from layerscope.health.base import Check, Series, StepView
+from layerscope.health.base import Check, Series, SortedWindow, StepView
 from layerscope.health.findings import SEVERITY_LEVELS, Finding, FindingLog
 from layerscope.health.gradients import DepthGradientsCheck, GradientSpikeCheck
 from layerscope.health.loss import LossCheck
@@ -47,6 +47,7 @@ __all__ = [
     "NanOriginCheck",
     "SaturationCheck",
     "Series",
+    "SortedWindow",
     "StepView",
     "UpdateRatioCheck",
 ]

@@ -12,6 +12,7 @@ class _DeadFraction(Check):
     """Shared reading of ``dead.fraction`` records (DeadUnits / GradientDeath lenses)."""
 
     options = {"fraction": 0.6}
+    reads = frozenset({("dead", "fraction")})
     kind = "dead"
     what = "output"
 

@@ -28,6 +28,7 @@ class AttentionCheck(Check):
 
     name = "attention"
     options = {"collapse_below": 0.05, "uniform_above": 0.995, "window": 10, "min_steps": 100}
+    reads = frozenset({("entropy_ratio", "mean")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import statistics
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,8 @@ class StepView:
         records: every record the lenses emitted for the step.
         module_order: module name -> depth index in ``named_modules()`` order.
         module_types: module name -> module class, for the modules the Health lens selected.
+        reads: the (quantity, statistic) pairs the checks find, indexed on the first find
+            (``None``: every pair). Indexing only those skips most of a step's records.
 
     """
 
@@ -36,6 +38,7 @@ class StepView:
     records: Sequence[Record]
     module_order: Mapping[str, int]
     module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
+    reads: frozenset[tuple[str, str]] | None = None
     # (quantity, statistic) -> finite records: built on the first find, as every check finds.
     _index: dict[tuple[str, str], list[Record]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -44,12 +47,32 @@ class StepView:
     def find(self, quantity: str, statistic: str, tag: str | None = None) -> list[Record]:
         """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
         if self._index is None:
-            self._index = {}
+            self._index = self._build_index()
+        found = self._index.get((quantity, statistic))
+        if found is None and self.reads is not None:  # a pair no check declared: look it up
+            found = self._index[quantity, statistic] = [
+                r
+                for r in self.records
+                if r.quantity == quantity and r.statistic == statistic and r.is_finite
+            ]
+        return [r for r in found or () if tag is None or r.tag == tag]
+
+    def _build_index(self) -> dict[tuple[str, str], list[Record]]:
+        reads = self.reads
+        if reads is None:
+            index: dict[tuple[str, str], list[Record]] = {}
             for r in self.records:
                 if r.is_finite:
-                    self._index.setdefault((r.quantity, r.statistic), []).append(r)
-        found = self._index.get((quantity, statistic), [])
-        return [r for r in found if tag is None or r.tag == tag]
+                    index.setdefault((r.quantity, r.statistic), []).append(r)
+            return index
+        index = {key: [] for key in reads}
+        quantities = {quantity for quantity, _ in reads}  # most records fail this cheaper test
+        for r in self.records:
+            if r.quantity in quantities:
+                found = index.get((r.quantity, r.statistic))
+                if found is not None and r.is_finite:
+                    found.append(r)
+        return index
 
     def depth(self, site: str) -> int:
         """The depth index of the module a site belongs to (-1 when unknown)."""
@@ -77,6 +100,9 @@ class Check:
 
     name: ClassVar[str] = "check"
     options: ClassVar[dict[str, Any]] = {}
+    #: The (quantity, statistic) pairs of records the check finds (``None``: it may read any);
+    #: the step's records are indexed for these only.
+    reads: ClassVar[frozenset[tuple[str, str]] | None] = None
 
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():
@@ -160,6 +186,10 @@ class Series:
         """The kept values of `key`, oldest first."""
         return list(self._values.get(key, ()))
 
+    def count(self, key: str) -> int:
+        """How many values of `key` are kept."""
+        return len(self._values.get(key, ()))
+
     def full(self, key: str) -> bool:
         """Whether `key` has ``size`` values."""
         return len(self._values.get(key, ())) >= self.size
@@ -167,14 +197,69 @@ class Series:
     def median(self, key: str) -> float:
         """The median of the kept values (NaN when none)."""
         values = self._values.get(key)
-        return statistics.median(values) if values else math.nan
+        return median(values) if values else math.nan
 
     def keys(self) -> list[str]:
         """The keys seen so far."""
         return list(self._values)
 
 
+class SortedWindow:
+    """The last ``size`` values of one series, kept sorted too: a median is a lookup, not a sort.
+
+    :meth:`add` returns the value it pushed out (``None`` until full), so two windows chain into
+    one long stretch split in halves. Values must be finite (NaN does not sort).
+
+    Example:
+        >>> w = SortedWindow(3)
+        >>> [w.add(v) for v in (4.0, 1.0, 3.0, 2.0)]
+        [None, None, None, 4.0]
+        >>> w.median(), w.full()
+        (2.0, True)
+
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._arrived: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def add(self, value: float) -> float | None:
+        """Add `value`; return the oldest value when it falls out of the window."""
+        self._arrived.append(value)
+        insort(self._sorted, value)
+        if len(self._arrived) <= self.size:
+            return None
+        oldest = self._arrived.popleft()
+        del self._sorted[bisect_left(self._sorted, oldest)]  # an equal value is the same value
+        return oldest
+
+    def full(self) -> bool:
+        """Whether the window holds ``size`` values."""
+        return len(self._arrived) >= self.size
+
+    def median(self) -> float:
+        """The median of the window (NaN when empty), as :func:`median` computes it."""
+        ordered, mid = self._sorted, len(self._sorted) // 2
+        if not ordered:
+            return math.nan
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def short(site: str) -> str:
     """The module part of a site, for messages (``"fc1:output"`` -> ``"fc1"``)."""
     module = site.partition(":")[0]
     return module or "model"
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of non-empty `values`, as ``statistics.median`` computes it, but cheaper.
+
+    Example:
+        >>> median([3.0, 1.0, 2.0]), median([4.0, 1.0, 2.0, 3.0])
+        (2.0, 2.5)
+
+    """
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

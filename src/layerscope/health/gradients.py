@@ -32,6 +32,7 @@ class DepthGradientsCheck(Check):
 
     name = "depth_gradients"
     options = {"log10_vanishing": -4.0, "log10_exploding": 4.0, "window": 5, "min_layers": 3}
+    reads = frozenset({("l2", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -41,6 +42,8 @@ class DepthGradientsCheck(Check):
         """At most one finding per step: vanishing or exploding, naming first and last layer."""
         norms: dict[str, float] = {}
         for r in view.find("l2", "last"):
+            if not r.site.endswith("weight.grad"):  # most are output and bias norms
+                continue
             module, _, what = r.site.partition(":")
             module_type = view.module_types.get(module)
             if what.endswith("weight.grad") and not (
@@ -98,6 +101,7 @@ class GradientSpikeCheck(Check):
 
     name = "gradient_spikes"
     options = {"factor": 10.0, "growth": 1000.0, "window": 20, "min_steps": 5}
+    reads = frozenset({("global_l2", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -109,7 +113,7 @@ class GradientSpikeCheck(Check):
         """A spike finding, and an exploding-over-time finding, each when it applies."""
         for r in view.find("global_l2", "last"):
             value = float(r.value)  # type: ignore[arg-type]
-            known = len(self._recent.values(""))
+            known = self._recent.count("")
             median = self._recent.median("")
             self._recent.add("", value)
             if not self._early.full(""):

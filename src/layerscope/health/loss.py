@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 
-from layerscope.health.base import Check, Series, StepView
+from layerscope.health.base import Check, Series, SortedWindow, StepView, median
 from layerscope.health.findings import Finding
 
 
@@ -38,12 +37,15 @@ class LossCheck(Check):
         "plateau_window": 50,
         "plateau_tolerance": 0.01,
     }
+    reads = frozenset({("loss", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self._recent = Series(self.window)
         self._latest = Series(self.min_steps)
-        self._long = Series(2 * int(self.plateau_window))
+        # The plateau's two stretches: the newer pushes its oldest loss into the older.
+        self._older = SortedWindow(int(self.plateau_window))
+        self._newer = SortedWindow(int(self.plateau_window))
         self._first: float | None = None
 
     def run(self, view: StepView) -> Iterable[Finding]:
@@ -55,7 +57,9 @@ class LossCheck(Check):
             history = self._recent.values("")
             self._recent.add("", loss)
             self._latest.add("", loss)
-            self._long.add("", loss)
+            pushed_out = self._newer.add(loss)
+            if pushed_out is not None:
+                self._older.add(pushed_out)
             if self._first is None:
                 self._first = loss
             yield from self._spike(view, loss, history)
@@ -65,17 +69,17 @@ class LossCheck(Check):
     def _spike(self, view: StepView, loss: float, history: list[float]) -> Iterable[Finding]:
         if len(history) < self.min_steps:
             return
-        median = statistics.median(history)
-        mad = statistics.median(abs(v - median) for v in history)
+        middle = median(history)
+        mad = median(abs(v - middle) for v in history)
         jump = max(self.spike_mads * mad, self.spike_jump * (self._first or 0.0))
-        if median > 0 and loss > self.spike_factor * median and loss - median > jump:
+        if middle > 0 and loss > self.spike_factor * middle and loss - middle > jump:
             yield self.finding(
                 "loss_spike",
                 "warning",
                 view,
                 [],
-                {"loss": loss, "median": median},
-                f"the loss jumped to {loss:.4g} from a recent median of {median:.4g}",
+                {"loss": loss, "median": middle},
+                f"the loss jumped to {loss:.4g} from a recent median of {middle:.4g}",
                 "look for a bad batch; lower the learning rate or clip gradients",
             )
 
@@ -96,11 +100,9 @@ class LossCheck(Check):
             )
 
     def _plateau(self, view: StepView) -> Iterable[Finding]:
-        if not self._long.full(""):
+        if not self._older.full():
             return
-        values = self._long.values("")
-        half = len(values) // 2
-        before, after = statistics.median(values[:half]), statistics.median(values[half:])
+        before, after = self._older.median(), self._newer.median()
         if before > 0 and (before - after) / before < self.plateau_tolerance:
             yield self.finding(
                 "loss_plateau",

@@ -9,6 +9,7 @@ from layerscope.health.findings import Finding
 
 #: Site kinds in the order a step computes them: forward, backward, then the rest.
 ORDER = ("output", "output.grad", "weight.grad", "bias.grad", "weight", "bias", "loss")
+_RANK = {kind: i for i, kind in enumerate(ORDER)}
 
 
 class NanOriginCheck(Check):
@@ -27,6 +28,7 @@ class NanOriginCheck(Check):
 
     name = "nan_origin"
     options: dict[str, object] = {}
+    reads = frozenset()  # the windows only
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -34,11 +36,10 @@ class NanOriginCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """The origin finding while any observed site is non-finite."""
-        rank = {kind: i for i, kind in enumerate(ORDER)}
         hits = [
-            (rank.get(w.kind, len(ORDER)), i, site, w)
+            (_RANK[w.kind], i, site, w)
             for i, (site, w) in enumerate(view.windows.items())
-            if w.summary.nonfinite > 0 and w.kind in rank  # the model's own tensors, not
+            if w.summary.nonfinite > 0 and w.kind in _RANK  # the model's own tensors, not
         ]  # derived ones (an update ratio of a zero-initialised bias is 0/0 by definition)
         if not hits:
             if any(w.kind != "loss" for w in view.windows.values()):

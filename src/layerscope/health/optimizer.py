@@ -29,6 +29,7 @@ class UpdateRatioCheck(Check):
 
     name = "update_ratio"
     options = {"band": (-5.0, -0.5), "window": 5}
+    reads = frozenset({("update_ratio", "last")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -94,6 +95,7 @@ class EpsDominanceCheck(Check):
 
     name = "eps_dominance"
     options = {"fraction": 0.5, "window": 5}
+    reads = frozenset({("eps_dominance", "fraction")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)

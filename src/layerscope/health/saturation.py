@@ -49,6 +49,7 @@ class SaturationCheck(Check):
         "tail_fraction": 0.5,
         "window": 5,
     }
+    reads = frozenset()  # the windows' threshold counts only
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -61,8 +62,16 @@ class SaturationCheck(Check):
         if not 0 < self.tanh_limit < 1 or self.tail <= 0:
             raise ValueError("Health: saturation.tanh_limit must be in (0, 1) and tail positive")
         self._series = Series(self.window)
+        self._levels_of: dict[type[nn.Module], frozenset[tuple[float, bool]]] = {}
 
     def _levels(self, module_type: type[nn.Module]) -> frozenset[tuple[float, bool]]:
+        """The threshold counts read at outputs of `module_type` (empty: none, not checked)."""
+        levels = self._levels_of.get(module_type)
+        if levels is None:
+            levels = self._levels_of[module_type] = self._levels_for(module_type)
+        return levels
+
+    def _levels_for(self, module_type: type[nn.Module]) -> frozenset[tuple[float, bool]]:
         if issubclass(module_type, nn.Tanh):
             return frozenset({(float(self.tanh_limit), True)})
         if issubclass(module_type, nn.Sigmoid):

@@ -21,6 +21,7 @@ from layerscope.records import Record
 
 ModulePredicate = Callable[[str, nn.Module], bool]
 Schedule = Callable[[int], bool]
+StatisticReader = Callable[[SiteWindow], float]
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ class Lens:
         self.first = first
         self.schedule = schedule
         self.tag = tag or self.default_tag
+        self._readers_of: tuple[str, ...] | None = None  # the statistics _reader_list is for
+        self._reader_list: list[tuple[str, str, StatisticReader | None]] = []
 
     # -- selection ---------------------------------------------------------------------------
     def selects(self, name: str, module: nn.Module) -> bool:
@@ -222,18 +225,25 @@ class Lens:
 
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
         """Records of one site; the default reads each statistic off the window."""
+        step, epoch, tag, site = ctx.step, ctx.epoch, self.tag, w.site
         out = []
-        for name in self.statistics:
-            if name == "histogram":
-                if w.histogram is not None:
-                    out.append(
-                        self.record(ctx, w.site, "value", "histogram", histogram=w.histogram)
-                    )
-            elif name in NORM_STATISTICS:
-                out.append(self.record(ctx, w.site, name, "last", NORM_STATISTICS[name](w)))
-            else:
-                out.append(self.record(ctx, w.site, "value", name, VALUE_STATISTICS[name](w)))
+        for quantity, statistic, read in self._readers():
+            if read is not None:
+                out.append(Record(step, epoch, tag, site, quantity, statistic, float(read(w))))
+            elif w.histogram is not None:  # the histogram, when the reducer made one
+                out.append(Record(step, epoch, tag, site, quantity, statistic, None, w.histogram))
         return out
+
+    def _readers(self) -> list[tuple[str, str, StatisticReader | None]]:
+        """(quantity, statistic, reader) of each statistic, in order; built once per statistics.
+
+        Norms are recorded as quantity NAME statistic "last", other statistics as quantity
+        "value"; the histogram has no scalar reader.
+        """
+        if self._readers_of is not self.statistics:
+            self._reader_list = [_reader(name) for name in self.statistics]
+            self._readers_of = self.statistics
+        return self._reader_list
 
     def state_dict(self) -> dict[str, Any]:
         """State carried across steps (for checkpoints); stateless lenses return ``{}``."""
@@ -274,3 +284,12 @@ class Lens:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self.tag!r})"
+
+
+def _reader(name: str) -> tuple[str, str, StatisticReader | None]:
+    """The quantity and statistic a statistic is recorded under, and how to read it."""
+    if name == "histogram":
+        return "value", "histogram", None
+    if name in NORM_STATISTICS:
+        return name, "last", NORM_STATISTICS[name]
+    return "value", name, VALUE_STATISTICS[name]

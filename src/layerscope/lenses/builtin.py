@@ -190,15 +190,19 @@ class _UnitActivity(Lens):
         active = w.summary.channel_active
         if active is None or active.size == 0:
             return []
+        units = active.size
         tracker = self._trackers.get(w.site)
-        if tracker is None or tracker.units != active.size:
-            tracker = self._trackers[w.site] = stats.ActivityTracker(active.size, self.window)
+        if tracker is None or tracker.units != units:
+            tracker = self._trackers[w.site] = stats.ActivityTracker(units, self.window)
         tracker.update(ctx.step, active)
-        fraction = np.count_nonzero(active) / active.size
-        out = [self.record(ctx, w.site, "active", "fraction", fraction)]
+        step, epoch, tag, site = ctx.step, ctx.epoch, self.tag, w.site
+        fraction = float(np.count_nonzero(active) / units)
+        out = [Record(step, epoch, tag, site, "active", "fraction", fraction)]
         if tracker.steps_observed() >= self.window:
-            out.append(self.record(ctx, w.site, "dead", "fraction", tracker.dead_fraction()))
-            out.append(self.record(ctx, w.site, "dead", "count", tracker.dead_count()))
+            dead = tracker.dead_count()
+            # dead / units is the tracker's dead_fraction() to the bit, without a second call
+            out.append(Record(step, epoch, tag, site, "dead", "fraction", dead / units))
+            out.append(Record(step, epoch, tag, site, "dead", "count", float(dead)))
         return out
 
 

@@ -84,6 +84,8 @@ class Health(Lens):
                     f"(checks={sorted(names)})"
                 )
         self.log = FindingLog(close_after)
+        # What StepView indexes; a check added later that reads other pairs finds them anyway.
+        self._reads = _reads_of(self.checks)
         self._types: dict[str, type[nn.Module]] = {}
         self._failed: set[str] = set()
         super().__init__(**lens_options)
@@ -117,7 +119,7 @@ class Health(Lens):
 
     def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Run every check on the step; a record for each new finding."""
-        view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types)
+        view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types, self._reads)
         seen: list[Finding] = []
         for check in self.checks:
             if check.name in self._failed:
@@ -148,3 +150,13 @@ class Health(Lens):
     def findings(self) -> list[Finding]:
         """Every finding so far, oldest first."""
         return self.log.findings()
+
+
+def _reads_of(checks: Iterable[Check]) -> frozenset[tuple[str, str]] | None:
+    """The record pairs the checks find (None when one of them may read any)."""
+    reads: set[tuple[str, str]] = set()
+    for check in checks:
+        if check.reads is None:
+            return None
+        reads |= check.reads
+    return frozenset(reads)

@@ -80,10 +80,12 @@ class ActivityTracker:
             ValueError: for a wrong length or shape, a negative step or a step going backwards.
 
         """
-        channel_active = getattr(active, "channel_active", None)
-        if channel_active is not None:
-            active = channel_active
-        self._core.update(_as_int(step, "step"), readable(active, "ActivityTracker.update"))
+        if not isinstance(active, np.ndarray):  # a numpy array, the common case, goes as it is
+            channel_active = getattr(active, "channel_active", None)
+            if channel_active is not None:
+                active = channel_active
+            active = readable(active, "ActivityTracker.update")
+        self._core.update(step if type(step) is int else _as_int(step, "step"), active)
 
     def merge(self, other: ActivityTracker) -> None:
         """Fold ``other`` in: this becomes the tracker that observed both step sets.
