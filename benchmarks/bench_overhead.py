@@ -12,8 +12,9 @@ For an MLP, a small CNN and a small transformer encoder on the CPU, the same tra
 Each variant trains its own copy of the model; rounds of steps are interleaved so that a noisy
 neighbour slows all variants alike; steps are timed after a few settling steps per switch, and
 each ratio is the mean step time over the plain loop's — a mean, so that the steps observing
-more (every 10th for parameters and optimizer state, every 50th for distributions) weigh in their
-true proportion, as they do in a training run's throughput.
+more (parameters and optimizer state on every 10·every-th step, distributions on every
+50·every-th) weigh in their true proportion, as they do in a training run's throughput; each
+layerscope variant is timed over at least one whole such cycle.
 Then a long run with the default lenses measures how much host memory grows.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
@@ -43,6 +44,10 @@ import layerscope
 Step = Callable[[], None]
 #: Steps run, untimed, after switching to another variant (its model is cold in the caches).
 SETTLE = 5
+#: The default lenses' schedule repeats every 50·``every`` steps (distributions); each
+#: layerscope variant is timed over at least one whole cycle, so that its periodic steps weigh
+#: in their true proportion.
+CYCLE = {"every1": 50, "every10": 500, "every1_tensorboard": 50}
 
 
 def mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
@@ -166,7 +171,8 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
                 training_step(model, opt, batches[i % len(batches)], after)
         for _ in range(rounds):
             for label, (model, opt, after) in runs.items():
-                for i in range(steps + SETTLE):
+                timed = max(steps, -(-CYCLE.get(label, 1) // rounds))
+                for i in range(timed + SETTLE):
                     start = time.perf_counter()
                     training_step(model, opt, batches[i % len(batches)], after)
                     if i >= SETTLE:  # the first steps after a switch refill the caches
