@@ -148,13 +148,11 @@ class TensorBoardSink:
             )
         require("tensorboard", "tensorboard", "TensorBoardSink")
         self._summary = require("torch.utils.tensorboard.summary", "tensorboard", "TensorBoardSink")
-        self._summary_pb2 = require(
-            "tensorboard.compat.proto.summary_pb2", "tensorboard", "TensorBoardSink"
-        )
         self.logdir = Path(logdir)
         self._events = EventFile(self.logdir)
         self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
-        self._scalar_names: set[str] = set()
+        self._scalar_names: set[str] = set()  # every scalar name written so far
+        self._name_of: dict[tuple[str, ...], str] = {}  # (tag, site, quantity, statistic)
         self.scalars_written = 0
         self.histograms_written = 0
         self.texts_written = 0
@@ -191,17 +189,19 @@ class TensorBoardSink:
 
     def _write_scalars(self, scalars: Sequence[Record]) -> list[Record]:
         """Write scalars as one event per step holding many values; return the newly named."""
-        value = self._summary_pb2.Summary.Value
-        by_step: dict[int, list[Any]] = {}
+        by_step: dict[int, list[tuple[str, float]]] = {}
         new_names = []
         for r in scalars:
-            name = r.name
-            by_step.setdefault(r.step, []).append(value(tag=name, simple_value=r.value))
-            if name not in self._scalar_names:
-                self._scalar_names.add(name)
-                new_names.append(r)
+            key = r[2:6]  # tag, site, quantity, statistic: a run repeats the same few hundred
+            name = self._name_of.get(key)
+            if name is None:
+                name = self._name_of[key] = r.name
+                if name not in self._scalar_names:
+                    self._scalar_names.add(name)
+                    new_names.append(r)
+            by_step.setdefault(r.step, []).append((name, r.value))
         for step, values in by_step.items():
-            self._events.add(self._summary_pb2.Summary(value=values), step)
+            self._events.add_scalars(step, values)
         self.scalars_written += len(scalars)
         return new_names
 
