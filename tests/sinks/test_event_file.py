@@ -60,8 +60,7 @@ def test_scalars_encoded_by_hand_read_back_as_protobuf_wrote_them(tmp_path):
         step=7,
         summary=Summary(
             value=[
-                Summary.Value(tag=t, simple_value=math.inf if v == 1e300 else v)
-                for t, v in scalars
+                Summary.Value(tag=t, simple_value=math.inf if v == 1e300 else v) for t, v in scalars
             ]
         ),
     )

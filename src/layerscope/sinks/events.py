@@ -70,7 +70,7 @@ def read_run(run_dir: str | Path) -> dict[str, list[Record]]:
         ...     sink.write([Record(7, 0, "loss", "", "loss", "last", 0.5)])
         ...     sink.close()
         ...     read_run(d)
-        {'a': [Record(step=7, epoch=0, tag='loss', site='', quantity='loss', statistic='last', value=0.5, histogram=None)]}
+        {'a': [Record(step=7, epoch=0, tag='loss', site='', quantity='loss', statistic='last', value=0.5, histogram=None, text=None)]}
 
     """  # noqa: E501
     accumulator = require(
