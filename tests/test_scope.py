@@ -54,6 +54,33 @@ def test_weight_grad_norms_match_torch():
         ) == pytest.approx(total, rel=1e-5)
 
 
+def test_default_lenses_cover_every_parameter_of_a_transformer():
+    """MultiheadAttention holds its input projection itself, not in a leaf module: the default
+    lenses still read it, so the global gradient norm is the whole model's."""
+    model = transformer()
+    expected: dict[int, float] = {}
+
+    def capture(step, m):
+        expected[step] = torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in m.parameters()])
+        ).item()
+
+    _, scope = train(
+        model,
+        batches("transformer", 3),
+        after_backward=capture,
+        scope_factory=lambda m, o: layerscope.watch(m, optimizer=o),
+    )
+    records = scope.records()
+    for step, total in expected.items():
+        got = _value(records, step=step, tag="gradients", site="", quantity="global_l2")
+        assert got == pytest.approx(total, rel=1e-5)
+    site = "0.layers.1.self_attn:in_proj_weight"
+    assert _value(records, step=0, tag="parameters", site=site, quantity="l2") > 0
+    assert _value(records, step=0, tag="optimizer", site=site, quantity="update") > 0
+    assert not select(records, site="0.layers.1.self_attn:output.grad")  # a container's
+
+
 def test_activation_statistics_match_torch():
     model = mlp()
     outputs: dict[int, dict[str, torch.Tensor]] = {}

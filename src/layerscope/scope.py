@@ -86,6 +86,12 @@ class Scope:
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
         self._selected = {id(lens): set(lens.select(self._modules.items())) for lens in self.lenses}
+        #: lens id -> module name -> the kinds it reads there
+        self._kinds_at = {
+            id(lens): {name: lens.kinds_at(self._modules[name]) for name in names}
+            for lens in self.lenses
+            for names in (self._selected[id(lens)],)
+        }
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
 
@@ -129,8 +135,8 @@ class Scope:
     def _install_gatherers(self) -> list[Gatherer]:
         wanted: dict[str, set[str]] = {}
         for lens in self.lenses:
-            for name in self._selected[id(lens)]:
-                wanted.setdefault(name, set()).update(lens.kinds)
+            for name, kinds in self._kinds_at[id(lens)].items():
+                wanted.setdefault(name, set()).update(kinds)
         known = {"loss", *(kind for g in GATHERERS for kind in g.kinds)}
         for lens in self.lenses:
             for kind in lens.kinds:
@@ -348,8 +354,8 @@ class Scope:
         if plan is None:
             plan = self._plans[active] = {}
             for lens in (self.lenses[i] for i in active):
-                for name in self._selected[id(lens)]:
-                    for kind in lens.kinds:
+                for name, kinds in self._kinds_at[id(lens)].items():
+                    for kind in kinds:
                         key = (name, kind)
                         if key not in self._failed:
                             plan[key] = plan.get(key, Needs()) | lens.needs_at(name, kind)

@@ -74,6 +74,11 @@ PASS_THROUGH: tuple[type[nn.Module], ...] = (
 )
 
 
+def owns_parameters(module: nn.Module) -> bool:
+    """Whether `module` holds parameters of its own, not only through its children."""
+    return any(True for _ in module.parameters(recurse=False))
+
+
 class Lens:
     """Base class of every lens.
 
@@ -156,13 +161,33 @@ class Lens:
         types = self.modules if self.modules is not None else self.default_modules
         if types is not None and not isinstance(module, types):
             return False
-        if types is None and self.names is None and self.where is None:
-            # By default leaf modules that compute something: containers repeat their children.
-            if isinstance(module, PASS_THROUGH) or any(True for _ in module.children()):
-                return False
+        if self.selects_by_default and not self.default_choice(module):
+            return False
         if self.names is not None and not any(fnmatch.fnmatchcase(name, p) for p in self.names):
             return False
         return self.where is None or bool(self.where(name, module))
+
+    @property
+    def selects_by_default(self) -> bool:
+        """Whether no selection was given (no ``modules``, ``names``, ``where``, default types)."""
+        return (
+            self.modules is None
+            and self.default_modules is None
+            and self.names is None
+            and self.where is None
+        )
+
+    def default_choice(self, module: nn.Module) -> bool:
+        """Whether a lens with no selection of its own looks at `module`.
+
+        Leaf modules that compute something: containers repeat their children, and
+        :data:`PASS_THROUGH` modules their input.
+        """
+        return not isinstance(module, PASS_THROUGH) and not any(True for _ in module.children())
+
+    def kinds_at(self, module: nn.Module) -> tuple[str, ...]:
+        """The site kinds this lens reads at a module it selected (all of :attr:`kinds`)."""
+        return self.kinds
 
     def select(self, named_modules: Iterable[tuple[str, nn.Module]]) -> list[str]:
         """Names of the selected modules; ValueError when the selection matches nothing."""

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from layerscope import stats
-from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import Record
 from layerscope.units import CONVOLUTIONS
@@ -96,8 +96,11 @@ class Parameters(Lens):
 
     def selects(self, name: str, module: nn.Module) -> bool:
         """Modules with parameters of their own."""
-        has_own = any(True for _ in module.parameters(recurse=False))
-        return has_own and super().selects(name, module)
+        return owns_parameters(module) and super().selects(name, module)
+
+    def default_choice(self, module: nn.Module) -> bool:
+        """Every module with parameters of its own, containers too (MultiheadAttention)."""
+        return True
 
 
 class GradientNorms(Lens):
@@ -133,11 +136,19 @@ class GradientNorms(Lens):
 
     def selects(self, name: str, module: nn.Module) -> bool:
         """Leaf modules, or modules with parameters of their own when only those are asked."""
-        if "output.grad" not in self.kinds:
-            has_own = any(True for _ in module.parameters(recurse=False))
-            if not has_own:
-                return False
+        if "output.grad" not in self.kinds and not owns_parameters(module):
+            return False
         return super().selects(name, module)
+
+    def default_choice(self, module: nn.Module) -> bool:
+        """Leaf modules, and containers with parameters of their own (MultiheadAttention)."""
+        return super().default_choice(module) or owns_parameters(module)
+
+    def kinds_at(self, module: nn.Module) -> tuple[str, ...]:
+        """At a container chosen by default, only the gradients of its own parameters."""
+        if self.selects_by_default and not super().default_choice(module):
+            return tuple(k for k in self.kinds if k != "output.grad")
+        return self.kinds
 
     def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
         """Per-site norms, then the global norm and each module's share of it."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
 from layerscope.lenses.statistics import QUANTILE_STATISTICS, VALUE_STATISTICS, SiteWindow
 from layerscope.records import Record
 
@@ -78,8 +78,11 @@ class Optimizer(Lens):
         """Modules with parameters of their own, and the root (for the learning rates)."""
         if name == "":
             return True
-        has_own = any(True for _ in module.parameters(recurse=False))
-        return has_own and super().selects(name, module)
+        return owns_parameters(module) and super().selects(name, module)
+
+    def default_choice(self, module: nn.Module) -> bool:
+        """Every module with parameters of its own, containers too (MultiheadAttention)."""
+        return True
 
     def needs(self, kind: str) -> Needs:
         """Quantiles for step sizes when a quantile statistic is asked; nothing else."""
