@@ -70,32 +70,25 @@ class Capture:
         self.step = step + 1
 
 
-def _train_mlp_with_a_dead_relu() -> tuple[layerscope.Scope, Capture]:
-    model = mlp(bias_init=-10.0)
+def _train_with_capture(model: nn.Module, kind: str) -> tuple[layerscope.Scope, Capture]:
     capture = Capture(model)
     losses, scope = train(
         model,
-        batches("mlp", STEPS),
+        batches(kind, STEPS),
         lr=0.01,
         scope_factory=lambda m, o: layerscope.watch(m, optimizer=o),
         after_backward=capture.after_backward,
     )
     capture.losses = dict(enumerate(losses))
     return scope, capture  # type: ignore[return-value]
+
+
+def _train_mlp_with_a_dead_relu() -> tuple[layerscope.Scope, Capture]:
+    return _train_with_capture(mlp(bias_init=-10.0), "mlp")
 
 
 def _train_transformer() -> tuple[layerscope.Scope, Capture]:
-    model = transformer()
-    capture = Capture(model)
-    losses, scope = train(
-        model,
-        batches("transformer", STEPS),
-        lr=0.01,
-        scope_factory=lambda m, o: layerscope.watch(m, optimizer=o),
-        after_backward=capture.after_backward,
-    )
-    capture.losses = dict(enumerate(losses))
-    return scope, capture  # type: ignore[return-value]
+    return _train_with_capture(transformer(), "transformer")
 
 
 def _train_with_adam(act: type[nn.Module], scale: float, first_bias: float | None):
