@@ -35,6 +35,7 @@ bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check ".[bench]"
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_gpu.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
