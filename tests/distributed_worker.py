@@ -1,11 +1,13 @@
 """One rank of the distributed tests, and what those tests share.
 
     torchrun --standalone --nproc_per_node=2 tests/distributed_worker.py OUT_DIR [--fsdp]
+    torchrun --standalone --nproc_per_node=4 tests/distributed_worker.py OUT_DIR --hsdp
 
-Each rank trains the same MLP on its half of every batch, observed by layerscope: under DDP, or
-with ``--fsdp`` with its parameters sharded across the ranks by FSDP2 (``fully_shard``); gloo
-backend, CPU. Rank 0 pickles the records it wrote to OUT_DIR/records.pkl. Where FSDP cannot
-start on CPU, both ranks write the reason to OUT_DIR/skipped.txt instead.
+Each rank trains the same MLP on its share of every batch, observed by layerscope: under DDP;
+with ``--fsdp`` with its parameters sharded across the ranks by FSDP2 (``fully_shard``); with
+``--hsdp`` sharded across pairs of ranks and replicated across the pairs (FSDP2 on a 2 x 2 mesh,
+HSDP); gloo backend, CPU. Rank 0 pickles the records it wrote to OUT_DIR/records.pkl. Where
+FSDP cannot start on CPU, every rank writes the reason to OUT_DIR/skipped.txt instead.
 
 tests/test_distributed.py and tests/test_fsdp.py launch it with :func:`run_ranks` and compare
 the merged records with :func:`reference_records`, one process that saw both ranks' data.
@@ -51,23 +53,25 @@ def optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=0.01, eps=1e-3)
 
 
-def reference_records() -> list[layerscope.Record]:
-    """One process that sees both ranks' data (the whole batch)."""
+def reference_records(world: int = 2) -> list[layerscope.Record]:
+    """One process that sees every rank's data (the whole batch)."""
     model = mlp()
     opt = optimizer(model)
     with layerscope.watch(model, optimizer=opt, lenses=lenses()) as scope:
         for x, y in batches("mlp", STEPS, batch=16):
             opt.zero_grad()
-            halves = [nn.functional.cross_entropy(model(x[r::2]), y[r::2]) for r in range(2)]
-            loss = sum(halves) / 2  # DDP and FSDP average the ranks' gradients: the same update
+            parts = [
+                nn.functional.cross_entropy(model(x[r::world]), y[r::world]) for r in range(world)
+            ]
+            loss = sum(parts) / world  # DDP and FSDP average the ranks' gradients: same update
             loss.backward()
             opt.step()
-            scope.step(loss=torch.stack([h.detach() for h in halves]))
+            scope.step(loss=torch.stack([p.detach() for p in parts]))
     return scope.records()
 
 
-def run_ranks(out_dir: Path, *flags: str) -> list[layerscope.Record]:
-    """Run two ranks of this script under torchrun; rank 0's records (skips if asked to)."""
+def run_ranks(out_dir: Path, *flags: str, world: int = 2) -> list[layerscope.Record]:
+    """Run `world` ranks of this script under torchrun; rank 0's records (skips if asked to)."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     )
@@ -77,7 +81,7 @@ def run_ranks(out_dir: Path, *flags: str) -> list[layerscope.Record]:
         "-m",
         "torch.distributed.run",
         "--standalone",
-        "--nproc_per_node=2",
+        f"--nproc_per_node={world}",
         str(HERE / "distributed_worker.py"),
         str(out_dir),
         *flags,
@@ -89,14 +93,14 @@ def run_ranks(out_dir: Path, *flags: str) -> list[layerscope.Record]:
     return pickle.loads((out_dir / "records.pkl").read_bytes())
 
 
-def assert_same_statistics(merged: list[layerscope.Record]) -> None:
+def assert_same_statistics(merged: list[layerscope.Record], world: int = 2) -> None:
     """The merged records equal the single-process reference's, record for record."""
 
     def key(r: layerscope.Record) -> tuple:
         return (r.step, r.tag, r.site.removeprefix("module."), r.quantity, r.statistic)
 
     got = {key(r): r for r in merged}
-    want = {key(r): r for r in reference_records()}
+    want = {key(r): r for r in reference_records(world)}
     assert got.keys() == want.keys()
     assert len(want) > 100  # activations, quantiles, histograms, grad norms, dead units, loss
     for k, expected in want.items():
@@ -110,14 +114,20 @@ def assert_same_statistics(merged: list[layerscope.Record]) -> None:
             assert actual.value == pytest.approx(expected.value, rel=1e-5, abs=1e-7), k
 
 
-def shard(model: nn.Module) -> nn.Module:
-    """FSDP2: each Linear's parameters, and the rest of the model's, sharded on dim 0."""
+def shard(model: nn.Module, hybrid: bool = False) -> nn.Module:
+    """FSDP2: each Linear's parameters, and the rest of the model's, sharded on dim 0; `hybrid`:
+    sharded within pairs of ranks and replicated across the pairs (HSDP)."""
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    mesh = None
+    if hybrid:
+        pairs = dist.get_world_size() // 2
+        mesh = init_device_mesh("cpu", (pairs, 2), mesh_dim_names=("replicate", "shard"))
     for layer in model:
         if isinstance(layer, nn.Linear):
-            fully_shard(layer)
-    return fully_shard(model)
+            fully_shard(layer, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
 
 
 def check_fsdp1_refused() -> None:
@@ -130,17 +140,18 @@ def check_fsdp1_refused() -> None:
     layerscope.watch(model, lenses=[layerscope.lenses.Activations()]).close()  # outputs: fine
 
 
-def main(out_dir: Path, fsdp: bool) -> None:
+def main(out_dir: Path, fsdp: bool, hybrid: bool) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    if fsdp:
+    if fsdp or hybrid:
         try:
-            model = shard(mlp())
+            model = shard(mlp(), hybrid)
         except (ImportError, RuntimeError, NotImplementedError) as error:
             (out_dir / "skipped.txt").write_text(f"FSDP2 does not start on CPU: {error!r}")
             dist.destroy_process_group()
             return
-        check_fsdp1_refused()
+        if not hybrid:
+            check_fsdp1_refused()
     else:
         model = DistributedDataParallel(mlp())
     opt = optimizer(model)
@@ -162,7 +173,7 @@ def main(out_dir: Path, fsdp: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), "--fsdp" in sys.argv[2:])
+    main(Path(sys.argv[1]), "--fsdp" in sys.argv[2:], "--hsdp" in sys.argv[2:])
     # Every result is written and the process group destroyed by now. Under FSDP2 on gloo a
     # rank sometimes aborts later, in interpreter shutdown ("terminate called without an active
     # exception", about 1 run in 20 on a loaded 2-core machine; not seen without layerscope in
