@@ -42,8 +42,10 @@ from torch import nn
 import layerscope
 
 Step = Callable[[], None]
-#: Steps run, untimed, after switching to another variant (its model is cold in the caches).
-SETTLE = 5
+#: Steps run, untimed, after switching to another variant: its model is cold in the caches,
+#: and after the heavier peers (TensorBoard's histograms) the MLP takes ~10 steps to come back
+#: to speed (with 5, the grad-norm loop that follows them read 1.17-1.29 instead of ~1.05).
+SETTLE = 20
 #: The default lenses' schedule repeats every 50·``every`` steps (distributions); each
 #: layerscope variant is timed over at least one whole cycle, so that its periodic steps weigh
 #: in their true proportion.
