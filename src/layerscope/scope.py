@@ -88,9 +88,10 @@ class Scope:
         self._selected = {id(lens): set(lens.select(self._modules.items())) for lens in self.lenses}
         #: lens id -> module name -> the kinds it reads there
         self._kinds_at = {
-            id(lens): {name: lens.kinds_at(self._modules[name]) for name in names}
+            id(lens): {
+                name: lens.kinds_at(self._modules[name]) for name in self._selected[id(lens)]
+            }
             for lens in self.lenses
-            for names in (self._selected[id(lens)],)
         }
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
@@ -491,7 +492,7 @@ class Scope:
                 id(lens): tuple(
                     site
                     for site, w in windows.items()
-                    if w.module in self._selected[id(lens)] and w.kind in lens.kinds
+                    if w.kind in self._kinds_at[id(lens)].get(w.module, ())
                 )
                 for lens in self.lenses
             }

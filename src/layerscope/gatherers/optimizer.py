@@ -143,6 +143,15 @@ def _sharded_step_sizes(
     return AdamStepSizes(root.add_(eps).reciprocal_().mul_(lr), None, dominance)
 
 
+def _state_tensors(state: dict, param: nn.Parameter) -> dict[str, torch.Tensor]:
+    """The :data:`STATE_KEYS` tensors the optimizer keeps for `param`, shaped like it, detached."""
+    return {
+        key: value.detach()
+        for key in STATE_KEYS
+        if isinstance(value := state.get(key), torch.Tensor) and value.shape == param.shape
+    }
+
+
 def _host_float32(tensor: torch.Tensor) -> bool:
     """Whether the C++ step kernel reads `tensor` in place."""
     return (
@@ -258,10 +267,8 @@ class OptimizerGatherer(Gatherer):
                 observe(name, "optimizer.update", f"{site}.update", delta)
                 observe(name, "optimizer.update", f"{site}.update_ratio", ratio)
             if "optimizer.state" in wanted and enabled(name, "optimizer.state"):
-                for key in STATE_KEYS:
-                    value = state.get(key)
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        observe(name, "optimizer.state", f"{site}.{key}", value.detach())
+                for key, value in _state_tensors(state, param).items():
+                    observe(name, "optimizer.state", f"{site}.{key}", value)
             if self._reads_step_sizes(name, state):
                 steps = adam_step_sizes(state, groups[group])
                 observe(name, "optimizer.step_size", f"{site}.step_size", steps.sample)
@@ -308,10 +315,7 @@ class OptimizerGatherer(Gatherer):
         if "optimizer.state" in wanted and self.context.enabled(name, "optimizer.state"):
             if not suffices(name, "optimizer.state"):
                 return False
-            for key in STATE_KEYS:
-                value = state.get(key)
-                if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                    states[key] = value.detach()
+            states = _state_tensors(state, param)
         adam = adam_scalars(state, group) if self._reads_step_sizes(name, state) else None
         if adam is not None and not all(isinstance(x, float) for x in (adam.correction, adam.lr)):
             return False

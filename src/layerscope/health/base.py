@@ -240,10 +240,7 @@ class SortedWindow:
 
     def median(self) -> float:
         """The median of the window (NaN when empty), as :func:`median` computes it."""
-        ordered, mid = self._sorted, len(self._sorted) // 2
-        if not ordered:
-            return math.nan
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return _middle(self._sorted) if self._sorted else math.nan
 
 
 def short(site: str) -> str:
@@ -260,6 +257,10 @@ def median(values: Iterable[float]) -> float:
         (2.0, 2.5)
 
     """
-    ordered = sorted(values)
+    return _middle(sorted(values))
+
+
+def _middle(ordered: Sequence[float]) -> float:
+    """The median of non-empty sorted values: the middle one, or the mean of the middle two."""
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

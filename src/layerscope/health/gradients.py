@@ -44,11 +44,8 @@ class DepthGradientsCheck(Check):
         for r in view.find("l2", "last"):
             if not r.site.endswith("weight.grad"):  # most are output and bias norms
                 continue
-            module, _, what = r.site.partition(":")
-            module_type = view.module_types.get(module)
-            if what.endswith("weight.grad") and not (
-                module_type and issubclass(module_type, NORMS)
-            ):
+            module_type = view.module_types.get(r.site.partition(":")[0])
+            if not (module_type and issubclass(module_type, NORMS)):
                 norms[r.site] = float(r.value)  # type: ignore[arg-type]
         if len(norms) < self.min_layers:
             return
