@@ -8,7 +8,7 @@ same tensor still receive the gradient w.r.t. the value the module returned.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container
 from functools import partial
 from typing import Any
 
@@ -36,6 +36,7 @@ class ForwardGatherer(Gatherer):
         self._closed = False
         self._modules = context.modules_wanting(*self.kinds)
         self._handles: dict[str, RemovableHandle] = {}
+        self._leaves: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
 
     def follow(self, plan: Container[tuple[str, str]]) -> None:
         """Hook the modules whose outputs or gradients the plan observes, and only those.
@@ -65,16 +66,30 @@ class ForwardGatherer(Gatherer):
         args: Any,
         output: Any,  # noqa: ANN401
     ) -> None:
-        want_output = want_output and self.context.enabled(name, "output")
-        want_grad = want_grad and self.context.enabled(name, "output.grad")
+        enabled = self.context.enabled
+        want_output = want_output and enabled(name, "output")
+        want_grad = want_grad and enabled(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
-        for path, tensor in tensor_leaves(output):
+        # Most modules return one tensor: its sites and gradient hook are made once per module.
+        leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
+        for path, tensor in leaves:
+            output_site, grad_hook = self._leaf(name, path)
             if want_output:
-                self.context.observe(name, "output", site_name(name, "output", path), tensor)
+                self.context.observe(name, "output", output_site, tensor)
             if want_grad and tensor.requires_grad:
-                site = site_name(name, "output.grad", path)
-                tensor.register_hook(partial(self._grad_hook, name, site))
+                tensor.register_hook(grad_hook)
+
+    def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
+        """The output site of one leaf of a module's output, and the hook for its gradient."""
+        leaf = self._leaves.get((name, path))
+        if leaf is None:
+            grad_site = site_name(name, "output.grad", path)
+            leaf = self._leaves[name, path] = (
+                site_name(name, "output", path),
+                partial(self._grad_hook, name, grad_site),
+            )
+        return leaf
 
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
         if not self._closed:
@@ -86,3 +101,4 @@ class ForwardGatherer(Gatherer):
         for handle in self._handles.values():
             handle.remove()
         self._handles.clear()
+        self._leaves.clear()  # its hooks refer back to this gatherer
