@@ -34,7 +34,8 @@ STEPS = 21  # past the activity lenses' window of 20: dead-unit records and find
 
 
 class Capture:
-    """Every leaf module's output and output gradient, per step, seen by hooks of the test."""
+    """Every leaf module's output and output gradient, per step, seen by hooks of the test;
+    of a MultiheadAttention (whose forward never calls its out_proj), the attention output."""
 
     def __init__(self, model: nn.Module) -> None:
         self.step = 0
@@ -44,14 +45,17 @@ class Capture:
         self.losses: dict[int, float] = {}
         self.relu_like: set[str] = set()
         for name, module in model.named_modules():
-            if any(True for _ in module.children()):
+            attention = isinstance(module, nn.MultiheadAttention)
+            if any(True for _ in module.children()) and not attention:
                 continue
             if isinstance(module, RELU_LIKE):
                 self.relu_like.add(name)
-            module.register_forward_hook(self._forward_hook(name))
+            module.register_forward_hook(self._forward_hook(name, attention))
 
-    def _forward_hook(self, name: str) -> Callable[..., None]:
+    def _forward_hook(self, name: str, attention: bool) -> Callable[..., None]:
         def hook(module: nn.Module, args: object, out: torch.Tensor) -> None:
+            if attention:  # (attn_output, attn_weights or None)
+                out = out[0]
             step = self.step
             self.outputs.setdefault(step, {})[name] = out.detach().double().clone()
             if out.requires_grad:

@@ -85,14 +85,11 @@ class Scope:
         self._modules = dict(model.named_modules())
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
-        self._selected = {id(lens): set(lens.select(self._modules.items())) for lens in self.lenses}
         #: lens id -> module name -> the kinds it reads there
         self._kinds_at = {
-            id(lens): {
-                name: lens.kinds_at(self._modules[name]) for name in self._selected[id(lens)]
-            }
-            for lens in self.lenses
+            id(lens): lens.kinds_by_module(self._modules.items()) for lens in self.lenses
         }
+        self._selected = {id(lens): set(self._kinds_at[id(lens)]) for lens in self.lenses}
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
 

@@ -24,7 +24,7 @@ _CHANNELS_FIRST = (
     nn.InstanceNorm3d,
     nn.GroupNorm,
 )
-_FEATURES_LAST = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding) + (
+_FEATURES_LAST = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.MultiheadAttention) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()  # torch >= 2.4
 )
 
@@ -35,7 +35,8 @@ UnitAxis = tuple[int, bool]
 def unit_axes(modules: dict[str, nn.Module]) -> dict[str, UnitAxis]:
     """The unit axis of every module.
 
-    The last axis for Linear-like modules, axis 1 (channels) for convolutions and their norms;
+    The last axis for Linear-like modules (attention too: its embedding axis), axis 1 (channels)
+    for convolutions and their norms;
     other modules (activations) inherit the axis of the module before them in
     ``named_modules()`` order, which is what feeds them in a sequential model.
     """

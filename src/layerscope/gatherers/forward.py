@@ -19,11 +19,19 @@ from torch.utils.hooks import RemovableHandle
 from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.observation import site_name, tensor_leaves
 
+#: Modules that return ``(result, extras...)``: only the result is observed, at the sites
+#: ``"<module>:output"`` and ``"<module>:output.grad"``. ``nn.MultiheadAttention`` returns
+#: ``(attn_output, attn_weights)``; the weights (averaged over heads with ``need_weights=True``,
+#: the default of a direct call) are the Attention lens's to read.
+RESULT_FIRST: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
+
 
 class ForwardGatherer(Gatherer):
     """Observes module outputs (``"output"``) and their gradients (``"output.grad"``).
 
-    Only the modules some lens reads them from, on the steps their schedules allow.
+    Only the modules some lens reads them from, on the steps their schedules allow. An output
+    that is a tuple, list, dict or dataclass gives a site per tensor leaf (``"lstm:output[0]"``),
+    except at :data:`RESULT_FIRST` modules.
 
     Evaluation passes under ``torch.no_grad()`` / ``inference_mode`` are not observed: they are
     not part of training, and their activations would blur the training statistics.
@@ -51,7 +59,13 @@ class ForwardGatherer(Gatherer):
             handle = self._handles.get(name)
             if wanted and handle is None and not self._closed:
                 wants = self.context.wanted[name]
-                hook = partial(self._forward_hook, name, "output" in wants, "output.grad" in wants)
+                hook = partial(
+                    self._forward_hook,
+                    name,
+                    "output" in wants,
+                    "output.grad" in wants,
+                    isinstance(module, RESULT_FIRST),
+                )
                 self._handles[name] = module.register_forward_hook(hook, prepend=True)
             elif not wanted and handle is not None:
                 handle.remove()
@@ -62,6 +76,7 @@ class ForwardGatherer(Gatherer):
         name: str,
         want_output: bool,
         want_grad: bool,
+        result_first: bool,
         module: nn.Module,
         args: Any,
         output: Any,  # noqa: ANN401
@@ -71,6 +86,8 @@ class ForwardGatherer(Gatherer):
         want_grad = want_grad and enabled(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
+        if result_first and isinstance(output, tuple) and output:
+            output = output[0]
         # Most modules return one tensor: its sites and gradient hook are made once per module.
         leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
         for path, tensor in leaves:

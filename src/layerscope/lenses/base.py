@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from layerscope.docs import error_message
+from layerscope.gatherers import AttentionGatherer, ForwardGatherer, RecurrentGatherer
 from layerscope.lenses.statistics import (
     NORM_STATISTICS,
     QUANTILE_STATISTICS,
@@ -74,6 +75,34 @@ PASS_THROUGH: tuple[type[nn.Module], ...] = (
 )
 
 
+#: Containers whose forward computes with their children's parameters without calling the
+#: children: ``nn.MultiheadAttention`` reads ``out_proj.weight`` inside
+#: ``F.multi_head_attention_forward``. Forward hooks on those children never fire, so a lens
+#: with no selection of its own looks at the container (its output is the block's result), and
+#: no lens reads the children's outputs (see :func:`never_called`); their parameters are read
+#: as anyone's.
+FUSED_CONTAINERS: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
+
+#: Site kinds that hooks on a module's own forward call produce: a module that is never called
+#: (see :func:`never_called`) has none of them.
+CALL_KINDS: frozenset[str] = frozenset(
+    (*ForwardGatherer.kinds, *AttentionGatherer.kinds, *RecurrentGatherer.kinds)
+)
+
+
+def never_called(named_modules: Iterable[tuple[str, nn.Module]]) -> set[str]:
+    """Names of the modules whose forward never runs: those inside a :data:`FUSED_CONTAINERS`."""
+    pairs = list(named_modules)
+    inside = {
+        id(sub)
+        for _, module in pairs
+        if isinstance(module, FUSED_CONTAINERS)
+        for sub in module.modules()
+        if sub is not module
+    }
+    return {name for name, module in pairs if id(module) in inside}
+
+
 def owns_parameters(module: nn.Module) -> bool:
     """Whether `module` holds parameters of its own, not only through its children."""
     return any(True for _ in module.parameters(recurse=False))
@@ -111,7 +140,7 @@ class Lens:
     #: Statistics used when none are given.
     default_statistics: tuple[str, ...] = ("mean",)
     #: Module types selected when no selection is given (None: every leaf module but the
-    #: :data:`PASS_THROUGH` ones).
+    #: :data:`PASS_THROUGH` ones, and the :data:`FUSED_CONTAINERS` instead of their children).
     default_modules: tuple[type[nn.Module], ...] | None = None
 
     def __init__(
@@ -180,9 +209,12 @@ class Lens:
     def default_choice(self, module: nn.Module) -> bool:
         """Whether a lens with no selection of its own looks at `module`.
 
-        Leaf modules that compute something: containers repeat their children, and
-        :data:`PASS_THROUGH` modules their input.
+        Leaf modules that compute something (containers repeat their children, and
+        :data:`PASS_THROUGH` modules their input), and :data:`FUSED_CONTAINERS`, whose children
+        are never called (:meth:`kinds_by_module` drops those children's outputs).
         """
+        if isinstance(module, FUSED_CONTAINERS):
+            return True
         return not isinstance(module, PASS_THROUGH) and not any(True for _ in module.children())
 
     def kinds_at(self, module: nn.Module) -> tuple[str, ...]:
@@ -200,6 +232,42 @@ class Lens:
                 )
             )
         return chosen
+
+    def kinds_by_module(
+        self, named_modules: Iterable[tuple[str, nn.Module]]
+    ) -> dict[str, tuple[str, ...]]:
+        """The site kinds this lens reads at each module it selects, in model order.
+
+        :meth:`kinds_at` of each module of :meth:`select`, less the :data:`CALL_KINDS` at
+        modules that are never called (inside a :data:`FUSED_CONTAINERS`); a module left with
+        no kind is dropped.
+
+        Raises:
+            ValueError: the selection matches nothing, or only modules that are never called.
+        """
+        pairs = list(named_modules)
+        modules = dict(pairs)
+        uncalled = never_called(pairs)
+        chosen = self.select(pairs)
+        out: dict[str, tuple[str, ...]] = {}
+        for name in chosen:
+            kinds = self.kinds_at(modules[name])
+            if name in uncalled:
+                kinds = tuple(kind for kind in kinds if kind not in CALL_KINDS)
+            if kinds:
+                out[name] = kinds
+        if not out:
+            raise ValueError(
+                error_message(
+                    f"{self!r} selects only modules that are never called on their own: "
+                    f"{', '.join(chosen)}, inside "
+                    f"{' or '.join(f'nn.{t.__name__}' for t in FUSED_CONTAINERS)}, which "
+                    "computes with their parameters without calling them, so they have no "
+                    "output to read; select the container instead",
+                    "no-module-selected",
+                )
+            )
+        return out
 
     def _selection_hint(self) -> str:
         parts = []

@@ -32,8 +32,14 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
-#: Modules with per-unit outputs: output features (Linear) or channels (convolutions).
-UNIT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, *CONVOLUTIONS)
+#: Modules with per-unit outputs: output features (Linear, and attention's embedding features,
+#: the output of its projection) or channels (convolutions).
+UNIT_MODULES: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.MultiheadAttention,
+    *CONVOLUTIONS,
+)
 
 
 class Activations(Lens):
@@ -141,7 +147,7 @@ class GradientNorms(Lens):
         return super().selects(name, module)
 
     def default_choice(self, module: nn.Module) -> bool:
-        """Leaf modules, and containers with parameters of their own (MultiheadAttention)."""
+        """The base choice, and other containers with parameters of their own."""
         return super().default_choice(module) or owns_parameters(module)
 
     def kinds_at(self, module: nn.Module) -> tuple[str, ...]:
