@@ -9,12 +9,14 @@ For an MLP, a small CNN and a small transformer encoder on the CPU, the same tra
 - under ``wandb.watch(model, log="all", log_freq=1)`` in offline mode (if wandb is installed);
 - with TensorBoard ``add_histogram`` over ``named_parameters()`` (values and grads) every step;
 - with a hand-written per-layer gradient-norm loop (``p.grad.norm().item()`` per parameter).
-Each variant trains its own copy of the model; rounds of steps are interleaved so that a noisy
-neighbour slows all variants alike; steps are timed after a few settling steps per switch, and
-each ratio is the mean step time over the plain loop's — a mean, so that the steps observing
-more (parameters and optimizer state on every 10·every-th step, distributions on every
-50·every-th) weigh in their true proportion, as they do in a training run's throughput; each
-layerscope variant is timed over at least one whole such cycle.
+The variants take turns on one model and optimizer (wandb, whose hooks stay on, trains a copy),
+attached and detached round by round (layerscope's scopes carry their state across, so their
+schedules run on); rounds of steps are interleaved so that a noisy neighbour slows all variants
+alike; steps are timed after a few settling steps per switch, and each ratio is the mean step
+time over the plain loop's — a mean, so that the steps observing more (parameters and optimizer
+state on every 10·every-th step, distributions on every 50·every-th) weigh in their true
+proportion, as they do in a training run's throughput; each layerscope variant is timed over at
+least one whole such cycle.
 Then a long run with the default lenses measures how much host memory grows.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
@@ -42,7 +44,7 @@ from torch import nn
 import layerscope
 
 Step = Callable[[], None]
-#: Steps run, untimed, after switching to another variant: its model is cold in the caches,
+#: Steps run, untimed, after switching to another variant: what it adds is cold in the caches,
 #: and after the heavier peers (TensorBoard's histograms) the MLP takes ~10 steps to come back
 #: to speed (with 5, the grad-norm loop that follows them read 1.17-1.29 instead of ~1.05).
 SETTLE = 20
@@ -103,61 +105,100 @@ def training_step(
         after(loss)
 
 
-def variants(
-    base: nn.Module, stack: ExitStack, logdir: str
-) -> dict[str, tuple[nn.Module, torch.optim.Optimizer, Callable | None]]:
-    """Each variant: its own model copy, optimizer and a per-step callback."""
-    out = {}
+class Variant:
+    """One way of running the training loop: a model, its optimizer and what runs each step.
 
-    def fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
-        model = copy.deepcopy(base)
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    :meth:`start` attaches whatever the variant adds and returns the per-step callback;
+    :meth:`stop` detaches it, so that several variants can take turns on one model.
+    """
 
-    model, opt = fresh()
-    out["plain"] = (model, opt, None)
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, after: Step | None) -> None:
+        self.model, self.opt, self.after = model, opt, after
+
+    def start(self) -> Step | None:
+        return self.after
+
+    def stop(self) -> None:
+        pass
+
+
+class Watched(Variant):
+    """The model under ``layerscope.watch`` for each of its rounds.
+
+    Between rounds the scope is closed and its state (step count, lens state) kept, and the
+    next round's scope resumes from it: the schedules run on as in one unbroken run.
+    """
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, **options: object) -> None:
+        super().__init__(model, opt, None)
+        self.options = options
+        self.state: dict | None = None
+        self.scope: layerscope.Scope | None = None
+
+    def start(self) -> Step:
+        scope = self.scope = layerscope.watch(self.model, optimizer=self.opt, **self.options)
+        if self.state is not None:
+            scope.load_state_dict(self.state)
+        return lambda loss: scope.step(loss=loss)
+
+    def stop(self) -> None:
+        if self.scope is not None:
+            self.state = self.scope.state_dict()
+            self.scope.close()
+            self.scope = None
+
+
+def variants(base: nn.Module, stack: ExitStack, logdir: str) -> dict[str, Variant]:
+    """Every variant, in the order of a round.
+
+    The plain loop, layerscope's variants and the callback-only peers take turns on one model
+    and optimizer: identical loops on two copies of a model differ by up to 4-8% in one run
+    (where their tensors landed in memory), more than the differences measured here.
+    wandb, whose hooks stay on the model it watches, trains a copy of its own.
+    """
+    model = copy.deepcopy(base)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    out: dict[str, Variant] = {"plain": Variant(model, opt, None)}
     for every in (1, 10):
-        model, opt = fresh()
-        scope = stack.enter_context(layerscope.watch(model, optimizer=opt, every=every))
-        out[f"every{every}"] = (model, opt, lambda loss, scope=scope: scope.step(loss=loss))
-    model, opt = fresh()  # the one-liner users write: the records go to TensorBoard too
-    scope = stack.enter_context(
-        layerscope.watch(model, optimizer=opt, logdir=os.path.join(logdir, "layerscope"))
-    )
-    out["every1_tensorboard"] = (model, opt, lambda loss, scope=scope: scope.step(loss=loss))
+        out[f"every{every}"] = Watched(model, opt, every=every)
+    # the one-liner users write: the records go to TensorBoard too
+    out["every1_tensorboard"] = Watched(model, opt, logdir=os.path.join(logdir, "layerscope"))
     try:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
         run = wandb.init(mode="offline", dir=logdir, project="layerscope-bench")
         stack.callback(run.finish)
-        model, opt = fresh()
-        wandb.watch(model, log="all", log_freq=1)  # the global-run API its users call
-        out["wandb"] = (model, opt, lambda loss, run=run: run.log({"loss": loss.item()}))
+        copied = copy.deepcopy(base)
+        wandb.watch(copied, log="all", log_freq=1)  # the global-run API its users call
+        out["wandb"] = Variant(
+            copied,
+            torch.optim.Adam(copied.parameters(), lr=1e-3),
+            lambda loss, run=run: run.log({"loss": loss.item()}),
+        )
     except ImportError:
         pass
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(os.path.join(logdir, "tb"))
     stack.callback(writer.close)
-    model, opt = fresh()
     counter = {"step": 0}
 
-    def histograms(loss: torch.Tensor, model: nn.Module = model) -> None:
+    def histograms(loss: torch.Tensor) -> None:
         for name, p in model.named_parameters():
             writer.add_histogram(name, p, counter["step"])
             writer.add_histogram(name + ".grad", p.grad, counter["step"])
         writer.add_scalar("loss", loss.item(), counter["step"])
         counter["step"] += 1
 
-    out["tb_histograms"] = (model, opt, histograms)
-    model, opt = fresh()
+    out["tb_histograms"] = Variant(model, opt, histograms)
     norms: list[float] = []
 
-    def grad_norms(loss: torch.Tensor, model: nn.Module = model) -> None:
+    def grad_norms(loss: torch.Tensor) -> None:
         norms.extend(p.grad.norm().item() for p in model.parameters())
         del norms[:-1000]
 
-    out["grad_norm_loop"] = (model, opt, grad_norms)
+    out["grad_norm_loop"] = Variant(model, opt, grad_norms)
     return out
 
 
@@ -168,17 +209,21 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as logdir, ExitStack() as stack:
         runs = variants(base, stack, logdir)
-        for model, opt, after in runs.values():  # warm-up: allocator, thread pools, first flush
+        for variant in runs.values():  # warm-up: allocator, thread pools, first flush
+            after = variant.start()
             for i in range(12):
-                training_step(model, opt, batches[i % len(batches)], after)
+                training_step(variant.model, variant.opt, batches[i % len(batches)], after)
+            variant.stop()
         for _ in range(rounds):
-            for label, (model, opt, after) in runs.items():
+            for label, variant in runs.items():
+                after = variant.start()
                 timed = max(steps, -(-CYCLE.get(label, 1) // rounds))
                 for i in range(timed + SETTLE):
                     start = time.perf_counter()
-                    training_step(model, opt, batches[i % len(batches)], after)
+                    training_step(variant.model, variant.opt, batches[i % len(batches)], after)
                     if i >= SETTLE:  # the first steps after a switch refill the caches
                         times.setdefault(label, []).append(time.perf_counter() - start)
+                variant.stop()
     plain = statistics.fmean(times["plain"])
     ratios = {label: statistics.fmean(t) / plain for label, t in times.items()}
     print(
