@@ -150,7 +150,7 @@ class Watched(Variant):
 
 
 def variants(base: nn.Module, stack: ExitStack, logdir: str) -> dict[str, Variant]:
-    """Every variant, in the order of a round.
+    """Every variant by label (each round runs them in an order of its own).
 
     The plain loop, layerscope's variants and the callback-only peers take turns on one model
     and optimizer: identical loops on two copies of a model differ by up to 4-8% in one run
