@@ -89,7 +89,6 @@ class Scope:
         self._kinds_at = {
             id(lens): lens.kinds_by_module(self._modules.items()) for lens in self.lenses
         }
-        self._selected = {id(lens): set(self._kinds_at[id(lens)]) for lens in self.lenses}
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
 
@@ -153,7 +152,7 @@ class Scope:
             enabled=self._enabled,
             optimizer=self.optimizer,
             lenses={
-                name: [lens for lens in self.lenses if name in self._selected[id(lens)]]
+                name: [lens for lens in self.lenses if name in self._kinds_at[id(lens)]]
                 for name in wanted
             },
             summary_suffices=self._summary_suffices,
