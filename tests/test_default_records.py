@@ -162,6 +162,22 @@ def _same_value(got: float | None, expected: float | None) -> bool:
     return got == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
+def _same_counts(got: list[int] | None, expected: list[int] | None) -> bool:
+    """Histogram counts equal up to elements on a bucket edge: another CPU's float kernels may
+    round a value lying on an edge to the neighbouring bucket, so the running totals may differ
+    by one element per edge; a changed histogram differs far more."""
+    if got is None or expected is None:
+        return got is expected
+    if len(got) != len(expected) or sum(got) != sum(expected):
+        return False
+    running_got = running_expected = 0
+    for a, b in zip(got, expected, strict=True):
+        running_got, running_expected = running_got + a, running_expected + b
+        if abs(running_got - running_expected) > 1:
+            return False
+    return True
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_records_and_findings_match_the_snapshot(name):
     expected = _expand(json.loads(SNAPSHOT.read_text())[name])
@@ -171,7 +187,7 @@ def test_records_and_findings_match_the_snapshot(name):
     assert [row[:5] for row in got["records"]] == [row[:5] for row in expected["records"]]
     for row, want in zip(got["records"], expected["records"], strict=True):
         assert _same_value(row[5], want[5]), (row, want)
-        assert row[6] == want[6], row
+        assert _same_counts(row[6], want[6]), (row, want)
     assert got["findings"] == expected["findings"]
 
 
