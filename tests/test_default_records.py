@@ -153,13 +153,18 @@ def _expand(compact: dict[str, list]) -> dict[str, list]:
     return {"records": records, "findings": compact["findings"]}
 
 
-def _same_value(got: float | None, expected: float | None) -> bool:
+#: Adam's first step sizes are lr / |g|: tiny gradients that are sums of cancelling terms carry
+#: the relative error of the CPU's matmul kernels (2e-4 between AVX2 and AVX-512 machines).
+ILL_CONDITIONED = {"step_size": 2e-3}
+
+
+def _same_value(got: float | None, expected: float | None, quantity: str = "") -> bool:
     if got is None or expected is None:
         return got is expected
     if math.isnan(expected):
         return math.isnan(got)
     # Loose enough for another CPU's float kernels; a changed record differs far more.
-    return got == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    return got == pytest.approx(expected, rel=ILL_CONDITIONED.get(quantity, 1e-4), abs=1e-6)
 
 
 def _same_counts(got: list[int] | None, expected: list[int] | None) -> bool:
@@ -186,7 +191,7 @@ def test_records_and_findings_match_the_snapshot(name):
     got = _rows(scope)
     assert [row[:5] for row in got["records"]] == [row[:5] for row in expected["records"]]
     for row, want in zip(got["records"], expected["records"], strict=True):
-        assert _same_value(row[5], want[5]), (row, want)
+        assert _same_value(row[5], want[5], row[3]), (row, want)
         assert _same_counts(row[6], want[6]), (row, want)
     assert got["findings"] == expected["findings"]
 
