@@ -158,6 +158,19 @@ TEST(Histogram, StridedHalfInput) {
   EXPECT_EQ(h.counts(), (std::vector<std::int64_t>{1, 2, 2, 1}));
 }
 
+TEST(Histogram, BroadcastViewsAreReadOnceAndCountedInFull) {
+  const std::vector<float> values = {0.5f, 3.0f, -9.0f, std::nanf("")};
+  auto h = ls::Histogram::linear(0.0, 4.0, 4);
+  h.update(ls::make_view(values.data(), ls::DType::Float32, {4, std::int64_t{1} << 40}, {1, 0}));
+  const std::int64_t repeat = std::int64_t{1} << 40;
+  EXPECT_EQ(h.counts(), (std::vector<std::int64_t>{repeat, 0, 0, repeat}));
+  EXPECT_EQ(h.underflow(), repeat);
+  EXPECT_EQ(h.nan(), repeat);
+  auto again = ls::Histogram::linear(0.0, 4.0, 4);
+  again.update(ls::make_view(values.data(), ls::DType::Float32, {4, 3}, {1, 0}));
+  EXPECT_EQ(again.counts(), (std::vector<std::int64_t>{3, 0, 0, 3}));
+}
+
 TEST(Histogram, SerializeRoundTripAndCorruption) {
   for (auto h : {ls::Histogram::linear(-2.0, 2.0, 9), ls::Histogram::symlog(1e-4, 1e1, 3),
                  ls::Histogram({-1.0, 0.5, 7.0})}) {

@@ -445,3 +445,35 @@ TEST(BlockKernels, EveryFastPathAgreesWithThePortableOne) {
     }
   }
 }
+
+TEST(Summarize, BroadcastViewsOfAnySizeAreReadOnce) {
+  const float one = 1.0f;
+  for (std::int64_t size : {std::int64_t{1} << 32, std::int64_t{1} << 48, std::int64_t{1} << 62}) {
+    const ls::Summary s = ls::summarize(ls::make_view(&one, ls::DType::Float32, {size}, {0}));
+    EXPECT_EQ(s.size, size);
+    EXPECT_EQ(s.count, size);
+    EXPECT_EQ(s.mean, 1.0);
+    EXPECT_EQ(s.m2, 0.0);
+    EXPECT_EQ(s.sum_sq, static_cast<double>(size));
+  }
+  // A broadcast axis between real ones, every channel axis: the materialized buffer's summary.
+  const Buffer b = store(normal(3 * 5), ls::DType::Float32);
+  std::vector<float> materialized;
+  for (int i = 0; i < 3; ++i)
+    for (int r = 0; r < 11; ++r)
+      for (int j = 0; j < 5; ++j) materialized.push_back(b.f32[i * 5 + j]);
+  for (int axis : {ls::kNoChannelAxis, 0, 1, 2}) {
+    const ls::BufferView v = ls::make_view(b.f32.data(), ls::DType::Float32, {3, 11, 5}, {5, 0, 1}, axis);
+    const ls::BufferView m =
+        ls::make_view(materialized.data(), ls::DType::Float32, {3, 11, 5}, {55, 5, 1}, axis);
+    expect_same(ls::summarize(v), reference(m), 1e-6);
+  }
+}
+
+TEST(SplitWorkers, CountsUnitsBeyondUnsigned) {
+  const std::int64_t huge = std::int64_t{1} << 48;
+  EXPECT_GE(ls::detail::split_workers(huge, std::int64_t{1} << 32, 1 << 20), 1u);
+  EXPECT_GE(ls::detail::split_workers(huge, (std::int64_t{1} << 32) + 1, 1 << 20), 1u);
+  EXPECT_EQ(ls::detail::split_workers(100, 100, 1 << 20), 1u);
+  EXPECT_EQ(ls::detail::split_workers(huge, 1, 1 << 20), 1u);
+}

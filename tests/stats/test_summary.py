@@ -360,3 +360,43 @@ def arrays_with_axis(draw):
 def test_random_shapes_and_axes_against_numpy(case):
     x, axis, eps = case
     assert_matches(summarize(x, channel_axis=axis, eps=eps), oracle(x, axis, eps=eps))
+
+
+# --- broadcast views: read in the time of their distinct memory --------------------------------
+
+
+def _repeated(want: dict, times: int) -> dict:
+    """The oracle of a buffer seen `times` over: counts and sums scale, mean/min/max stay."""
+    scaled = dict(want)
+    for name in (*COUNTS, "sum", "sum_sq", "m2", "l1"):
+        scaled[name] = want[name] * times
+    scaled["l2"] = math.sqrt(scaled["sum_sq"])
+    for name in ("channel_count", "channel_active", "channel_sum", "channel_sum_sq"):
+        scaled[name] = want[name] * times
+    return scaled
+
+
+@pytest.mark.parametrize("size", [2**31, 2**32 - 1, 2**32, 2**32 + 1, 2**48, 2**62])
+def test_a_broadcast_scalar_of_any_size_is_summarized_at_once(size):
+    s = summarize(torch.ones(1).expand(size))
+    assert (s.size, s.count, s.zeros, s.nonfinite) == (size, size, 0, 0)
+    assert (s.mean, s.min, s.max, s.m2, s.variance) == (1.0, 1.0, 1.0, 0.0, 0.0)
+    assert s.sum == s.sum_sq == s.l1 == float(size)
+    assert s.l2 == math.sqrt(size)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 2, -1])
+def test_broadcast_views_match_numpy_on_the_materialized_array(axis):
+    base = torch.randn(3, 1, 5, dtype=torch.float64)
+    base[0, 0, 1] = 0.0
+    base[2, 0, 3] = math.nan
+    view = base.expand(3, 700, 5)
+    assert_matches(summarize(view, channel_axis=axis), oracle(view.numpy().copy(), axis))
+    huge = base.expand(3, 2**40, 5)
+    assert_matches(summarize(huge, channel_axis=axis), _repeated(oracle(base.numpy(), axis), 2**40))
+
+
+def test_a_broadcast_channel_axis_keeps_one_entry_per_channel():
+    base = torch.tensor([[1.0], [0.0], [-2.0]])
+    view = base.expand(3, 9)  # the channel axis (1) has stride 0: nine equal channels
+    assert_matches(summarize(view, channel_axis=1), oracle(view.numpy().copy(), 1))

@@ -142,6 +142,27 @@ BufferView matrix_view(const T* data, std::int64_t rows, std::int64_t channels, 
   return make_view(data, dtype, {rows, channels}, {channels, 1}, 1);
 }
 
+/// A view with its broadcast dimensions cut away, and how often each of its elements stands in
+/// the original view.
+struct DistinctView {
+  BufferView view;          ///< the original with every repeating dimension cut to extent 1
+  std::int64_t repeat = 1;  ///< the product of the cut extents
+};
+
+/// Cuts to extent 1 every dimension of stride 0 and extent > 1 other than the channel axis: its
+/// elements are the same memory read again (torch's expand, numpy's broadcast_to). Statistics
+/// of such a view follow from those of the distinct elements, each counted `repeat` times, so a
+/// broadcast view of 2^48 elements is read in the time of its memory.
+inline DistinctView distinct_elements(const BufferView& view) noexcept {
+  DistinctView result{view, 1};
+  for (int d = 0; d < view.ndim; ++d) {
+    if (view.strides[d] != 0 || view.shape[d] <= 1 || d == view.channel_axis) continue;
+    result.repeat *= view.shape[d];
+    result.view.shape[d] = 1;
+  }
+  return result;
+}
+
 /// One 1-d strided stretch of a view: `length` elements `stride` elements apart. Within a run
 /// the channel is fixed (`channel` >= 0), or, when the channel axis is the innermost dimension,
 /// element i of the run belongs to channel i (`channel` == kChannelPerElement).

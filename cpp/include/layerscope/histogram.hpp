@@ -108,11 +108,24 @@ class Histogram {
   /// Counts one value.
   void update(double x) noexcept { add(x); }
 
-  /// Counts every element of `view` (any layout and DType; a channel axis is ignored).
+  /// Counts every element of `view` (any layout and DType; a channel axis is ignored). A
+  /// broadcast view (stride-0 dimensions) is read once and its counts multiplied.
   void update(const BufferView& view) {
-    for_each_chunk(view, [&](const double* values, std::int64_t n) {
-      for (std::int64_t i = 0; i < n; ++i) add(values[i]);
-    });
+    const DistinctView distinct = distinct_elements(view);
+    if (distinct.repeat == 1) {
+      for_each_chunk(view, [&](const double* values, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; ++i) add(values[i]);
+      });
+      return;
+    }
+    Histogram part = *this;
+    part.counts_.assign(counts_.size(), 0);
+    part.underflow_ = part.overflow_ = part.nan_ = 0;
+    part.update(distinct.view);
+    for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += part.counts_[i] * distinct.repeat;
+    underflow_ += part.underflow_ * distinct.repeat;
+    overflow_ += part.overflow_ * distinct.repeat;
+    nan_ += part.nan_ * distinct.repeat;
   }
 
   /// Adds `other`'s counts. Throws std::invalid_argument unless the edges are identical

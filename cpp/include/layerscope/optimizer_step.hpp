@@ -154,11 +154,7 @@ inline StepSummary summarize_step(const StepInputs& in) {
       throw std::invalid_argument("layerscope: correction must be > 0");
   }
   const std::int64_t blocks = (in.size + detail::kSummaryBlock - 1) / detail::kSummaryBlock;
-  const unsigned workers =
-      in.size < detail::kSummaryParallelMin
-          ? 1u
-          : std::min<unsigned>(detail::worker_count(in.size, detail::kSummaryParallelMin / 2),
-                               static_cast<unsigned>(std::max<std::int64_t>(blocks, 1)));
+  const unsigned workers = detail::split_workers(in.size, blocks, detail::kSummaryParallelMin);
   const bool wide = detail::cpu_has_avx2_fma();
   StepSummary empty;
   empty.states.resize(in.states.size());

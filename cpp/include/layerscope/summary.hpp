@@ -279,6 +279,27 @@ inline Summary empty_summary(std::int64_t channels) {
   return s;
 }
 
+/// `s` as if each of its elements had been seen `repeat` times: counts and sums scale, while
+/// mean, min and max stay (m2 scales too, since every copy has the same mean).
+inline void repeat_summary(Summary& s, std::int64_t repeat) {
+  const auto times = static_cast<double>(repeat);
+  s.size *= repeat;
+  s.count *= repeat;
+  s.zeros *= repeat;
+  s.nan *= repeat;
+  s.pos_inf *= repeat;
+  s.neg_inf *= repeat;
+  s.sum *= times;
+  s.sum_sq *= times;
+  s.m2 *= times;
+  s.l1 *= times;
+  s.l2 = std::sqrt(s.sum_sq);
+  for (auto& n : s.channel_count) n *= repeat;
+  for (auto& n : s.channel_active) n *= repeat;
+  for (auto& x : s.channel_sum) x *= times;
+  for (auto& x : s.channel_sum_sq) x *= times;
+}
+
 /// Buffers smaller than this are summarized on the calling thread alone.
 inline constexpr std::int64_t kSummaryParallelMin = std::int64_t{1} << 20;
 /// Long runs are cut into pieces of about this many elements so that a single contiguous
@@ -292,6 +313,13 @@ namespace detail {
 /// summarize() with its options checked; `wide`: use the AVX2 kernels (the tests pass false to
 /// run the portable ones on any CPU).
 inline Summary summarize_with(const BufferView& view, const SummaryOptions& options, bool wide) {
+  const DistinctView distinct = distinct_elements(view);
+  if (distinct.repeat > 1) {
+    Summary s = summarize_with(distinct.view, options, wide);
+    repeat_summary(s, distinct.repeat);
+    s.size = view.size();
+    return s;
+  }
   if (!options.channel_sums) {
     // The whole-buffer statistics over the buffer as if it had no channels (contiguous
     // tensors are then one run), and the activity counts in a pass of their own.
@@ -327,11 +355,7 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
   const std::int64_t piece = (length + pieces - 1) / std::max<std::int64_t>(pieces, 1);
   const std::int64_t units = runs * pieces;
   const std::int64_t total = runs * length;
-  const unsigned workers =
-      total < detail::kSummaryParallelMin
-          ? 1u
-          : std::min<unsigned>(detail::worker_count(total, detail::kSummaryParallelMin / 2),
-                               static_cast<unsigned>(std::max<std::int64_t>(units, 1)));
+  const unsigned workers = detail::split_workers(total, units, detail::kSummaryParallelMin);
   std::vector<Summary> partial(workers, detail::empty_summary(channels));
 
   visit_dtype(view.dtype, [&](auto tag) {

@@ -185,11 +185,7 @@ inline std::vector<std::int64_t> channel_activity(const BufferView& view, double
   const RunPlan plan(view);
   const std::int64_t runs = plan.run_count();
   const std::int64_t total = runs * plan.run_length();
-  const unsigned workers =
-      total < parallel_min
-          ? 1u
-          : std::min<unsigned>(worker_count(total, parallel_min / 2),
-                               static_cast<unsigned>(std::max<std::int64_t>(runs, 1)));
+  const unsigned workers = split_workers(total, runs, parallel_min);
   std::vector<std::vector<std::int64_t>> partial(
       workers, std::vector<std::int64_t>(static_cast<std::size_t>(channels), 0));
   visit_dtype(view.dtype, [&](auto tag) {

@@ -18,6 +18,16 @@ inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker) noe
   return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, hardware));
 }
 
+/// Workers for `total` elements cut into `units` pieces of work: one below `parallel_min`
+/// elements, else worker_count(total, parallel_min / 2), and never more than there are units.
+/// Counted in 64 bits throughout: a view of 2^48 elements has more units than `unsigned` holds.
+inline unsigned split_workers(std::int64_t total, std::int64_t units,
+                              std::int64_t parallel_min) noexcept {
+  if (total < parallel_min) return 1;
+  const unsigned wanted = worker_count(total, parallel_min / 2);
+  return static_cast<unsigned>(std::clamp<std::int64_t>(units, 1, wanted));
+}
+
 /// Calls body(worker, begin, end) on `workers` contiguous slices of [0, count). Slices are
 /// disjoint and cover the range in order; an exception thrown by any worker is rethrown here
 /// after all threads have joined.
