@@ -108,6 +108,9 @@ class Scope:
         self._closed_step_reads_loss = False  # whether a late loss has a step to join
         self._notes: set[str] = set()
         self._closed = False
+        self._broken = False  # a part of the step pipeline failed: observation has stopped
+        self._keep_history = True
+        self._dropped: list[Gatherer] = []  # gatherers whose hooks failed, removed at a boundary
 
         self._gatherers = self._install_gatherers()
         self._busy: list[Gatherer] = []  # those with something to observe on this step
@@ -157,6 +160,7 @@ class Scope:
             },
             summary_suffices=self._summary_suffices,
             observe_summary=self._observe_summary,
+            failed=self._gatherer_failed,
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
         check_parameters_readable(
@@ -174,7 +178,7 @@ class Scope:
         With an optimizer the optimizer counts steps; then this only records the loss (for the
         step whose forward pass produced it, whether called before or after ``opt.step()``).
         """
-        if self._closed:
+        if self._closed or self._broken:
             return
         if self.optimizer is None:
             if loss is not None:
@@ -303,15 +307,14 @@ class Scope:
 
     # -- steps ---------------------------------------------------------------------------------
     def _mark_forward(self, module: nn.Module, args: Any) -> None:  # noqa: ANN401
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and not self._broken:
             self._forward_since_step = True
 
     def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
         # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if not callable(closure):
-            for gatherer in self._busy:
-                gatherer.before_step()
+            self._at_boundary("before_step")
             return None
         # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
         # this hook: read them when the closure has run the first time.
@@ -322,22 +325,81 @@ class Scope:
             result = closure()
             if not done:
                 done = True
-                for gatherer in self._busy:
-                    gatherer.before_step()
+                self._at_boundary("before_step")
             return result
 
         rest = {k: v for k, v in kwargs.items() if k != "closure"}
         return args[:1], {**rest, "closure": observed_closure}
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        for gatherer in self._busy:
-            gatherer.after_step()
+        self._at_boundary("after_step")
         self._finish_step()
 
     def _take_step(self) -> None:
-        for gatherer in self._busy:
-            gatherer.before_step()
+        self._at_boundary("before_step")
         self._finish_step()
+
+    def _at_boundary(self, what: str) -> None:
+        """Call each busy gatherer's ``before_step`` or ``after_step``, each one contained."""
+        for gatherer in self._busy:
+            if not gatherer.failed:
+                try:
+                    getattr(gatherer, what)()
+                except Exception as error:  # noqa: BLE001 - a gatherer must never kill training
+                    gatherer.failed = True
+                    self._gatherer_failed(gatherer, what, error)
+
+    def _gatherer_failed(self, gatherer: Gatherer, where: str, error: Exception) -> None:
+        """A gatherer's hook raised: warn once; its hooks go at the next step boundary.
+
+        Not at once: the failing hook may be running inside torch's iteration over hooks.
+        """
+        self._warn_once(
+            f"{type(gatherer).__name__}.{where}",
+            error,
+            f"the gatherer is disabled (its sites {', '.join(gatherer.kinds)} are no longer "
+            "observed)",
+        )
+        self._dropped.append(gatherer)
+
+    def _drop_failed_gatherers(self) -> None:
+        dropped, self._dropped = self._dropped, []
+        for gatherer in dropped:
+            try:
+                gatherer.remove()
+            except Exception:  # noqa: BLE001, S110 - its hooks are inert already (failed)
+                pass
+        self._gatherers = [g for g in self._gatherers if not g.failed]
+        self._busy = [g for g in self._busy if not g.failed]
+
+    def _warn_once(self, part: str, error: Exception, consequence: str) -> None:
+        """Say once, loudly, that `part` of layerscope failed and what it costs the run."""
+        if part not in self._notes:
+            self._notes.add(part)
+            warnings.warn(
+                f"layerscope: {part} failed ({error!r}); {consequence}; training goes on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _contained(self, part: str, call: Any, *args: Any) -> bool:  # noqa: ANN401
+        """Run a part of the step pipeline; if it raises, observation stops for the run.
+
+        Records emitted before still reach the sinks and ``records()``.
+        """
+        try:
+            call(*args)
+        except Exception as error:  # noqa: BLE001 - layerscope must never kill training
+            self._broken = True
+            self._warn_once(part, error, "layerscope stops observing this run")
+            self._active, self._busy = {}, []
+            for gatherer in self._gatherers:
+                try:
+                    gatherer.follow(self._active)
+                except Exception:  # noqa: BLE001, S110 - stopping anyway
+                    pass
+            return False
+        return True
 
     def _plan_step(self) -> None:
         """Work out which (module, kind) pairs the lenses active on this step observe.
@@ -346,6 +408,10 @@ class Scope:
         the gatherers hear of it when it changes, and only those with work in it act at the
         step boundary.
         """
+        if self._dropped:
+            self._drop_failed_gatherers()
+        if self._broken:
+            return
         active = self._active_lenses(self.step_count)
         plan = self._plans.get(active)
         if plan is None:
@@ -361,7 +427,11 @@ class Scope:
             kinds = {kind for _, kind in plan}
             self._busy = [g for g in self._gatherers if kinds.intersection(g.kinds)]
             for gatherer in self._gatherers:
-                gatherer.follow(plan)
+                try:
+                    gatherer.follow(plan)
+                except Exception as error:  # noqa: BLE001 - a gatherer must never kill training
+                    gatherer.failed = True
+                    self._gatherer_failed(gatherer, "follow", error)
 
     def _active_lenses(self, step: int) -> tuple[int, ...]:
         """Indices of the lenses that observe `step` (:meth:`Lens.active`, without a call each)."""
@@ -375,8 +445,12 @@ class Scope:
         return (module, kind) in self._active
 
     def _finish_step(self) -> None:
+        if self._broken:
+            return
         self._closed_step_reads_loss = ("", "loss") in self._active
-        self._windows.close_step(self.step_count, self.epoch_count)
+        step, epoch = self.step_count, self.epoch_count
+        if not self._contained("WindowBuilder.close_step", self._windows.close_step, step, epoch):
+            return
         self.step_count += 1
         self._forward_since_step = False
         self._plan_step()
@@ -392,35 +466,48 @@ class Scope:
         needs = self._active.get((module, kind))
         if needs is None or self._closed:
             return
+        readable = self._readable(module, site, tensor, needs.activity)
+        if readable is None:
+            return
+        tensor, axis = readable
+        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
+        try:
+            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
+        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
+            self._site_failed(module, kind, site, error)
+
+    def _readable(
+        self, module: str, site: str, tensor: torch.Tensor, activity: bool
+    ) -> tuple[torch.Tensor, int | None] | None:
+        """The part of `tensor` this rank reduces and its unit axis; None to skip it (noted)."""
         reason = readable_reason(tensor)
         if reason is not None:
             if site not in self._notes:
                 self._notes.add(site)
                 log.info("layerscope: skipping site %s: a statistic cannot read %s", site, reason)
-            return
+            return None
         if tensor.numel() == 0:
-            return
-        axis = unit_axis(self._axes.get(module), tensor) if needs.activity else None
+            return None
+        axis = unit_axis(self._axes.get(module), tensor) if activity else None
         if is_distributed_tensor(tensor):  # FSDP2: this rank reduces its shard
             self._sharded.add(site)
             tensor, axis = local_part(tensor, axis)
             if tensor is None or tensor.numel() == 0:
-                return
-        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
-        try:
-            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
-        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
-            if site not in self._notes:
-                self._notes.add(site)
-                warnings.warn(
-                    f"layerscope: could not reduce site {site} ({error!r}); it is skipped "
-                    "from now on",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            self._failed.add((module, kind))
-            for plan in self._plans.values():
-                plan.pop((module, kind), None)
+                return None
+        return tensor, axis
+
+    def _site_failed(self, module: str, kind: str, site: str, error: Exception) -> None:
+        """A site could not be reduced: warn once and observe it no more."""
+        if site not in self._notes:
+            self._notes.add(site)
+            warnings.warn(
+                f"layerscope: could not reduce site {site} ({error!r}); it is skipped from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self._failed.add((module, kind))
+        for plan in self._plans.values():
+            plan.pop((module, kind), None)
 
     def _summary_suffices(self, module: str, kind: str) -> bool:
         needs = self._active.get((module, kind))
@@ -432,27 +519,39 @@ class Scope:
             self._windows.add_summary(module, kind, site, summary)
 
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
-        if ("", "loss") not in self._active:
+        if ("", "loss") not in self._active or self._broken:
             return
-        tensor = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        self._observe("", "loss", "loss", tensor.detach().float())
+        try:
+            tensor = _loss_tensor(loss)
+        except Exception as error:  # noqa: BLE001 - a loss layerscope cannot read is skipped
+            self._site_failed("", "loss", "loss", error)
+            return
+        self._observe("", "loss", "loss", tensor)
 
     def _late_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step the optimizer just closed."""
-        if not self._closed_step_reads_loss:
+        if not self._closed_step_reads_loss or self._broken or ("", "loss") in self._failed:
             return
         step = self.step_count - 1
-        value = (
-            loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        )
-        self._windows.add_to_closed(step, self.epoch_count, "", "loss", "loss", value, Needs())
+        try:
+            readable = self._readable("", "loss", _loss_tensor(loss), False)
+            if readable is not None:
+                self._windows.add_to_closed(
+                    step, self.epoch_count, "", "loss", "loss", readable[0], Needs()
+                )
+        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
+            self._site_failed("", "loss", "loss", error)
 
     # -- windows and records -------------------------------------------------------------------
     def _emit_ready(self, collective: bool, hold_last: bool = False) -> None:
         """Records for every closed step; across ranks only at a collective flush."""
-        if self.world_size > 1 and not collective:
+        if (self.world_size > 1 and not collective) or "WindowBuilder.ready" in self._notes:
+            return  # (steps closed before a failure elsewhere are still handed out)
+        steps: list[StepWindows] = []
+        if not self._contained(
+            "WindowBuilder.ready", lambda: steps.extend(self._windows.ready(hold_last))
+        ):
             return
-        steps = self._windows.ready(hold_last)
         if self.world_size > 1:
             steps = merge_to_rank0(steps, self._replicated, self._sharded)
         for step_windows in steps:
@@ -470,7 +569,14 @@ class Scope:
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             if id(lens) in self._reviewers:
                 emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
-        self._history.extend(emitted)
+        if self._keep_history:
+            try:
+                self._history.extend(emitted)
+            except Exception as error:  # noqa: BLE001 - the sinks still get every record
+                self._keep_history = False
+                self._warn_once(
+                    "RecordHistory.extend", error, "records() holds no records past this step"
+                )
         self._unflushed.extend(emitted)
 
     def _sites_per_lens(self, windows: dict[str, SiteWindow]) -> dict[int, tuple[str, ...]]:
@@ -514,6 +620,13 @@ class Scope:
     @force_torch_reducer.setter
     def force_torch_reducer(self, value: bool) -> None:
         self._windows.force_torch = value
+
+
+def _loss_tensor(loss: torch.Tensor | float) -> torch.Tensor:
+    """The loss as a detached float tensor (a Python number becomes a 0-d CPU tensor)."""
+    if isinstance(loss, torch.Tensor):
+        return loss.detach().float()
+    return torch.tensor(float(loss))
 
 
 def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name
 
 
@@ -67,6 +67,7 @@ class ParameterGatherer(Gatherer):
                 handle.remove()
                 del self._handles[index]
 
+    @contained
     def _arrived(self, index: int, param: torch.Tensor) -> None:
         self._fresh.add(index)
 
