@@ -112,27 +112,37 @@ class Scope:
         self._keep_history = True
         self._dropped: list[Gatherer] = []  # gatherers whose hooks failed, removed at a boundary
 
-        self._gatherers = self._install_gatherers()
+        self._gatherers: list[Gatherer] = []
         self._busy: list[Gatherer] = []  # those with something to observe on this step
-        self._handles = [model.register_forward_pre_hook(self._mark_forward)]
-        if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
-            self._handles.append(optimizer.register_step_post_hook(self._optimizer_post_step))
-
+        self._handles: list[Any] = []
         self.sinks: list[GuardedSink] = []
-        if self.rank == 0:  # one writer per run
-            self.sinks = [GuardedSink(s) for s in sinks]
-            if logdir is not None:
-                from layerscope.sinks.tensorboard import TensorBoardSink
-
-                self.sinks.insert(0, GuardedSink(TensorBoardSink(logdir)))
         self.logdir = logdir
-        self._plan_step()
+        try:
+            self._attach(sinks)
+        except BaseException:
+            # A watch() that fails leaves the model and optimizer exactly as they were.
+            self._remove_hooks(quiet=True)  # the error that stopped watch() is the news
+            raise
         ref = weakref.ref(self)
         self._atexit = lambda: (s := ref()) is not None and s.close()
         atexit.register(self._atexit)
 
-    def _install_gatherers(self) -> list[Gatherer]:
+    def _attach(self, sinks: Sequence[Sink]) -> None:
+        """Install the gatherers and the step hooks, and open the sinks."""
+        self._install_gatherers()
+        self._handles.append(self.model.register_forward_pre_hook(self._mark_forward))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._optimizer_pre_step))
+            self._handles.append(self.optimizer.register_step_post_hook(self._optimizer_post_step))
+        if self.rank == 0:  # one writer per run
+            self.sinks = [GuardedSink(s) for s in sinks]
+            if self.logdir is not None:
+                from layerscope.sinks.tensorboard import TensorBoardSink
+
+                self.sinks.insert(0, GuardedSink(TensorBoardSink(self.logdir)))
+        self._plan_step()
+
+    def _install_gatherers(self) -> None:
         wanted: dict[str, set[str]] = {}
         for lens in self.lenses:
             for name, kinds in self._kinds_at[id(lens)].items():
@@ -166,10 +176,14 @@ class Scope:
         check_parameters_readable(
             self.model, every_kind & {k for g in GATHERERS if g.replicated for k in g.kinds}
         )
-        gatherers = [g(context) for g in GATHERERS if every_kind & set(g.kinds)]
-        self._replicated = {k for g in gatherers if g.replicated for k in g.kinds}
         self._sharded: set[str] = set()  # sites of DTensors: merged across ranks
-        return gatherers
+        for kind in GATHERERS:
+            if every_kind & set(kind.kinds):
+                # Listed before its hooks go in, so that a failure further on removes them.
+                gatherer = kind.__new__(kind)
+                self._gatherers.append(gatherer)
+                gatherer.__init__(context)  # type: ignore[misc]
+        self._replicated = {k for g in self._gatherers if g.replicated for k in g.kinds}
 
     # -- the user's calls ----------------------------------------------------------------------
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -259,17 +273,27 @@ class Scope:
         finally:
             for sink in self.sinks:
                 sink.close()
-            for gatherer in self._gatherers:
-                gatherer.remove()
-            # Gatherers call back into the scope: dropping them breaks that reference cycle, so
-            # the scope (and the model it holds) is freed with its last reference, not by the
-            # cycle collector late in interpreter shutdown, after torch.distributed has gone.
-            self._gatherers = []
-            self._busy = []
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
+            self._remove_hooks()
             atexit.unregister(self._atexit)
+
+    def _remove_hooks(self, quiet: bool = False) -> None:
+        """Remove every hook layerscope installed on the model and the optimizer."""
+        for gatherer in self._gatherers:
+            try:
+                gatherer.remove()
+            except Exception as error:  # noqa: BLE001 - the other hooks must go all the same
+                if not quiet:
+                    self._warn_once(
+                        f"{type(gatherer).__name__}.remove", error, "its hooks may remain"
+                    )
+        # Gatherers call back into the scope: dropping them breaks that reference cycle, so
+        # the scope (and the model it holds) is freed with its last reference, not by the
+        # cycle collector late in interpreter shutdown, after torch.distributed has gone.
+        self._gatherers = []
+        self._busy = []
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
     def __enter__(self) -> Scope:
         return self
