@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerscope.checkpoint import lens_states, scope_state
 from layerscope.distributed import (
     check_parameters_readable,
     local_part,
@@ -303,30 +304,34 @@ class Scope:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs to continue its curves: counters and lens states."""
+        """What a resumed run needs to continue its curves: counters and lens states.
+
+        It names the model's modules and the lenses, which :meth:`load_state_dict` checks.
+        """
         self.flush()
-        return {
-            "version": 1,
-            "step": self.step_count,
-            "epoch": self.epoch_count,
-            "lenses": [lens.state_dict() for lens in self.lenses],
-        }
+        return scope_state(self.step_count, self.epoch_count, list(self._modules), self.lenses)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order)."""
-        if state.get("version") != 1:
-            raise ValueError(
-                f"Scope.load_state_dict: unknown state version {state.get('version')!r}"
-            )
-        if len(state["lenses"]) != len(self.lenses):
-            raise ValueError(
-                f"Scope.load_state_dict: the state holds {len(state['lenses'])} lenses, this "
-                f"scope has {len(self.lenses)}; attach the same lenses as the saved run"
-            )
-        for lens, lens_state in zip(self.lenses, state["lenses"], strict=False):
-            lens.load_state_dict(lens_state)
-        self.step_count = int(state["step"])
-        self.epoch_count = int(state["epoch"])
+        """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order).
+
+        Raises:
+            ValueError: the state is not a scope's, or was saved from another model or with
+                other lenses; the scope is then left as it was.
+        """
+        step, epoch, saved = lens_states(state, list(self._modules), self.lenses)
+        previous = [lens.state_dict() for lens in self.lenses]
+        for i, (lens, lens_state) in enumerate(zip(self.lenses, saved, strict=True)):
+            try:
+                lens.load_state_dict(lens_state)
+            except Exception as error:
+                for earlier, before in zip(self.lenses[: i + 1], previous, strict=False):
+                    earlier.load_state_dict(before)
+                raise ValueError(
+                    f"Scope.load_state_dict: the state of lens {i} ({lens!r}) does not load: "
+                    f"{error!r}"
+                ) from error
+        self.step_count = step
+        self.epoch_count = epoch
         self._plan_step()
 
     # -- steps ---------------------------------------------------------------------------------
