@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from layerscope.checkpoint import lens_states, scope_state
 from layerscope.distributed import (
@@ -22,7 +23,7 @@ from layerscope.distributed import (
     wait_for_all_ranks,
 )
 from layerscope.docs import error_message
-from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
+from layerscope.gatherers import GATHERERS, GatherContext, Gatherer, OptimizerGatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
@@ -116,6 +117,11 @@ class Scope:
         self._gatherers: list[Gatherer] = []
         self._busy: list[Gatherer] = []  # those with something to observe on this step
         self._handles: list[Any] = []
+        self._optimizer_handles: list[Any] = []
+        self._global_hook: Any = None
+        self._context: GatherContext | None = None
+        self._watched_params: set[int] = set()
+        self._other_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self.sinks: list[GuardedSink] = []
         self.logdir = logdir
         try:
@@ -133,8 +139,7 @@ class Scope:
         self._install_gatherers()
         self._handles.append(self.model.register_forward_pre_hook(self._mark_forward))
         if self.optimizer is not None:
-            self._handles.append(self.optimizer.register_step_pre_hook(self._optimizer_pre_step))
-            self._handles.append(self.optimizer.register_step_post_hook(self._optimizer_post_step))
+            self._hook_optimizer(self.optimizer)
         if self.rank == 0:  # one writer per run
             self.sinks = [GuardedSink(s) for s in sinks]
             if self.logdir is not None:
@@ -159,7 +164,7 @@ class Scope:
                             "unknown-kind",
                         )
                     )
-        context = GatherContext(
+        context = self._context = GatherContext(
             modules=self._modules,
             wanted=wanted,
             observe=self._observe,
@@ -204,6 +209,71 @@ class Scope:
                 self._observe_loss(loss)
             else:  # the optimizer already closed the step this loss belongs to
                 self._late_loss(loss)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Count steps with `optimizer` from now on, in place of the one given before.
+
+        For an optimizer created anew mid-run (after unfreezing layers, say). An optimizer that
+        steps over parameters the watched one holds is followed without this call, with a
+        warning.
+
+        Raises:
+            ValueError: `optimizer` is not a ``torch.optim.Optimizer``.
+        """
+        _check_arguments(self.model, optimizer, self.every, self.flush_every)
+        if self._closed or optimizer is self.optimizer:
+            return
+        for handle in self._optimizer_handles:
+            handle.remove()
+        context = self._context
+        assert context is not None  # set until close
+        self.optimizer = context.optimizer = optimizer
+        self._hook_optimizer(optimizer)
+        for i, gatherer in enumerate(self._gatherers):
+            if isinstance(gatherer, OptimizerGatherer):  # it maps the optimizer's parameters
+                gatherer.remove()
+                self._gatherers[i] = OptimizerGatherer(context)
+        self._active = {}  # the gatherers follow the plan afresh
+        self._plan_step()
+
+    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self._optimizer_handles = [
+            optimizer.register_step_pre_hook(self._optimizer_pre_step),
+            optimizer.register_step_post_hook(self._optimizer_post_step),
+        ]
+        self._watched_params = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if self._global_hook is None:
+            # Every optimizer's step passes here first: one that replaced the watched one is
+            # found before its own step hooks run, so its first step is counted already.
+            ref = weakref.ref(self)
+
+            def any_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:  # noqa: ANN401
+                scope = ref()
+                if scope is not None and opt is not scope.optimizer:
+                    scope._other_optimizer_step(opt)
+
+            self._global_hook = register_optimizer_step_pre_hook(any_step)
+            self._handles.append(self._global_hook)
+
+    def _other_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Follow an optimizer that steps the watched parameters: the watched one was replaced."""
+        if self._closed or self._broken or optimizer in self._other_optimizers:
+            return
+        try:
+            groups = optimizer.param_groups
+            if not any(id(p) in self._watched_params for g in groups for p in g["params"]):
+                self._other_optimizers.add(optimizer)  # another model's, or other parameters
+                return
+            warnings.warn(
+                f"layerscope: a new {type(optimizer).__name__} steps the watched parameters, "
+                f"from step {self.step_count}; layerscope counts its steps from now on. After "
+                "creating an optimizer anew, call scope.attach_optimizer(opt) to say so",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.attach_optimizer(optimizer)
+        except Exception as error:  # noqa: BLE001 - layerscope must never kill training
+            self._warn_once("following a new optimizer", error, "its steps are not counted")
 
     def observe_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step in progress, the one the next optimizer step closes.
@@ -292,9 +362,11 @@ class Scope:
         # cycle collector late in interpreter shutdown, after torch.distributed has gone.
         self._gatherers = []
         self._busy = []
-        for handle in self._handles:
+        self._context = None  # its callbacks are the scope's: another cycle
+        for handle in (*self._handles, *self._optimizer_handles):
             handle.remove()
         self._handles.clear()
+        self._optimizer_handles.clear()
 
     def __enter__(self) -> Scope:
         return self
