@@ -29,6 +29,7 @@ from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.observation import is_distributed_tensor, readable_reason
+from layerscope.passes import PassTracker
 from layerscope.records import Record
 from layerscope.reducers import HostSummary
 from layerscope.sinks.base import GuardedSink, Sink
@@ -119,6 +120,7 @@ class Scope:
         self._handles: list[Any] = []
         self._optimizer_handles: list[Any] = []
         self._global_hook: Any = None
+        self._passes: PassTracker | None = None
         self._context: GatherContext | None = None
         self._watched_params: set[int] = set()
         self._other_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
@@ -138,6 +140,7 @@ class Scope:
         """Install the gatherers and the step hooks, and open the sinks."""
         self._install_gatherers()
         self._handles.append(self.model.register_forward_pre_hook(self._mark_forward))
+        self._passes = PassTracker(self.model, self._windows)
         if self.optimizer is not None:
             self._hook_optimizer(self.optimizer)
         if self.rank == 0:  # one writer per run
@@ -363,6 +366,8 @@ class Scope:
         self._gatherers = []
         self._busy = []
         self._context = None  # its callbacks are the scope's: another cycle
+        if self._passes is not None:
+            self._passes.remove()
         for handle in (*self._handles, *self._optimizer_handles):
             handle.remove()
         self._handles.clear()
@@ -410,11 +415,32 @@ class Scope:
     def _mark_forward(self, module: nn.Module, args: Any) -> None:  # noqa: ANN401
         if torch.is_grad_enabled() and not self._broken:
             self._forward_since_step = True
+            self._contained(
+                "PassTracker.forward_begins", self._say_lost, self._passes.forward_begins
+            )
+
+    def _say_lost(self, what: Any) -> None:  # noqa: ANN401
+        """Say what a pass that did not count cost: ``what()`` gives (why, sites dropped)."""
+        lost = what()
+        if lost is None or not lost[1]:
+            return
+        why, sites = lost
+        message = (
+            f"layerscope: {why}; the observations it made ({len(sites)} sites) are dropped, "
+            f"not counted into step {self.step_count}"
+        )
+        if why.startswith("a forward"):  # an exception the loop caught: rare, so said loudly
+            if why not in self._notes:
+                self._notes.add(why)
+                warnings.warn(message + " (said once)", RuntimeWarning, stacklevel=4)
+        else:  # GradScaler skips steps routinely
+            log.info(message)
 
     def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
         # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if not callable(closure):
+            self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
             self._at_boundary("before_step")
             return None
         # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
@@ -437,6 +463,7 @@ class Scope:
         self._finish_step()
 
     def _take_step(self) -> None:
+        self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
         self._at_boundary("before_step")
         self._finish_step()
 
@@ -527,6 +554,8 @@ class Scope:
             self._active = plan
             kinds = {kind for _, kind in plan}
             self._busy = [g for g in self._gatherers if kinds.intersection(g.kinds)]
+            if self._passes is not None:
+                self._passes.follow(bool(plan))
             for gatherer in self._gatherers:
                 try:
                     gatherer.follow(plan)
@@ -554,6 +583,7 @@ class Scope:
             return
         self.step_count += 1
         self._forward_since_step = False
+        self._passes.step_closed()
         self._plan_step()
         # The step just closed waits for the next one: a loss reported after the optimizer step
         # (the usual order) still joins it, so that each step is emitted once, whole.

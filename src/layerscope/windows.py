@@ -81,6 +81,24 @@ class StepWindows:
     windows: dict[str, SiteWindow]
 
 
+def _merge_into(into: _Pending, other: _Pending) -> None:
+    """Fold the observations of `other` (the same site, one step) into `into`."""
+    into.summaries.extend(other.summaries)
+    into.values.extend(other.values)
+    for name in ("quantiles", "histogram"):
+        mine, theirs = getattr(into, name), getattr(other, name)
+        if mine is None or theirs is None:
+            setattr(into, name, mine if theirs is None else theirs)
+        elif isinstance(mine, list):  # device parts, reduced at the flush
+            mine.extend(theirs)
+        else:
+            mine.merge(theirs)
+    for key, count in other.exceed.items():
+        into.exceed[key] = into.exceed[key] + count if key in into.exceed else count
+    into.on_device = into.on_device or other.on_device
+    into.dropped += other.dropped
+
+
 @functools.cache
 def histogram_edges() -> np.ndarray:
     """The edges of :data:`HISTOGRAM_EDGES` (computed once)."""
@@ -109,6 +127,9 @@ class WindowBuilder:
         self._current: dict[str, _Pending] = {}
         self._closed: list[_ClosedStep] = []
         self._dropping = False  # whether a never-closing step has had observations dropped
+        # What the step observed before the forward pass in progress began (gradient
+        # accumulation's earlier micro-batches): kept apart so that an aborted pass can go.
+        self._before_forward: dict[str, _Pending] | None = None
 
     @property
     def has_device_work(self) -> bool:
@@ -238,6 +259,36 @@ class WindowBuilder:
     def discard_current(self) -> None:
         """Drop observations of a step that never finished."""
         self._current = {}
+        self._before_forward = None
+
+    def begin_forward(self) -> None:
+        """A forward pass begins: until :meth:`end_forward` its observations can be dropped."""
+        if self._current:
+            self._before_forward, self._current = self._current, {}
+
+    def end_forward(self) -> None:
+        """The forward pass finished: its observations join the step's."""
+        before, self._before_forward = self._before_forward, None
+        if before is not None:
+            for site, pending in self._current.items():
+                old = before.get(site)
+                if old is None:
+                    before[site] = pending
+                elif len(old.summaries) < PENDING_LIMIT or self._bounded(site, old):
+                    _merge_into(old, pending)
+            self._current = before
+
+    def discard_step(self) -> list[str]:
+        """Drop the current step's observations (its update never happened); their sites."""
+        dropped = list({*self._current, *(self._before_forward or ())})
+        self.discard_current()
+        return dropped
+
+    def abort_forward(self) -> list[str]:
+        """Drop what a forward pass that raised observed; the sites it had observed."""
+        dropped = list(self._current)
+        self._current, self._before_forward = self._before_forward or {}, None
+        return dropped
 
     def ready(self, hold_last: bool = False) -> list[StepWindows]:
         """Windows of every closed step, in step order; one device-to-host copy at most.

@@ -1,0 +1,123 @@
+"""Passes that did not count leave no trace: a forward that raised, a step that was skipped.
+
+The reference is the same run without the pass: every record of every step must be the same.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import layerscope
+from layerscope import lenses
+from models import batches, mlp
+
+BAD = 2  # the batch whose pass does not count
+
+
+def _chosen():
+    return [
+        lenses.Loss(),
+        lenses.Activations(),
+        lenses.GradientNorms(of=("weight", "output")),
+        lenses.DeadUnits(window=3),
+    ]
+
+
+class _Flaky(nn.Module):
+    """An MLP whose forward raises half-way when told to (an OOM, a bad batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp()
+        self.fail = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net[:3](x)
+        if self.fail:
+            raise RuntimeError("out of memory (simulated)")
+        return self.net[3:](h)
+
+
+def _values(scope):
+    return {(r.step, r.site, r.quantity, r.statistic): r.value for r in scope.records()}
+
+
+def _run_flaky(data, fail_at):
+    model = _Flaky()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_chosen()) as scope:
+        for i, (x, y) in enumerate(data):
+            opt.zero_grad()
+            model.fail = i == fail_at
+            try:
+                loss = nn.functional.cross_entropy(model(x), y)
+            except RuntimeError:
+                continue  # the loop skips the batch
+            loss.backward()
+            opt.step()
+            scope.step(loss=loss)
+    return scope
+
+
+def test_a_forward_that_raised_is_not_pooled_into_the_next_step():
+    data = batches("mlp", 6)
+    reference = _run_flaky(data[:BAD] + data[BAD + 1 :], fail_at=-1)
+    with pytest.warns(RuntimeWarning, match="a forward pass raised.*not counted into step 2"):
+        observed = _run_flaky(data, fail_at=BAD)
+    assert observed.step_count == reference.step_count == 5
+    assert _values(observed) == _values(reference)
+
+
+def _run_scaled(data, overflow_at):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu")
+    chosen = [lenses.Loss(), lenses.Activations(), lenses.GradientNorms(of=("weight",))]
+    with layerscope.watch(model, optimizer=opt, lenses=chosen) as scope:
+        for i, (x, y) in enumerate(data):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            if i == overflow_at:
+                loss = loss * float("inf")
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # skipped after an overflow
+            scaler.update()
+            scope.step(loss=loss)
+    return scope
+
+
+def test_a_step_grad_scaler_skipped_is_not_pooled_into_the_next_step():
+    data = batches("mlp", 6)
+    reference = _run_scaled(data[:BAD] + data[BAD + 1 :], overflow_at=-1)
+    observed = _run_scaled(data, overflow_at=BAD)
+    assert observed.step_count == reference.step_count == 5
+    assert _values(observed) == _values(reference)
+
+
+def _run_accumulating(data, fail: bool):
+    """Two micro-batches a step; on step 1 a third one raises between them."""
+    model = _Flaky()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_chosen()) as scope:
+        for step in range(3):
+            opt.zero_grad()
+            for micro in range(2):
+                x, y = data[2 * step + micro]
+                if fail and step == 1 and micro == 1:
+                    model.fail = True
+                    with pytest.raises(RuntimeError, match="simulated"):
+                        model(x)
+                    model.fail = False
+                nn.functional.cross_entropy(model(x), y).div(2).backward()
+            opt.step()
+    return scope
+
+
+def test_under_gradient_accumulation_only_the_pass_that_raised_goes():
+    data = batches("mlp", 6)
+    reference = _run_accumulating(data, fail=False)
+    with pytest.warns(RuntimeWarning, match="a forward pass raised"):
+        observed = _run_accumulating(data, fail=True)
+    assert _values(observed) == _values(reference)
