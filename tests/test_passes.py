@@ -121,3 +121,45 @@ def test_under_gradient_accumulation_only_the_pass_that_raised_goes():
     with pytest.warns(RuntimeWarning, match="a forward pass raised"):
         observed = _run_accumulating(data, fail=True)
     assert _values(observed) == _values(reference)
+
+
+def test_parameters_unfrozen_mid_run_are_observed():
+    model = mlp()
+    model[0].requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    norms = {}
+    with layerscope.watch(
+        model, optimizer=opt, lenses=[lenses.GradientNorms(of=("weight",))]
+    ) as scope:
+        for step, (x, y) in enumerate(batches("mlp", 6)):
+            if step == 3:
+                model[0].requires_grad_(True)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            if model[0].weight.grad is not None:
+                norms[step] = model[0].weight.grad.norm().item()
+            opt.step()
+    got = {
+        r.step: r.value
+        for r in scope.records()
+        if r.site == "0:weight.grad" and r.quantity == "l2" and r.statistic == "last"
+    }
+    assert got == pytest.approx(norms, rel=1e-6)
+    assert sorted(got) == [3, 4, 5]
+
+
+def test_a_module_replaced_mid_run_is_reported():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scope = layerscope.watch(model, optimizer=opt, lenses=[lenses.Activations()], flush_every=2)
+    for step, (x, y) in enumerate(batches("mlp", 4)):
+        if step == 1:
+            model[2] = nn.Linear(32, 16)  # a new head, say
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        if step == 1:
+            with pytest.warns(RuntimeWarning, match=r"modules changed.*replaced: \['2'\]"):
+                opt.step()  # the flush at step 2 looks
+        else:
+            opt.step()
+    scope.close()

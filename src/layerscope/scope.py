@@ -329,11 +329,32 @@ class Scope:
         self._flush(hold_last=False)
 
     def _flush(self, hold_last: bool) -> None:
+        if "model changed" not in self._notes and not self._closed:
+            self._check_modules()
         self._emit_ready(collective=True, hold_last=hold_last)
         batch, self._unflushed = self._unflushed, []
         if batch:
             for sink in self.sinks:
                 sink.write(batch)
+
+    def _check_modules(self) -> None:
+        """Warn once when modules were replaced, added or removed since watch(): unobserved."""
+        now = dict(self.model.named_modules())
+        if now.keys() == self._modules.keys() and all(
+            now[name] is module for name, module in self._modules.items()
+        ):
+            return
+        self._notes.add("model changed")
+        replaced = [n for n, m in self._modules.items() if n in now and now[n] is not m]
+        added = [n for n in now if n not in self._modules]
+        removed = [n for n in self._modules if n not in now]
+        warnings.warn(
+            f"layerscope: the model's modules changed after watch() (replaced: {replaced[:5]}, "
+            f"added: {added[:5]}, removed: {removed[:5]}); new modules are not observed and "
+            "replaced ones are no longer seen. Close this scope and watch the model again",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def close(self) -> None:
         """Flush, close the sinks and remove every hook. Safe to call twice."""
