@@ -334,8 +334,10 @@ class Scope:
         self._emit_ready(collective=True, hold_last=hold_last)
         batch, self._unflushed = self._unflushed, []
         if batch:
+            for sink in self.sinks:  # queued everywhere first: a Ctrl-C in one write loses none
+                sink.queue(batch)
             for sink in self.sinks:
-                sink.write(batch)
+                sink.drain()
 
     def _check_modules(self) -> None:
         """Warn once when modules were replaced, added or removed since watch(): unobserved."""
