@@ -163,3 +163,21 @@ def test_a_module_replaced_mid_run_is_reported():
         else:
             opt.step()
     scope.close()
+
+
+def test_parameters_replaced_by_a_dtype_move_are_reported():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scope = layerscope.watch(model, optimizer=opt, lenses=[lenses.GradientNorms()], flush_every=2)
+    overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        model.double()  # new Parameter objects: the old ones' hooks would never fire again
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = batches("mlp", 1)[0]
+    nn.functional.cross_entropy(model(x.double()), y).backward()
+    with pytest.warns(RuntimeWarning, match="new parameter objects: 6"):
+        scope.flush()
+    scope.close()
