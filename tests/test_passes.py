@@ -181,3 +181,35 @@ def test_parameters_replaced_by_a_dtype_move_are_reported():
     with pytest.warns(RuntimeWarning, match="new parameter objects: 6"):
         scope.flush()
     scope.close()
+
+
+def test_closure_evaluations_inside_one_step_are_not_skipped_steps():
+    """LBFGS evaluates its closure several times a step, zeroing the gradients first."""
+    model = mlp()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=3)
+    data = batches("mlp", 3)
+    first_grads = {}
+    with layerscope.watch(
+        model, optimizer=opt, lenses=[lenses.GradientNorms(of=("weight",))]
+    ) as scope:
+        for step, (x, y) in enumerate(data):
+            calls = 0
+
+            def closure(x=x, y=y, step=step):
+                nonlocal calls
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                calls += 1
+                if calls == 1:  # layerscope reads the gradients of the first evaluation
+                    first_grads[step] = model[0].weight.grad.norm().item()
+                return loss
+
+            opt.step(closure)
+            assert calls > 1
+    got = {
+        r.step: r.value
+        for r in scope.records()
+        if r.site == "0:weight.grad" and r.quantity == "l2" and r.statistic == "last"
+    }
+    assert got == pytest.approx(first_grads, rel=1e-6)

@@ -35,6 +35,9 @@ class PassTracker:
         self.windows = windows
         self.open = False  # a training forward pass began and has not returned
         self.backward_seen = False  # a backward reached the probe since the step began
+        # Inside opt.step(closure) (LBFGS evaluates it several times, zeroing gradients first):
+        # gradients cleared there are the step's own business, not a skipped step.
+        self.stepping = False
         self._model = model
         self._probe = next((p for p in model.parameters() if p.requires_grad), None)
         self.handles: list[Any] = []
@@ -61,7 +64,12 @@ class PassTracker:
             return None
         if self.open:
             lost = ("a forward pass raised", self.windows.abort_forward())
-        elif self.backward_seen and self._probe is not None and self._probe.grad is None:
+        elif (
+            self.backward_seen
+            and not self.stepping
+            and self._probe is not None
+            and self._probe.grad is None
+        ):
             # Gradients cleared (zero_grad) after a backward, with no step in between.
             lost = ("the optimizer step was skipped", self.windows.discard_step())
             self.backward_seen = False
@@ -71,6 +79,7 @@ class PassTracker:
 
     def step_begins(self) -> tuple[str, list[str]] | None:
         """The step is read: a forward pass still open raised; its observations go."""
+        self.stepping = True
         if not self.open:
             return None
         self.open = False
@@ -78,7 +87,7 @@ class PassTracker:
 
     def step_closed(self) -> None:
         """The step was closed: its passes counted."""
-        self.backward_seen = False
+        self.backward_seen = self.stepping = False
 
     def _forward_done(self, module: nn.Module, args: Any, output: Any) -> None:  # noqa: ANN401
         if self.open:

@@ -476,8 +476,8 @@ class Scope:
     def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
         # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
         if not callable(closure):
-            self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
             self._at_boundary("before_step")
             return None
         # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
