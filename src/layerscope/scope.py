@@ -23,6 +23,7 @@ from layerscope.distributed import (
     wait_for_all_ranks,
 )
 from layerscope.docs import error_message
+from layerscope.drift import changes_since_watch, own_parameters
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer, OptimizerGatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
@@ -86,9 +87,7 @@ class Scope:
         # this run, so the same lens objects can watch another model or run afterwards.
         self.lenses: list[Lens] = [copy.deepcopy(lens) for lens in chosen]
         self._modules = dict(model.named_modules())
-        self._params = [
-            p for m in self._modules.values() for p in m._parameters.values() if p is not None
-        ]
+        self._params = own_parameters(self._modules)
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
         #: lens id -> module name -> the kinds it reads there
@@ -343,34 +342,17 @@ class Scope:
                 sink.drain()
 
     def _check_modules(self) -> None:
-        """Warn once when modules or parameters were replaced, added or removed since watch().
-
-        The hooks hang on the objects watch() saw: new ones are not observed. ``model.to()``
-        replaces parameter objects under ``torch.__future__``'s swap/overwrite settings.
-        """
-        now = dict(self.model.named_modules())
-        params = [p for m in now.values() for p in m._parameters.values() if p is not None]
-        if (
-            now.keys() == self._modules.keys()
-            and all(now[name] is module for name, module in self._modules.items())
-            and len(params) == len(self._params)
-            and all(a is b for a, b in zip(params, self._params, strict=True))
-        ):
-            return
-        self._notes.add("model changed")
-        replaced = [n for n, m in self._modules.items() if n in now and now[n] is not m]
-        added = [n for n in now if n not in self._modules]
-        removed = [n for n in self._modules if n not in now]
-        known = {id(p) for p in self._params}
-        new_params = sum(id(p) not in known for p in params)
-        warnings.warn(
-            f"layerscope: the model's modules changed after watch() (replaced: {replaced[:5]}, "
-            f"added: {added[:5]}, removed: {removed[:5]}, new parameter objects: {new_params}); "
-            "new modules and parameters are not observed and replaced ones are no longer seen. "
-            "Close this scope and watch the model again",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        """Warn once when modules or parameters changed since watch(): they go unobserved."""
+        changes = changes_since_watch(self.model, self._modules, self._params)
+        if changes is not None:
+            self._notes.add("model changed")
+            warnings.warn(
+                f"layerscope: the model's modules changed after watch() ({changes}); new "
+                "modules and parameters are not observed and replaced ones are no longer seen. "
+                "Close this scope and watch the model again",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def close(self) -> None:
         """Flush, close the sinks and remove every hook. Safe to call twice."""
