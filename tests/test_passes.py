@@ -32,11 +32,12 @@ class _Flaky(nn.Module):
         super().__init__()
         self.net = mlp()
         self.fail = False
+        self.error: type[BaseException] = RuntimeError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.net[:3](x)
         if self.fail:
-            raise RuntimeError("out of memory (simulated)")
+            raise self.error("out of memory (simulated)")
         return self.net[3:](h)
 
 
@@ -44,8 +45,9 @@ def _values(scope):
     return {(r.step, r.site, r.quantity, r.statistic): r.value for r in scope.records()}
 
 
-def _run_flaky(data, fail_at):
+def _run_flaky(data, fail_at, error=RuntimeError):
     model = _Flaky()
+    model.error = error
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_chosen()) as scope:
         for i, (x, y) in enumerate(data):
@@ -53,19 +55,20 @@ def _run_flaky(data, fail_at):
             model.fail = i == fail_at
             try:
                 loss = nn.functional.cross_entropy(model(x), y)
-            except RuntimeError:
-                continue  # the loop skips the batch
+            except (RuntimeError, KeyboardInterrupt):
+                continue  # the loop skips the batch (or a Ctrl-C asked it to save and go on)
             loss.backward()
             opt.step()
             scope.step(loss=loss)
     return scope
 
 
-def test_a_forward_that_raised_is_not_pooled_into_the_next_step():
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_forward_that_raised_is_not_pooled_into_the_next_step(error):
     data = batches("mlp", 6)
     reference = _run_flaky(data[:BAD] + data[BAD + 1 :], fail_at=-1)
     with pytest.warns(RuntimeWarning, match="a forward pass raised.*not counted into step 2"):
-        observed = _run_flaky(data, fail_at=BAD)
+        observed = _run_flaky(data, fail_at=BAD, error=error)
     assert observed.step_count == reference.step_count == 5
     assert _values(observed) == _values(reference)
 
