@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -110,3 +111,93 @@ def test_scope_history_limit():
             model(torch.randn(2, 8)).sum().backward()
             scope.step(loss=1.0)
     assert len(scope.records()) <= 11
+
+
+def _rejected(scope, state, message):
+    before = copy.deepcopy(scope.state_dict())
+    with pytest.raises(ValueError, match=message):
+        scope.load_state_dict(state)
+    assert scope.state_dict() == before  # a refused state changes nothing
+
+
+def _trained_state(model, chosen):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=chosen) as scope:
+        _train(model, opt, scope, batches("mlp", 12))
+        return scope.state_dict()
+
+
+def test_a_state_of_another_model_is_refused():
+    state = _trained_state(mlp(), _lenses())
+    wider = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3), nn.ReLU(), nn.Linear(3, 3))
+    wider.add_module("extra", nn.Linear(3, 3))
+    with layerscope.watch(wider, lenses=_lenses()) as other:
+        _rejected(other, state, r"another model.*only in this model \['extra'\]")
+
+
+def test_a_state_of_other_lenses_or_another_order_is_refused():
+    state = _trained_state(mlp(), _lenses())
+    swapped = [lenses.Loss(), lenses.DeadUnits(window=8), lenses.GradientNorms(of=("weight",))]
+    with layerscope.watch(mlp(), lenses=swapped) as other:
+        _rejected(other, state, r"lens 1 of the state is GradientNorms.*DeadUnits")
+
+
+@pytest.mark.parametrize(
+    ("junk", "message"),
+    [
+        ([1, 2], "expected the dict"),
+        ({"version": 2, "step": 3, "epoch": 0}, "no 'lenses'"),
+        ({"version": 2, "step": "3", "epoch": 0, "lenses": []}, "step must be"),
+        ("garbage", "expected the dict"),
+    ],
+)
+def test_junk_is_refused_with_a_value_error(junk, message):
+    with layerscope.watch(mlp(), lenses=_lenses()) as scope:
+        _rejected(scope, junk, message)
+
+
+def test_a_lens_state_that_does_not_load_is_refused_and_nothing_changes():
+    state = _trained_state(mlp(), _lenses())
+    state["lenses"][2]["state"] = {"trackers": {"1:output": b"not a tracker"}}
+    with layerscope.watch(mlp(), lenses=_lenses()) as scope:
+        _rejected(scope, state, r"lens 2 \(DeadUnits")
+
+
+def _health_lenses():
+    return [lenses.Loss(), lenses.DeadUnits(window=4), lenses.Health(checks=("dead_units",))]
+
+
+def _findings(records, first_step):
+    return sorted(
+        (r.step, r.site, r.statistic, r.value)
+        for r in records
+        if r.quantity == "finding" and r.step >= first_step
+    )
+
+
+def test_a_resumed_health_lens_does_not_report_its_findings_again():
+    data = batches("mlp", 20)
+    model = mlp(bias_init=-10.0)  # the first ReLU is dead from the start
+    start = copy.deepcopy(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as whole:
+        _train(model, opt, whole, data)
+    assert _findings(whole.records(), 0)  # the planted dead layer is found...
+    assert not _findings(whole.records(), 10)  # ...once, before the checkpoint
+
+    model.load_state_dict(start)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as first:
+        _train(model, opt, first, data[:10])
+        checkpoint = torch.save(first.state_dict(), buffer := io.BytesIO())
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # plain values only
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as second:
+        second.load_state_dict(state)
+        _train(model, opt, second, data[10:])
+    assert checkpoint is None
+    assert _findings(second.records(), 10) == _findings(whole.records(), 10)
+    assert [(f.kind, f.step, f.site) for f in second.findings()] == [
+        (f.kind, f.step, f.site) for f in whole.findings()
+    ]

@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from layerscope.checkpoint import lens_states, scope_state
 from layerscope.distributed import (
     check_parameters_readable,
     local_part,
@@ -21,12 +23,14 @@ from layerscope.distributed import (
     wait_for_all_ranks,
 )
 from layerscope.docs import error_message
-from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
+from layerscope.drift import changes_since_watch, own_parameters
+from layerscope.gatherers import GATHERERS, GatherContext, Gatherer, OptimizerGatherer
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext, Lens, Needs, default
 from layerscope.lenses.builtin import RELU_LIKE
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.observation import is_distributed_tensor, readable_reason
+from layerscope.passes import PassTracker
 from layerscope.records import Record
 from layerscope.reducers import HostSummary
 from layerscope.sinks.base import GuardedSink, Sink
@@ -83,6 +87,7 @@ class Scope:
         # this run, so the same lens objects can watch another model or run afterwards.
         self.lenses: list[Lens] = [copy.deepcopy(lens) for lens in chosen]
         self._modules = dict(model.named_modules())
+        self._params = own_parameters(self._modules)
         self._order = {name: i for i, name in enumerate(self._modules)}
         self._axes = unit_axes(self._modules)
         #: lens id -> module name -> the kinds it reads there
@@ -108,28 +113,47 @@ class Scope:
         self._closed_step_reads_loss = False  # whether a late loss has a step to join
         self._notes: set[str] = set()
         self._closed = False
+        self._broken = False  # a part of the step pipeline failed: observation has stopped
+        self._keep_history = True
+        self._dropped: list[Gatherer] = []  # gatherers whose hooks failed, removed at a boundary
 
-        self._gatherers = self._install_gatherers()
+        self._gatherers: list[Gatherer] = []
         self._busy: list[Gatherer] = []  # those with something to observe on this step
-        self._handles = [model.register_forward_pre_hook(self._mark_forward)]
-        if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_pre_step))
-            self._handles.append(optimizer.register_step_post_hook(self._optimizer_post_step))
-
+        self._handles: list[Any] = []
+        self._optimizer_handles: list[Any] = []
+        self._global_hook: Any = None
+        self._passes: PassTracker | None = None
+        self._context: GatherContext | None = None
+        self._watched_params: set[int] = set()
+        self._other_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self.sinks: list[GuardedSink] = []
-        if self.rank == 0:  # one writer per run
-            self.sinks = [GuardedSink(s) for s in sinks]
-            if logdir is not None:
-                from layerscope.sinks.tensorboard import TensorBoardSink
-
-                self.sinks.insert(0, GuardedSink(TensorBoardSink(logdir)))
         self.logdir = logdir
-        self._plan_step()
+        try:
+            self._attach(sinks)
+        except BaseException:
+            # A watch() that fails leaves the model and optimizer exactly as they were.
+            self._remove_hooks(quiet=True)  # the error that stopped watch() is the news
+            raise
         ref = weakref.ref(self)
         self._atexit = lambda: (s := ref()) is not None and s.close()
         atexit.register(self._atexit)
 
-    def _install_gatherers(self) -> list[Gatherer]:
+    def _attach(self, sinks: Sequence[Sink]) -> None:
+        """Install the gatherers and the step hooks, and open the sinks."""
+        self._install_gatherers()
+        self._handles.append(self.model.register_forward_pre_hook(self._mark_forward))
+        self._passes = PassTracker(self.model, self._windows)
+        if self.optimizer is not None:
+            self._hook_optimizer(self.optimizer)
+        if self.rank == 0:  # one writer per run
+            self.sinks = [GuardedSink(s) for s in sinks]
+            if self.logdir is not None:
+                from layerscope.sinks.tensorboard import TensorBoardSink
+
+                self.sinks.insert(0, GuardedSink(TensorBoardSink(self.logdir)))
+        self._plan_step()
+
+    def _install_gatherers(self) -> None:
         wanted: dict[str, set[str]] = {}
         for lens in self.lenses:
             for name, kinds in self._kinds_at[id(lens)].items():
@@ -145,7 +169,7 @@ class Scope:
                             "unknown-kind",
                         )
                     )
-        context = GatherContext(
+        context = self._context = GatherContext(
             modules=self._modules,
             wanted=wanted,
             observe=self._observe,
@@ -157,15 +181,20 @@ class Scope:
             },
             summary_suffices=self._summary_suffices,
             observe_summary=self._observe_summary,
+            failed=self._gatherer_failed,
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
         check_parameters_readable(
             self.model, every_kind & {k for g in GATHERERS if g.replicated for k in g.kinds}
         )
-        gatherers = [g(context) for g in GATHERERS if every_kind & set(g.kinds)]
-        self._replicated = {k for g in gatherers if g.replicated for k in g.kinds}
         self._sharded: set[str] = set()  # sites of DTensors: merged across ranks
-        return gatherers
+        for kind in GATHERERS:
+            if every_kind & set(kind.kinds):
+                # Listed before its hooks go in, so that a failure further on removes them.
+                gatherer = kind.__new__(kind)
+                self._gatherers.append(gatherer)
+                gatherer.__init__(context)  # type: ignore[misc]
+        self._replicated = {k for g in self._gatherers if g.replicated for k in g.kinds}
 
     # -- the user's calls ----------------------------------------------------------------------
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -174,7 +203,7 @@ class Scope:
         With an optimizer the optimizer counts steps; then this only records the loss (for the
         step whose forward pass produced it, whether called before or after ``opt.step()``).
         """
-        if self._closed:
+        if self._closed or self._broken:
             return
         if self.optimizer is None:
             if loss is not None:
@@ -185,6 +214,71 @@ class Scope:
                 self._observe_loss(loss)
             else:  # the optimizer already closed the step this loss belongs to
                 self._late_loss(loss)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Count steps with `optimizer` from now on, in place of the one given before.
+
+        For an optimizer created anew mid-run (after unfreezing layers, say). An optimizer that
+        steps over parameters the watched one holds is followed without this call, with a
+        warning.
+
+        Raises:
+            ValueError: `optimizer` is not a ``torch.optim.Optimizer``.
+        """
+        _check_arguments(self.model, optimizer, self.every, self.flush_every)
+        if self._closed or optimizer is self.optimizer:
+            return
+        for handle in self._optimizer_handles:
+            handle.remove()
+        context = self._context
+        assert context is not None  # set until close
+        self.optimizer = context.optimizer = optimizer
+        self._hook_optimizer(optimizer)
+        for i, gatherer in enumerate(self._gatherers):
+            if isinstance(gatherer, OptimizerGatherer):  # it maps the optimizer's parameters
+                gatherer.remove()
+                self._gatherers[i] = OptimizerGatherer(context)
+        self._active = {}  # the gatherers follow the plan afresh
+        self._plan_step()
+
+    def _hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self._optimizer_handles = [
+            optimizer.register_step_pre_hook(self._optimizer_pre_step),
+            optimizer.register_step_post_hook(self._optimizer_post_step),
+        ]
+        self._watched_params = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if self._global_hook is None:
+            # Every optimizer's step passes here first: one that replaced the watched one is
+            # found before its own step hooks run, so its first step is counted already.
+            ref = weakref.ref(self)
+
+            def any_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:  # noqa: ANN401
+                scope = ref()
+                if scope is not None and opt is not scope.optimizer:
+                    scope._other_optimizer_step(opt)
+
+            self._global_hook = register_optimizer_step_pre_hook(any_step)
+            self._handles.append(self._global_hook)
+
+    def _other_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Follow an optimizer that steps the watched parameters: the watched one was replaced."""
+        if self._closed or self._broken or optimizer in self._other_optimizers:
+            return
+        try:
+            groups = optimizer.param_groups
+            if not any(id(p) in self._watched_params for g in groups for p in g["params"]):
+                self._other_optimizers.add(optimizer)  # another model's, or other parameters
+                return
+            warnings.warn(
+                f"layerscope: a new {type(optimizer).__name__} steps the watched parameters, "
+                f"from step {self.step_count}; layerscope counts its steps from now on. After "
+                "creating an optimizer anew, call scope.attach_optimizer(opt) to say so",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.attach_optimizer(optimizer)
+        except Exception as error:  # noqa: BLE001 - layerscope must never kill training
+            self._warn_once("following a new optimizer", error, "its steps are not counted")
 
     def observe_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step in progress, the one the next optimizer step closes.
@@ -237,11 +331,28 @@ class Scope:
         self._flush(hold_last=False)
 
     def _flush(self, hold_last: bool) -> None:
+        if "model changed" not in self._notes and not self._closed:
+            self._check_modules()
         self._emit_ready(collective=True, hold_last=hold_last)
         batch, self._unflushed = self._unflushed, []
         if batch:
+            for sink in self.sinks:  # queued everywhere first: a Ctrl-C in one write loses none
+                sink.queue(batch)
             for sink in self.sinks:
-                sink.write(batch)
+                sink.drain()
+
+    def _check_modules(self) -> None:
+        """Warn once when modules or parameters changed since watch(): they go unobserved."""
+        changes = changes_since_watch(self.model, self._modules, self._params)
+        if changes is not None:
+            self._notes.add("model changed")
+            warnings.warn(
+                f"layerscope: the model's modules changed after watch() ({changes}); new "
+                "modules and parameters are not observed and replaced ones are no longer seen. "
+                "Close this scope and watch the model again",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def close(self) -> None:
         """Flush, close the sinks and remove every hook. Safe to call twice."""
@@ -255,17 +366,31 @@ class Scope:
         finally:
             for sink in self.sinks:
                 sink.close()
-            for gatherer in self._gatherers:
-                gatherer.remove()
-            # Gatherers call back into the scope: dropping them breaks that reference cycle, so
-            # the scope (and the model it holds) is freed with its last reference, not by the
-            # cycle collector late in interpreter shutdown, after torch.distributed has gone.
-            self._gatherers = []
-            self._busy = []
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
+            self._remove_hooks()
             atexit.unregister(self._atexit)
+
+    def _remove_hooks(self, quiet: bool = False) -> None:
+        """Remove every hook layerscope installed on the model and the optimizer."""
+        for gatherer in self._gatherers:
+            try:
+                gatherer.remove()
+            except Exception as error:  # noqa: BLE001 - the other hooks must go all the same
+                if not quiet:
+                    self._warn_once(
+                        f"{type(gatherer).__name__}.remove", error, "its hooks may remain"
+                    )
+        # Gatherers call back into the scope: dropping them breaks that reference cycle, so
+        # the scope (and the model it holds) is freed with its last reference, not by the
+        # cycle collector late in interpreter shutdown, after torch.distributed has gone.
+        self._gatherers = []
+        self._busy = []
+        self._context = None  # its callbacks are the scope's: another cycle
+        if self._passes is not None:
+            self._passes.remove()
+        for handle in (*self._handles, *self._optimizer_handles):
+            handle.remove()
+        self._handles.clear()
+        self._optimizer_handles.clear()
 
     def __enter__(self) -> Scope:
         return self
@@ -275,43 +400,67 @@ class Scope:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs to continue its curves: counters and lens states."""
+        """What a resumed run needs to continue its curves: counters and lens states.
+
+        It names the model's modules and the lenses, which :meth:`load_state_dict` checks.
+        """
         self.flush()
-        return {
-            "version": 1,
-            "step": self.step_count,
-            "epoch": self.epoch_count,
-            "lenses": [lens.state_dict() for lens in self.lenses],
-        }
+        return scope_state(self.step_count, self.epoch_count, list(self._modules), self.lenses)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order)."""
-        if state.get("version") != 1:
-            raise ValueError(
-                f"Scope.load_state_dict: unknown state version {state.get('version')!r}"
-            )
-        if len(state["lenses"]) != len(self.lenses):
-            raise ValueError(
-                f"Scope.load_state_dict: the state holds {len(state['lenses'])} lenses, this "
-                f"scope has {len(self.lenses)}; attach the same lenses as the saved run"
-            )
-        for lens, lens_state in zip(self.lenses, state["lenses"], strict=False):
-            lens.load_state_dict(lens_state)
-        self.step_count = int(state["step"])
-        self.epoch_count = int(state["epoch"])
+        """Restore :meth:`state_dict`'s counters and lens states (same lenses, same order).
+
+        Raises:
+            ValueError: the state is not a scope's, or was saved from another model or with
+                other lenses; the scope is then left as it was.
+        """
+        step, epoch, saved = lens_states(state, list(self._modules), self.lenses)
+        previous = [lens.state_dict() for lens in self.lenses]
+        for i, (lens, lens_state) in enumerate(zip(self.lenses, saved, strict=True)):
+            try:
+                lens.load_state_dict(lens_state)
+            except Exception as error:
+                for earlier, before in zip(self.lenses[: i + 1], previous, strict=False):
+                    earlier.load_state_dict(before)
+                raise ValueError(
+                    f"Scope.load_state_dict: the state of lens {i} ({lens!r}) does not load: "
+                    f"{error!r}"
+                ) from error
+        self.step_count = step
+        self.epoch_count = epoch
         self._plan_step()
 
     # -- steps ---------------------------------------------------------------------------------
     def _mark_forward(self, module: nn.Module, args: Any) -> None:  # noqa: ANN401
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and not self._broken:
             self._forward_since_step = True
+            self._contained(
+                "PassTracker.forward_begins", self._say_lost, self._passes.forward_begins
+            )
+
+    def _say_lost(self, what: Any) -> None:  # noqa: ANN401
+        """Say what a pass that did not count cost: ``what()`` gives (why, sites dropped)."""
+        lost = what()
+        if lost is None or not lost[1]:
+            return
+        why, sites = lost
+        message = (
+            f"layerscope: {why}; the observations it made ({len(sites)} sites) are dropped, "
+            f"not counted into step {self.step_count}"
+        )
+        if why.startswith("a forward"):  # an exception the loop caught: rare, so said loudly
+            if why not in self._notes:
+                self._notes.add(why)
+                warnings.warn(message + " (said once)", RuntimeWarning, stacklevel=4)
+        else:  # GradScaler skips steps routinely
+            log.info(message)
 
     def _optimizer_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> Any:  # noqa: ANN401
         # torch passes the step's own arguments: (optimizer, closure?) and keyword arguments.
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
         if not callable(closure):
-            for gatherer in self._busy:
-                gatherer.before_step()
+            self._at_boundary("before_step")
             return None
         # ``opt.step(closure)`` (LBFGS, Lightning) computes the gradients inside the step, after
         # this hook: read them when the closure has run the first time.
@@ -322,22 +471,82 @@ class Scope:
             result = closure()
             if not done:
                 done = True
-                for gatherer in self._busy:
-                    gatherer.before_step()
+                self._at_boundary("before_step")
             return result
 
         rest = {k: v for k, v in kwargs.items() if k != "closure"}
         return args[:1], {**rest, "closure": observed_closure}
 
     def _optimizer_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:  # noqa: ANN401
-        for gatherer in self._busy:
-            gatherer.after_step()
+        self._at_boundary("after_step")
         self._finish_step()
 
     def _take_step(self) -> None:
-        for gatherer in self._busy:
-            gatherer.before_step()
+        self._contained("PassTracker.step_begins", self._say_lost, self._passes.step_begins)
+        self._at_boundary("before_step")
         self._finish_step()
+
+    def _at_boundary(self, what: str) -> None:
+        """Call each busy gatherer's ``before_step`` or ``after_step``, each one contained."""
+        for gatherer in self._busy:
+            if not gatherer.failed:
+                try:
+                    getattr(gatherer, what)()
+                except Exception as error:  # noqa: BLE001 - a gatherer must never kill training
+                    gatherer.failed = True
+                    self._gatherer_failed(gatherer, what, error)
+
+    def _gatherer_failed(self, gatherer: Gatherer, where: str, error: Exception) -> None:
+        """A gatherer's hook raised: warn once; its hooks go at the next step boundary.
+
+        Not at once: the failing hook may be running inside torch's iteration over hooks.
+        """
+        self._warn_once(
+            f"{type(gatherer).__name__}.{where}",
+            error,
+            f"the gatherer is disabled (its sites {', '.join(gatherer.kinds)} are no longer "
+            "observed)",
+        )
+        self._dropped.append(gatherer)
+
+    def _drop_failed_gatherers(self) -> None:
+        dropped, self._dropped = self._dropped, []
+        for gatherer in dropped:
+            try:
+                gatherer.remove()
+            except Exception:  # noqa: BLE001, S110 - its hooks are inert already (failed)
+                pass
+        self._gatherers = [g for g in self._gatherers if not g.failed]
+        self._busy = [g for g in self._busy if not g.failed]
+
+    def _warn_once(self, part: str, error: Exception, consequence: str) -> None:
+        """Say once, loudly, that `part` of layerscope failed and what it costs the run."""
+        if part not in self._notes:
+            self._notes.add(part)
+            warnings.warn(
+                f"layerscope: {part} failed ({error!r}); {consequence}; training goes on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _contained(self, part: str, call: Any, *args: Any) -> bool:  # noqa: ANN401
+        """Run a part of the step pipeline; if it raises, observation stops for the run.
+
+        Records emitted before still reach the sinks and ``records()``.
+        """
+        try:
+            call(*args)
+        except Exception as error:  # noqa: BLE001 - layerscope must never kill training
+            self._broken = True
+            self._warn_once(part, error, "layerscope stops observing this run")
+            self._active, self._busy = {}, []
+            for gatherer in self._gatherers:
+                try:
+                    gatherer.follow(self._active)
+                except Exception:  # noqa: BLE001, S110 - stopping anyway
+                    pass
+            return False
+        return True
 
     def _plan_step(self) -> None:
         """Work out which (module, kind) pairs the lenses active on this step observe.
@@ -346,6 +555,10 @@ class Scope:
         the gatherers hear of it when it changes, and only those with work in it act at the
         step boundary.
         """
+        if self._dropped:
+            self._drop_failed_gatherers()
+        if self._broken:
+            return
         active = self._active_lenses(self.step_count)
         plan = self._plans.get(active)
         if plan is None:
@@ -360,8 +573,14 @@ class Scope:
             self._active = plan
             kinds = {kind for _, kind in plan}
             self._busy = [g for g in self._gatherers if kinds.intersection(g.kinds)]
+            if self._passes is not None:
+                self._passes.follow(bool(plan))
             for gatherer in self._gatherers:
-                gatherer.follow(plan)
+                try:
+                    gatherer.follow(plan)
+                except Exception as error:  # noqa: BLE001 - a gatherer must never kill training
+                    gatherer.failed = True
+                    self._gatherer_failed(gatherer, "follow", error)
 
     def _active_lenses(self, step: int) -> tuple[int, ...]:
         """Indices of the lenses that observe `step` (:meth:`Lens.active`, without a call each)."""
@@ -375,10 +594,15 @@ class Scope:
         return (module, kind) in self._active
 
     def _finish_step(self) -> None:
+        if self._broken:
+            return
         self._closed_step_reads_loss = ("", "loss") in self._active
-        self._windows.close_step(self.step_count, self.epoch_count)
+        step, epoch = self.step_count, self.epoch_count
+        if not self._contained("WindowBuilder.close_step", self._windows.close_step, step, epoch):
+            return
         self.step_count += 1
         self._forward_since_step = False
+        self._passes.step_closed()
         self._plan_step()
         # The step just closed waits for the next one: a loss reported after the optimizer step
         # (the usual order) still joins it, so that each step is emitted once, whole.
@@ -392,35 +616,48 @@ class Scope:
         needs = self._active.get((module, kind))
         if needs is None or self._closed:
             return
+        readable = self._readable(module, site, tensor, needs.activity)
+        if readable is None:
+            return
+        tensor, axis = readable
+        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
+        try:
+            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
+        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
+            self._site_failed(module, kind, site, error)
+
+    def _readable(
+        self, module: str, site: str, tensor: torch.Tensor, activity: bool
+    ) -> tuple[torch.Tensor, int | None] | None:
+        """The part of `tensor` this rank reduces and its unit axis; None to skip it (noted)."""
         reason = readable_reason(tensor)
         if reason is not None:
             if site not in self._notes:
                 self._notes.add(site)
                 log.info("layerscope: skipping site %s: a statistic cannot read %s", site, reason)
-            return
+            return None
         if tensor.numel() == 0:
-            return
-        axis = unit_axis(self._axes.get(module), tensor) if needs.activity else None
+            return None
+        axis = unit_axis(self._axes.get(module), tensor) if activity else None
         if is_distributed_tensor(tensor):  # FSDP2: this rank reduces its shard
             self._sharded.add(site)
             tensor, axis = local_part(tensor, axis)
             if tensor is None or tensor.numel() == 0:
-                return
-        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
-        try:
-            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
-        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
-            if site not in self._notes:
-                self._notes.add(site)
-                warnings.warn(
-                    f"layerscope: could not reduce site {site} ({error!r}); it is skipped "
-                    "from now on",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            self._failed.add((module, kind))
-            for plan in self._plans.values():
-                plan.pop((module, kind), None)
+                return None
+        return tensor, axis
+
+    def _site_failed(self, module: str, kind: str, site: str, error: Exception) -> None:
+        """A site could not be reduced: warn once and observe it no more."""
+        if site not in self._notes:
+            self._notes.add(site)
+            warnings.warn(
+                f"layerscope: could not reduce site {site} ({error!r}); it is skipped from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self._failed.add((module, kind))
+        for plan in self._plans.values():
+            plan.pop((module, kind), None)
 
     def _summary_suffices(self, module: str, kind: str) -> bool:
         needs = self._active.get((module, kind))
@@ -432,27 +669,39 @@ class Scope:
             self._windows.add_summary(module, kind, site, summary)
 
     def _observe_loss(self, loss: torch.Tensor | float) -> None:
-        if ("", "loss") not in self._active:
+        if ("", "loss") not in self._active or self._broken:
             return
-        tensor = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        self._observe("", "loss", "loss", tensor.detach().float())
+        try:
+            tensor = _loss_tensor(loss)
+        except Exception as error:  # noqa: BLE001 - a loss layerscope cannot read is skipped
+            self._site_failed("", "loss", "loss", error)
+            return
+        self._observe("", "loss", "loss", tensor)
 
     def _late_loss(self, loss: torch.Tensor | float) -> None:
         """Record a loss for the step the optimizer just closed."""
-        if not self._closed_step_reads_loss:
+        if not self._closed_step_reads_loss or self._broken or ("", "loss") in self._failed:
             return
         step = self.step_count - 1
-        value = (
-            loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        )
-        self._windows.add_to_closed(step, self.epoch_count, "", "loss", "loss", value, Needs())
+        try:
+            readable = self._readable("", "loss", _loss_tensor(loss), False)
+            if readable is not None:
+                self._windows.add_to_closed(
+                    step, self.epoch_count, "", "loss", "loss", readable[0], Needs()
+                )
+        except Exception as error:  # noqa: BLE001 - a statistic must never kill training
+            self._site_failed("", "loss", "loss", error)
 
     # -- windows and records -------------------------------------------------------------------
     def _emit_ready(self, collective: bool, hold_last: bool = False) -> None:
         """Records for every closed step; across ranks only at a collective flush."""
-        if self.world_size > 1 and not collective:
+        if (self.world_size > 1 and not collective) or "WindowBuilder.ready" in self._notes:
+            return  # (steps closed before a failure elsewhere are still handed out)
+        steps: list[StepWindows] = []
+        if not self._contained(
+            "WindowBuilder.ready", lambda: steps.extend(self._windows.ready(hold_last))
+        ):
             return
-        steps = self._windows.ready(hold_last)
         if self.world_size > 1:
             steps = merge_to_rank0(steps, self._replicated, self._sharded)
         for step_windows in steps:
@@ -470,7 +719,14 @@ class Scope:
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             if id(lens) in self._reviewers:
                 emitted.extend(self._guarded(lens, lens.review, ctx, list(emitted)))
-        self._history.extend(emitted)
+        if self._keep_history:
+            try:
+                self._history.extend(emitted)
+            except Exception as error:  # noqa: BLE001 - the sinks still get every record
+                self._keep_history = False
+                self._warn_once(
+                    "RecordHistory.extend", error, "records() holds no records past this step"
+                )
         self._unflushed.extend(emitted)
 
     def _sites_per_lens(self, windows: dict[str, SiteWindow]) -> dict[int, tuple[str, ...]]:
@@ -514,6 +770,13 @@ class Scope:
     @force_torch_reducer.setter
     def force_torch_reducer(self, value: bool) -> None:
         self._windows.force_torch = value
+
+
+def _loss_tensor(loss: torch.Tensor | float) -> torch.Tensor:
+    """The loss as a detached float tensor (a Python number becomes a 0-d CPU tensor)."""
+    if isinstance(loss, torch.Tensor):
+        return loss.detach().float()
+    return torch.tensor(float(loss))
 
 
 def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:

@@ -10,6 +10,7 @@ in a single transfer.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,10 @@ from layerscope.reducers import (
 HISTOGRAM_EDGES: dict[str, float] = {"linear_width": 1e-9, "max_abs": 1e4, "bins_per_decade": 4}
 #: Capacity of the exact-quantile buffer of one site and step (samples are smaller anyway).
 QUANTILE_CAPACITY = 1 << 20
+#: Observations of one site one step keeps apart. Past it host summaries are merged (exactly);
+#: what cannot be merged without a device sync (device summaries, whole vectors) is dropped,
+#: with a warning: a step that never closes must not grow without bound.
+PENDING_LIMIT = 256
 
 
 @dataclass
@@ -54,6 +59,7 @@ class _Pending:
     values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
     exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
     on_device: bool = False  # some of it is still on a device
+    dropped: int = 0  # observations past PENDING_LIMIT that could not be merged
 
 
 @dataclass
@@ -73,6 +79,24 @@ class StepWindows:
     step: int
     epoch: int
     windows: dict[str, SiteWindow]
+
+
+def _merge_into(into: _Pending, other: _Pending) -> None:
+    """Fold the observations of `other` (the same site, one step) into `into`."""
+    into.summaries.extend(other.summaries)
+    into.values.extend(other.values)
+    for name in ("quantiles", "histogram"):
+        mine, theirs = getattr(into, name), getattr(other, name)
+        if mine is None or theirs is None:
+            setattr(into, name, mine if theirs is None else theirs)
+        elif isinstance(mine, list):  # device parts, reduced at the flush
+            mine.extend(theirs)
+        else:
+            mine.merge(theirs)
+    for key, count in other.exceed.items():
+        into.exceed[key] = into.exceed[key] + count if key in into.exceed else count
+    into.on_device = into.on_device or other.on_device
+    into.dropped += other.dropped
 
 
 @functools.cache
@@ -102,6 +126,10 @@ class WindowBuilder:
         self._device_edges: dict[torch.device, torch.Tensor] = {}
         self._current: dict[str, _Pending] = {}
         self._closed: list[_ClosedStep] = []
+        self._dropping = False  # whether a never-closing step has had observations dropped
+        # What the step observed before the forward pass in progress began (gradient
+        # accumulation's earlier micro-batches): kept apart so that an aborted pass can go.
+        self._before_forward: dict[str, _Pending] | None = None
 
     @property
     def has_device_work(self) -> bool:
@@ -120,6 +148,8 @@ class WindowBuilder:
     ) -> None:
         """Reduce one observed tensor into the current step's window of `site`."""
         pending = self._pending(module, kind, site)
+        if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
+            return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
             on_host = kept.is_cpu and not self.force_torch
@@ -147,7 +177,26 @@ class WindowBuilder:
 
     def add_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
         """Add a summary reduced elsewhere (on the host) to the current step's window of `site`."""
-        self._pending(module, kind, site).summaries.append(summary)
+        pending = self._pending(module, kind, site)
+        if len(pending.summaries) < PENDING_LIMIT or self._bounded(site, pending):
+            pending.summaries.append(summary)
+
+    def _bounded(self, site: str, pending: _Pending) -> bool:
+        """Make room in a full `pending`: True when merged, False when the next one is dropped."""
+        if not pending.values and all(isinstance(s, HostSummary) for s in pending.summaries):
+            pending.summaries = [combine(pending.summaries)]  # exact: counts and moments add up
+            return True
+        if not self._dropping:
+            self._dropping = True
+            warnings.warn(
+                f"layerscope: site {site} was observed {PENDING_LIMIT} times in one step that "
+                "never closed; further observations of such sites in that step are dropped. Is "
+                "the optimizer that steps the one given to watch()? (see Scope.attach_optimizer)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        pending.dropped += 1
+        return False
 
     def _pending(self, module: str, kind: str, site: str) -> _Pending:
         pending = self._current.get(site)
@@ -210,6 +259,36 @@ class WindowBuilder:
     def discard_current(self) -> None:
         """Drop observations of a step that never finished."""
         self._current = {}
+        self._before_forward = None
+
+    def begin_forward(self) -> None:
+        """A forward pass begins: until :meth:`end_forward` its observations can be dropped."""
+        if self._current:
+            self._before_forward, self._current = self._current, {}
+
+    def end_forward(self) -> None:
+        """The forward pass finished: its observations join the step's."""
+        before, self._before_forward = self._before_forward, None
+        if before is not None:
+            for site, pending in self._current.items():
+                old = before.get(site)
+                if old is None:
+                    before[site] = pending
+                elif len(old.summaries) < PENDING_LIMIT or self._bounded(site, old):
+                    _merge_into(old, pending)
+            self._current = before
+
+    def discard_step(self) -> list[str]:
+        """Drop the current step's observations (its update never happened); their sites."""
+        dropped = list({*self._current, *(self._before_forward or ())})
+        self.discard_current()
+        return dropped
+
+    def abort_forward(self) -> list[str]:
+        """Drop what a forward pass that raised observed; the sites it had observed."""
+        dropped = list(self._current)
+        self._current, self._before_forward = self._before_forward or {}, None
+        return dropped
 
     def ready(self, hold_last: bool = False) -> list[StepWindows]:
         """Windows of every closed step, in step order; one device-to-host copy at most.

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual name
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name, tensor_leaves
 
 #: Rows of the (quantities, heads) tensor observed per call, in order.
@@ -201,6 +201,7 @@ class AttentionGatherer(Gatherer):
             "attention weights with Attention(output_path=...), e.g. output_path='[1]'"
         )
 
+    @contained
     def _mha_hook(
         self,
         name: str,
@@ -221,6 +222,7 @@ class AttentionGatherer(Gatherer):
             values = head_statistics(weights, head_output)
         self.context.observe(name, "attention", site, values)
 
+    @contained
     def _output_hook(
         self,
         name: str,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -15,6 +17,18 @@ from layerscope.reducers import HostSummary
 Observe = Callable[[str, str, str, torch.Tensor], None]
 #: observe_summary(module_name, kind, site, summary): hand a summary the gatherer reduced itself.
 ObserveSummary = Callable[[str, str, str, HostSummary], None]
+#: failed(gatherer, where, error): a gatherer's hook raised; the scope disables that gatherer.
+Failed = Callable[["Gatherer", str, Exception], None]
+_Hook = TypeVar("_Hook", bound=Callable[..., Any])
+
+
+def _warn_failed(gatherer: Gatherer, where: str, error: Exception) -> None:
+    warnings.warn(
+        f"layerscope: {type(gatherer).__name__}.{where} failed ({error!r}); the gatherer is "
+        "disabled and training goes on",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 @dataclass
@@ -35,6 +49,7 @@ class GatherContext:
             read (no quantiles, histograms, activity, counts or values) and the scope reduces
             CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
         observe_summary: ... and hand the result over with this callback instead of ``observe``.
+        failed: called once when one of the gatherer's :func:`contained` hooks raises.
     """
 
     modules: dict[str, nn.Module]
@@ -45,6 +60,7 @@ class GatherContext:
     lenses: dict[str, list[Any]] = field(default_factory=dict)
     summary_suffices: Callable[[str, str], bool] = lambda module, kind: False
     observe_summary: ObserveSummary = lambda module, kind, site, summary: None
+    failed: Failed = _warn_failed
 
     def modules_wanting(self, *kinds: str) -> dict[str, nn.Module]:
         """Modules where some lens reads one of `kinds`, in model order."""
@@ -62,7 +78,9 @@ class Gatherer:
     ``__init__`` from the :class:`GatherContext`, and may act at the step boundary:
     :meth:`before_step` runs before the optimizer updates the parameters (or at
     ``scope.step()`` without an optimizer), :meth:`after_step` right after the update. The
-    scope calls these only on steps that observe one of the gatherer's kinds.
+    scope calls these only on steps that observe one of the gatherer's kinds. Every method a
+    hook calls is decorated with :func:`contained`: the hook runs inside the user's forward or
+    backward, where an exception would kill training.
     """
 
     #: Site kinds this gatherer produces.
@@ -72,6 +90,8 @@ class Gatherer:
     #: across ranks; rank 0's values are written. Sites observed as DTensors (FSDP2's shards)
     #: are merged whatever this says.
     replicated: bool = False
+    #: Set when one of its hooks raised: its hooks do nothing from then on.
+    failed: bool = False
 
     def __init__(self, context: GatherContext) -> None:
         self.context = context
@@ -91,3 +111,24 @@ class Gatherer:
 
     def remove(self) -> None:
         """Remove every hook this gatherer installed."""
+
+
+def contained(hook: _Hook) -> _Hook:
+    """Make a gatherer's hook method harmless to training.
+
+    If it raises, the gatherer is marked failed, the scope hears of it once
+    (``context.failed``), and this hook and its siblings return None (leaving outputs and
+    gradients as they were) from then on.
+    """
+
+    @functools.wraps(hook)
+    def run(self: Gatherer, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        if self.failed:
+            return
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - a hook must never kill training
+            self.failed = True
+            self.context.failed(self, hook.__name__, error)
+
+    return run  # type: ignore[return-value]

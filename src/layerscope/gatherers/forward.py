@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name, tensor_leaves
 
 #: Modules that return ``(result, extras...)``: only the result is observed, at the sites
@@ -71,6 +71,7 @@ class ForwardGatherer(Gatherer):
                 handle.remove()
                 del self._handles[name]
 
+    @contained
     def _forward_hook(
         self,
         name: str,
@@ -108,6 +109,7 @@ class ForwardGatherer(Gatherer):
             )
         return leaf
 
+    @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
         if not self._closed:
             self.context.observe(name, "output.grad", site, grad)

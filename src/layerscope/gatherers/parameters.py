@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name
 
 
@@ -40,13 +40,14 @@ class ParameterGatherer(Gatherer):
         self._grads: list[tuple[str, str, str, nn.Parameter]] = []
         self._fresh: set[int] = set()
         self._handles: dict[int, RemovableHandle] = {}
+        self._frozen: set[int] = set()  # wanted, but not requiring a gradient when last looked
         for name, module in context.modules_wanting(*self.kinds).items():
             wanted = context.wanted[name]
             for pname, param in module.named_parameters(recurse=False):
                 kind = parameter_kind(pname)
                 if kind in wanted:
                     self._values.append((name, kind, site_name(name, "", pname), param))
-                if f"{kind}.grad" in wanted and param.requires_grad:
+                if f"{kind}.grad" in wanted:  # frozen ones too: they may be unfrozen later
                     self._grads.append(
                         (name, f"{kind}.grad", site_name(name, "", f"{pname}.grad"), param)
                     )
@@ -57,22 +58,37 @@ class ParameterGatherer(Gatherer):
         The hooks fire for every micro-batch's accumulation, so steps that read no gradient
         go without them.
         """
+        self._frozen.clear()
         for index, (name, kind, _, param) in enumerate(self._grads):
             wanted = (name, kind) in plan
             handle = self._handles.get(index)
             if wanted and handle is None:
-                hook = partial(self._arrived, index)
-                self._handles[index] = param.register_post_accumulate_grad_hook(hook)
+                self._listen(index, param)
             elif not wanted and handle is not None:
                 handle.remove()
                 del self._handles[index]
 
+    def _listen(self, index: int, param: nn.Parameter) -> bool:
+        """Hook `param`'s gradient; a frozen parameter is looked at again each step."""
+        if not param.requires_grad:
+            self._frozen.add(index)
+            return False
+        self._frozen.discard(index)
+        hook = partial(self._arrived, index)
+        self._handles[index] = param.register_post_accumulate_grad_hook(hook)
+        return True
+
+    @contained
     def _arrived(self, index: int, param: torch.Tensor) -> None:
         self._fresh.add(index)
 
     def before_step(self) -> None:
         """Observe values and the gradients that arrived since the last step."""
         enabled, observe = self.context.enabled, self.context.observe
+        for index in list(self._frozen):  # unfrozen since: this step's gradient is its first
+            param = self._grads[index][3]
+            if self._listen(index, param) and param.grad is not None:
+                self._fresh.add(index)
         for name, kind, site, param in self._values:
             if enabled(name, kind):
                 observe(name, kind, site, param.detach())

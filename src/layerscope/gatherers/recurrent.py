@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name
 
 #: Rows of the tensor observed at ``"<rnn>:hidden"`` (one column per timestep).
@@ -124,6 +124,7 @@ class RecurrentGatherer(Gatherer):
         if root is not None and self._handles:
             self._handles.append(root.register_forward_pre_hook(self._new_forward))
 
+    @contained
     def _new_forward(self, module: nn.Module, args: Any) -> None:  # noqa: ANN401
         self._calls.clear()
 
@@ -131,6 +132,7 @@ class RecurrentGatherer(Gatherer):
         """Restart the call counters."""
         self._calls.clear()
 
+    @contained
     def _forward_hook(
         self,
         name: str,
@@ -183,6 +185,7 @@ class RecurrentGatherer(Gatherer):
                     name, "state", site_name(prefix, label), state_statistics(tensor, directions)
                 )
 
+    @contained
     def _grad_hook(
         self,
         name: str,

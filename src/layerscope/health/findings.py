@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Severity names and the number a finding record carries as its value.
 SEVERITY_LEVELS: dict[str, int] = {"info": 1, "warning": 2, "error": 3}
@@ -151,3 +152,45 @@ class FindingLog:
     def findings(self) -> list[Finding]:
         """Every finding, oldest first (reopened ones appear once per episode)."""
         return sorted([*self._history, *self._findings.values()], key=lambda f: f.step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The log as plain values, for checkpoints: a resumed run reports nothing twice."""
+        return {
+            "findings": [_plain(f) for f in self._findings.values()],
+            "history": [_plain(f) for f in self._history],
+            "unseen": [[kind, site, n] for (kind, site), n in self._unseen.items()],
+            "last_step": self._last_step,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: `state` is not a :meth:`state_dict` (a finding lacks a field...).
+        """
+        try:
+            findings = [_finding(d) for d in state["findings"]]
+            history = [_finding(d) for d in state["history"]]
+            unseen = {(str(kind), str(site)): int(n) for kind, site, n in state["unseen"]}
+            last = state["last_step"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"FindingLog.load_state_dict: not a finding log's state ({error!r})"
+            ) from error
+        self._findings = {(f.kind, f.site): f for f in findings}
+        self._history = history
+        self._unseen = unseen
+        self._last_step = None if last is None else int(last)
+
+
+def _plain(f: Finding) -> dict[str, Any]:
+    fields = dataclasses.asdict(f)
+    fields["sites"] = list(f.sites)
+    fields["evidence"] = {str(k): float(v) for k, v in f.evidence.items()}
+    return fields
+
+
+def _finding(fields: Mapping[str, Any]) -> Finding:
+    return Finding(
+        **{**fields, "sites": tuple(fields["sites"]), "evidence": dict(fields["evidence"])}
+    )

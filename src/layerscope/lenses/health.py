@@ -151,6 +151,20 @@ class Health(Lens):
         """Every finding so far, oldest first."""
         return self.log.findings()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The findings so far and the checks that failed, for checkpoints.
+
+        The checks' own recent-value windows are not kept: after a resume they refill over
+        their window before judging trends again.
+        """
+        return {"findings": self.log.state_dict(), "failed": sorted(self._failed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: findings already reported are not reported again."""
+        if "findings" in state:  # a state saved before findings were checkpointed has none
+            self.log.load_state_dict(state["findings"])
+        self._failed = set(state.get("failed", ()))
+
 
 def _reads_of(checks: Iterable[Check]) -> frozenset[tuple[str, str]] | None:
     """The record pairs the checks find (None when one of them may read any)."""

@@ -27,12 +27,17 @@ class Sink(Protocol):
 class GuardedSink:
     """Wraps a sink so that its first failure is reported once, loudly, and training goes on.
 
-    After a failure the sink is disabled; later calls do nothing.
+    After a failure the sink is disabled; later calls do nothing. A write interrupted by
+    Ctrl-C (or any other BaseException) that the training loop catches is not lost: its
+    records go again, with the next ones, at the next write or at close.
     """
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.failed = False
+        self._interrupted: Sequence[
+            Record
+        ] = ()  # records queued, or of a write that did not return
 
     def _call(self, what: str, *args: object) -> None:
         if self.failed:
@@ -50,8 +55,24 @@ class GuardedSink:
 
     def write(self, records: Sequence[Record]) -> None:
         """Forward to the wrapped sink unless it has failed."""
-        self._call("write", records)
+        self.queue(records)
+        self.drain()
+
+    def queue(self, records: Sequence[Record]) -> None:
+        """Take records for the next :meth:`drain`.
+
+        A scope queues a batch on every sink before draining any, so that an interrupt in one
+        sink's write loses the batch for none.
+        """
+        self._interrupted = [*self._interrupted, *records] if self._interrupted else records
+
+    def drain(self) -> None:
+        """Write what was queued; if the write does not return, it stays queued."""
+        if self._interrupted:
+            self._call("write", self._interrupted)
+            self._interrupted = ()
 
     def close(self) -> None:
-        """Forward to the wrapped sink unless it has failed."""
+        """Forward to the wrapped sink unless it has failed (writing what was interrupted)."""
+        self.drain()
         self._call("close")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,7 @@ class TensorBoardSink:
         self._summary = require("torch.utils.tensorboard.summary", "tensorboard", "TensorBoardSink")
         self.logdir = Path(logdir)
         self._events = EventFile(self.logdir)
+        self._events_name = str(self._events.path)
         self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
         self._scalar_names: set[str] = set()  # every scalar name written so far
         self._name_of: dict[tuple[str, ...], str] = {}  # (tag, site, quantity, statistic)
@@ -162,6 +164,18 @@ class TensorBoardSink:
         """Write one flush of records and flush the event file."""
         if self.closed:
             raise RuntimeError("TensorBoardSink.write: the sink is closed")
+        lost = not self._events.path.exists()
+        if lost:  # the logdir (or the file) was deleted: writing on would go nowhere
+            self._events.close()
+            self._events = EventFile(self.logdir)
+            warnings.warn(
+                f"layerscope: TensorBoardSink: the event file {self._events_name} was deleted "
+                f"while the run wrote to it; the events before step {min_step(records)} are "
+                f"lost; writing on in {self._events.path}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._events_name = str(self._events.path)
         for r in records:
             if r.quantity == "finding":  # health findings are prose: TensorBoard's text tab
                 text = self._summary.text(f"{r.tag}/{r.statistic}", finding_markdown(r))
@@ -177,7 +191,7 @@ class TensorBoardSink:
                     self._events.add(self._summary.histogram_raw(r.name, **summary), r.step)
                     self.histograms_written += 1
         # A chart changes only when a name of its site and quantity is written the first time.
-        if new_names and self._update_charts(new_names):
+        if (new_names and self._update_charts(new_names) or lost) and scalars:
             self._write_layout(max(r.step for r in scalars))
         self._events.flush()
 
@@ -239,6 +253,11 @@ class TensorBoardSink:
                     chart.margin.series.add(value=value, lower=lower, upper=upper)
         if layout.category:
             self._events.add(layout_summary(layout), step)
+
+
+def min_step(records: Sequence[Record]) -> int | str:
+    """The first step of a batch of records (``"?"`` for an empty batch)."""
+    return min((r.step for r in records), default="?")
 
 
 def layout_summary(layout: Any) -> Any:
