@@ -158,12 +158,14 @@ def main(out_dir: Path, fsdp: bool, hybrid: bool) -> None:
     scope = layerscope.watch(
         model, optimizer=opt, lenses=lenses(), logdir=str(out_dir / "tb"), flush_every=3
     )
-    for x, y in batches("mlp", STEPS, batch=16):
+    for step, (x, y) in enumerate(batches("mlp", STEPS, batch=16)):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x[rank::world]), y[rank::world])
         loss.backward()
         opt.step()
         scope.step(loss=loss)
+        if rank == 0 and step == 1:  # "save on rank 0": state_dict must not be a collective
+            assert scope.state_dict()["step"] == 2
     scope.close()
     if rank == 0:
         (out_dir / "records.pkl").write_bytes(pickle.dumps(scope.records()))

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from layerscope.distributed import (
+    Exchange,
+    RankMissing,
     check_parameters_readable,
     local_part,
     merge_to_rank0,
     rank_and_size,
-    wait_for_all_ranks,
 )
 from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer
@@ -91,6 +92,8 @@ class Scope:
         }
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
+        # None on one process, and once this rank has left the exchange (a rank went missing).
+        self._exchange = Exchange() if self.world_size > 1 else None
 
         self.step_count = 0
         self.epoch_count = 0
@@ -232,7 +235,9 @@ class Scope:
         """Turn pending observations into records and hand new records to the sinks.
 
         Under torch.distributed this is a collective: every rank must call it (steps and
-        ``close()`` do so at the same points on every rank).
+        ``close()`` do so at the same points on every rank). It waits for the other ranks at
+        most ``$LAYERSCOPE_DIST_TIMEOUT`` seconds (300): past that, this rank warns which rank is
+        missing and stops observing, and training goes on.
         """
         self._flush(hold_last=False)
 
@@ -251,32 +256,69 @@ class Scope:
         self._windows.discard_current()  # a step that never finished
         try:
             self.flush()
-            wait_for_all_ranks()
+            # No rank tears down its process group while a gather other ranks read is in flight.
+            if self._exchange is not None:
+                self._exchange.barrier("close")
+        except RankMissing as error:
+            self._leave_exchange(str(error))
         finally:
             for sink in self.sinks:
                 sink.close()
-            for gatherer in self._gatherers:
-                gatherer.remove()
-            # Gatherers call back into the scope: dropping them breaks that reference cycle, so
-            # the scope (and the model it holds) is freed with its last reference, not by the
-            # cycle collector late in interpreter shutdown, after torch.distributed has gone.
-            self._gatherers = []
-            self._busy = []
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
+            self._detach()
             atexit.unregister(self._atexit)
 
     def __enter__(self) -> Scope:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._abandon_exchange()
         self.close()
+
+    def _detach(self) -> None:
+        """Remove every hook; the records so far stay."""
+        for gatherer in self._gatherers:
+            gatherer.remove()
+        # Gatherers call back into the scope: dropping them breaks that reference cycle, so
+        # the scope (and the model it holds) is freed with its last reference, not by the
+        # cycle collector late in interpreter shutdown, after torch.distributed has gone.
+        self._gatherers = []
+        self._busy = []
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _leave_exchange(self, message: str) -> None:
+        """A rank went missing: warn, stop exchanging and observing; training goes on."""
+        if self._exchange is None:
+            return
+        self._exchange = None
+        self._detach()
+        warnings.warn(
+            f"{message}. layerscope stops observing on this rank; the records merged so far "
+            "stay (scope.records(), the sinks).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def _abandon_exchange(self) -> None:
+        """Training raised on this rank: close without waiting for ranks that will not come.
+
+        The other ranks' next exchange then fails within their timeout, naming this rank.
+        """
+        self._exchange = None
+        self._windows.discard_current()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs to continue its curves: counters and lens states."""
-        self.flush()
+        """What a resumed run needs to continue its curves: counters and lens states.
+
+        Local to this rank, never a collective, so that it may be called on rank 0 alone
+        (the usual "save on rank 0"). Under torch.distributed the lens states hold the steps
+        merged so far (up to the last flush); call :meth:`flush` on every rank first to
+        include the steps since.
+        """
+        self._emit_ready(collective=False)
         return {
             "version": 1,
             "step": self.step_count,
@@ -454,7 +496,19 @@ class Scope:
             return
         steps = self._windows.ready(hold_last)
         if self.world_size > 1:
-            steps = merge_to_rank0(steps, self._replicated, self._sharded)
+            if self._exchange is None:  # this rank left the exchange: nothing can be merged
+                return
+            try:
+                steps = merge_to_rank0(
+                    steps,
+                    self._replicated,
+                    self._sharded,
+                    self._exchange,
+                    f"step {self.step_count}",
+                )
+            except RankMissing as error:
+                self._leave_exchange(str(error))
+                return
         for step_windows in steps:
             self._emit(step_windows)
 
