@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from distributed_worker import assert_same_statistics, run_ranks
+from distributed_worker import assert_same_statistics, run_bounded, run_ranks
 
 HERE = Path(__file__).parent
 
@@ -24,7 +23,6 @@ def test_ddp_merged_statistics_equal_one_process(tmp_path):
     assert_same_statistics(merged)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
     env = dict(
@@ -43,7 +41,7 @@ def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
         str(tmp_path),
     ]
     # Without a bound of its own, rank 0 waits in the flush for the process group's timeout.
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    done = run_bounded(command, env, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "rank0.json").read_text())
     assert result["trained"] == 8  # rank 0's training went on to its last step
