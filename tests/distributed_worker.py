@@ -76,8 +76,9 @@ def run_bounded(
 ) -> subprocess.CompletedProcess:
     """Run `command` (a launcher and the ranks it starts); fail the test past `timeout` seconds.
 
-    The launcher runs in a session of its own, so that a hang kills every rank it started, not
-    the launcher alone (orphaned ranks would wait in their collective for half an hour).
+    The launcher runs in a session of its own and is asked to stop first (torchrun then stops
+    the ranks it started, in sessions of their own), so that no orphaned rank waits in its
+    collective for half an hour.
     """
     process = subprocess.Popen(
         command,
@@ -91,8 +92,12 @@ def run_bounded(
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
         tail = stdout[-3000:] + stderr[-3000:]
         pytest.fail(f"{' '.join(command[-2:])} hung: killed after {timeout} s\n{tail}")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
