@@ -120,6 +120,12 @@ class Exchange:
         except RuntimeError as error:
             raise RankMissing(self._describe(error, where)) from error
 
+    def close(self) -> None:
+        """Free the group (after a last :meth:`barrier`: no rank uses it any more)."""
+        group, self._group = self._group, None
+        if group is not None and dist.is_initialized():
+            dist.destroy_process_group(group)
+
     def _barrier(self) -> None:
         if self._group is None:
             self._group = dist.new_group(backend="gloo", timeout=self.timeout)

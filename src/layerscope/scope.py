@@ -259,6 +259,7 @@ class Scope:
             # No rank tears down its process group while a gather other ranks read is in flight.
             if self._exchange is not None:
                 self._exchange.barrier("close")
+                self._exchange.close()
         except RankMissing as error:
             self._leave_exchange(str(error))
         finally:
