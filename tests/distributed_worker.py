@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,38 @@ def reference_records(world: int = 2) -> list[layerscope.Record]:
     return scope.records()
 
 
+def run_bounded(
+    command: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run `command` (a launcher and the ranks it starts); fail the test past `timeout` seconds.
+
+    The launcher runs in a session of its own and is asked to stop first (torchrun then stops
+    the ranks it started, in sessions of their own), so that no orphaned rank waits in its
+    collective for half an hour.
+    """
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        tail = stdout[-3000:] + stderr[-3000:]
+        pytest.fail(f"{' '.join(command[-2:])} hung: killed after {timeout} s\n{tail}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def run_ranks(out_dir: Path, *flags: str, world: int = 2) -> list[layerscope.Record]:
     """Run `world` ranks of this script under torchrun; rank 0's records (skips if asked to)."""
     env = dict(
@@ -86,7 +119,7 @@ def run_ranks(out_dir: Path, *flags: str, world: int = 2) -> list[layerscope.Rec
         str(out_dir),
         *flags,
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    done = run_bounded(command, env, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     if (out_dir / "skipped.txt").exists():
         pytest.skip((out_dir / "skipped.txt").read_text())
@@ -158,12 +191,14 @@ def main(out_dir: Path, fsdp: bool, hybrid: bool) -> None:
     scope = layerscope.watch(
         model, optimizer=opt, lenses=lenses(), logdir=str(out_dir / "tb"), flush_every=3
     )
-    for x, y in batches("mlp", STEPS, batch=16):
+    for step, (x, y) in enumerate(batches("mlp", STEPS, batch=16)):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x[rank::world]), y[rank::world])
         loss.backward()
         opt.step()
         scope.step(loss=loss)
+        if rank == 0 and step == 1:  # "save on rank 0": state_dict must not be a collective
+            assert scope.state_dict()["step"] == 2
     scope.close()
     if rank == 0:
         (out_dir / "records.pkl").write_bytes(pickle.dumps(scope.records()))

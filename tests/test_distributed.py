@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from distributed_worker import assert_same_statistics, run_ranks
+from distributed_worker import assert_same_statistics, run_bounded, run_ranks
+
+HERE = Path(__file__).parent
 
 
 @pytest.mark.slow
@@ -14,3 +21,31 @@ def test_ddp_merged_statistics_equal_one_process(tmp_path):
     merged = run_ranks(tmp_path)
     assert len(list((tmp_path / "tb").iterdir())) == 1  # one run directory, by rank 0 alone
     assert_same_statistics(merged)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        LAYERSCOPE_DIST_TIMEOUT="3",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "distributed_failure_worker.py"),
+        str(tmp_path),
+    ]
+    # Without a bound of its own, rank 0 waits in the flush for the process group's timeout.
+    done = run_bounded(command, env, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "rank0.json").read_text())
+    assert result["trained"] == 8  # rank 0's training went on to its last step
+    assert result["seconds"] < 30
+    (warning,) = result["warnings"]
+    assert "rank 1 of 2 did not reach it within 3 s" in warning
+    assert result["steps"] == [0]  # the flush at step 2 merged step 0 (step 1 waits for the next)

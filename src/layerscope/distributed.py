@@ -12,12 +12,21 @@ optimizer's state are DTensors sharded across ranks: each rank reduces its local
 (:func:`local_part`), and those sites are merged like activations, which gives the statistics
 of the full tensor exactly. FSDP1 (``FullyShardedDataParallel``) hands out flattened pieces of
 parameters that nothing marks as pieces; :func:`check_parameters_readable` refuses them.
+
+layerscope's exchanges run on a gloo group of its own (:class:`Exchange`), never on the
+training's group, and each is bounded: a rank that does not arrive within
+``$LAYERSCOPE_DIST_TIMEOUT`` seconds (default 300) makes the exchange fail with
+:class:`RankMissing`, naming the missing ranks, instead of blocking until the process group's
+own timeout (30 minutes by default).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -39,14 +48,105 @@ def rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def wait_for_all_ranks() -> None:
-    """Return once every rank got here (a barrier); nothing without torch.distributed.
+#: Environment variable: seconds a layerscope exchange waits for the other ranks.
+TIMEOUT_ENV = "LAYERSCOPE_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
 
-    The scope's close ends with it, so that no rank tears down its process group while the
-    last gather, which other ranks may still be reading, is in flight.
+
+class RankMissing(RuntimeError):
+    """A layerscope exchange across ranks could not complete: a rank failed, left or is late."""
+
+
+def exchange_timeout() -> timedelta:
+    """How long an exchange waits for every rank: ``$LAYERSCOPE_DIST_TIMEOUT`` seconds, or 300.
+
+    Raises:
+        ValueError: the variable is set to something other than a positive number.
     """
-    if rank_and_size()[1] > 1:
-        dist.barrier()
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            error_message(
+                f"layerscope: ${TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}",
+                "bad-option",
+            )
+        )
+    return timedelta(seconds=seconds)
+
+
+class Exchange:
+    """layerscope's collectives: a gloo group of its own, every call bounded by a timeout.
+
+    The group is made at the first exchange (every rank is at the same flush then), so that a
+    scope costs nothing until it exchanges. Its traffic never pairs with the training's own
+    collectives, and it stays on the CPU whatever the training's backend. Before each gather a
+    monitored barrier checks that every rank arrived, so that a missing one is named.
+    """
+
+    def __init__(self) -> None:
+        self.timeout = exchange_timeout()
+        self._group: Any = None
+
+    def gather(self, payload: object, where: str) -> list[Any] | None:
+        """Every rank's `payload` on rank 0 (in rank order); ``None`` on the other ranks.
+
+        Raises:
+            RankMissing: a rank did not take part within the timeout; the message names it and
+                `where` (the step or call that exchanged).
+        """
+        rank, size = rank_and_size()
+        try:
+            self._barrier()
+            gathered: list[Any] | None = [None] * size if rank == 0 else None
+            dist.gather_object(payload, gathered, dst=0, group=self._group)
+        except RuntimeError as error:  # gloo's DistBackendError and timeouts are RuntimeErrors
+            raise RankMissing(self._describe(error, where)) from error
+        return gathered
+
+    def barrier(self, where: str) -> None:
+        """Return once every rank got here.
+
+        Raises:
+            RankMissing: as :meth:`gather`.
+        """
+        try:
+            self._barrier()
+        except RuntimeError as error:
+            raise RankMissing(self._describe(error, where)) from error
+
+    def close(self) -> None:
+        """Free the group (after a last :meth:`barrier`: no rank uses it any more)."""
+        group, self._group = self._group, None
+        if group is not None and dist.is_initialized():
+            dist.destroy_process_group(group)
+
+    def _barrier(self) -> None:
+        if self._group is None:
+            self._group = dist.new_group(backend="gloo", timeout=self.timeout)
+        dist.monitored_barrier(group=self._group, timeout=self.timeout, wait_all_ranks=True)
+
+    def _describe(self, error: RuntimeError, where: str) -> str:
+        rank, size = rank_and_size()
+        seconds = f"{self.timeout.total_seconds():g}"
+        found = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(error))
+        if found:
+            missing = "rank" + ("s " if "," in found.group(1) else " ") + found.group(1).strip()
+            who = f"{missing} of {size} did not reach it within {seconds} s"
+        elif rank == 0:
+            who = f"another rank of {size} failed or left"
+        else:
+            who = f"rank 0 (or another of {size}) did not answer within {seconds} s or left"
+        return (
+            f"layerscope: rank {rank}: the exchange of records across ranks at {where} could not "
+            f"complete: {who} ({str(error).splitlines()[0][:200]}). Raise ${TIMEOUT_ENV} if a "
+            "rank is only slow (a long checkpoint or evaluation on one rank)"
+        )
 
 
 def local_part(tensor: torch.Tensor, axis: int | None) -> tuple[torch.Tensor | None, int | None]:
@@ -138,20 +238,26 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
 
 
 def merge_to_rank0(
-    steps: Sequence[StepWindows], replicated: Collection[str], sharded: Collection[str] = ()
+    steps: Sequence[StepWindows],
+    replicated: Collection[str],
+    sharded: Collection[str],
+    exchange: Exchange,
+    where: str,
 ) -> list[StepWindows]:
     """Combine every rank's windows of the same steps; rank 0 gets them, other ranks ``[]``.
 
     Every rank must call this at the same flush (collective). `replicated` names the site kinds
     whose values are identical on every rank; rank 0's window of those is used as it is, except
     at the `sharded` sites (DTensors, see :func:`local_part`), whose windows are merged.
+
+    Raises:
+        RankMissing: a rank did not take part in time (see :class:`Exchange`).
     """
     rank, size = rank_and_size()
     if size == 1:
         return list(steps)
     payload = [(s.step, s.epoch, {site: _pack(w) for site, w in s.windows.items()}) for s in steps]
-    gathered: list[Any] | None = [None] * size if rank == 0 else None
-    dist.gather_object(payload, gathered, dst=0)
+    gathered = exchange.gather(payload, where)
     if rank != 0 or gathered is None:
         return []
     by_step: dict[int, tuple[int, dict[str, list[tuple[Any, ...]]]]] = {}

@@ -16,11 +16,12 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from layerscope.checkpoint import lens_states, scope_state
 from layerscope.distributed import (
+    Exchange,
+    RankMissing,
     check_parameters_readable,
     local_part,
     merge_to_rank0,
     rank_and_size,
-    wait_for_all_ranks,
 )
 from layerscope.docs import error_message
 from layerscope.drift import changes_since_watch, own_parameters
@@ -96,6 +97,8 @@ class Scope:
         }
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in self.lenses]
         self.rank, self.world_size = rank_and_size()
+        # None on one process, and once this rank has left the exchange (a rank went missing).
+        self._exchange = Exchange() if self.world_size > 1 else None
 
         self.step_count = 0
         self.epoch_count = 0
@@ -326,7 +329,9 @@ class Scope:
         """Turn pending observations into records and hand new records to the sinks.
 
         Under torch.distributed this is a collective: every rank must call it (steps and
-        ``close()`` do so at the same points on every rank).
+        ``close()`` do so at the same points on every rank). It waits for the other ranks at
+        most ``$LAYERSCOPE_DIST_TIMEOUT`` seconds (300): past that, this rank warns which rank is
+        missing and stops observing, and training goes on.
         """
         self._flush(hold_last=False)
 
@@ -362,7 +367,12 @@ class Scope:
         self._windows.discard_current()  # a step that never finished
         try:
             self.flush()
-            wait_for_all_ranks()
+            # No rank tears down its process group while a gather other ranks read is in flight.
+            if self._exchange is not None:
+                self._exchange.barrier("close")
+                self._exchange.close()
+        except RankMissing as error:
+            self._leave_exchange(str(error))
         finally:
             for sink in self.sinks:
                 sink.close()
@@ -395,16 +405,43 @@ class Scope:
     def __enter__(self) -> Scope:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._abandon_exchange()
         self.close()
+
+    def _leave_exchange(self, message: str) -> None:
+        """A rank went missing: warn, stop exchanging and observing; training goes on."""
+        if self._exchange is None:
+            return
+        self._exchange = None
+        self._remove_hooks()
+        warnings.warn(
+            f"{message}. layerscope stops observing on this rank; the records merged so far "
+            "stay (scope.records(), the sinks).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def _abandon_exchange(self) -> None:
+        """Training raised on this rank: close without waiting for ranks that will not come.
+
+        The other ranks' next exchange then fails within their timeout, naming this rank.
+        """
+        self._exchange = None
+        self._windows.discard_current()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to continue its curves: counters and lens states.
 
         It names the model's modules and the lenses, which :meth:`load_state_dict` checks.
+        Local to this rank, never a collective, so that it may be called on rank 0 alone
+        (the usual "save on rank 0"). Under torch.distributed the lens states hold the steps
+        merged so far (up to the last flush); call :meth:`flush` on every rank first to
+        include the steps since.
         """
-        self.flush()
+        self._emit_ready(collective=False)
         return scope_state(self.step_count, self.epoch_count, list(self._modules), self.lenses)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -703,7 +740,19 @@ class Scope:
         ):
             return
         if self.world_size > 1:
-            steps = merge_to_rank0(steps, self._replicated, self._sharded)
+            if self._exchange is None:  # this rank left the exchange: nothing can be merged
+                return
+            try:
+                steps = merge_to_rank0(
+                    steps,
+                    self._replicated,
+                    self._sharded,
+                    self._exchange,
+                    f"step {self.step_count}",
+                )
+            except RankMissing as error:
+                self._leave_exchange(str(error))
+                return
         for step_windows in steps:
             self._emit(step_windows)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -160,3 +162,85 @@ def test_other_loggers_get_metrics_through_log_metrics(tmp_path):
     logged = {int(row["step"]): float(row[name]) for row in rows if row.get(name)}
     assert sorted(logged) == sorted(probe.grads)
     assert logged[0] == pytest.approx(probe.grads[0], rel=1e-5)
+
+
+def _resumable_fit(tmp_path, epochs, saves_to, ckpt_path=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from layerscope import lenses
+
+    model = Tiny()
+    with torch.no_grad():  # some units of the first layer die: DeadUnits has a window to carry
+        model.net[0].bias.fill_(-1.0)
+    callback = LayerscopeCallback(
+        lenses=[lenses.Loss(), lenses.GradientNorms(of=("weight",)), lenses.DeadUnits(window=8)],
+        flush_every=3,
+    )
+    saver = ModelCheckpoint(dirpath=saves_to, filename="last")
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback, saver],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, _loader(), ckpt_path=ckpt_path)
+    return callback, saver
+
+
+def test_resumed_fit_continues_the_scope_from_the_checkpoint(tmp_path):
+    whole, _ = _resumable_fit(tmp_path / "whole", 2, tmp_path / "whole")
+    _, saver = _resumable_fit(tmp_path / "first", 1, tmp_path / "ckpt")
+    checkpoint = str(tmp_path / "first.ckpt")
+    os.replace(saver.best_model_path, checkpoint)
+    saved = torch.load(checkpoint, weights_only=False)["callbacks"]
+    (state,) = [s for key, s in saved.items() if "LayerscopeCallback" in key]
+    assert state["step"] == 10  # the trainer's global step when it saved
+    # the same checkpoint folder, as a resumed run has (emptied: Lightning warns of old files)
+    resumed, _ = _resumable_fit(tmp_path / "resumed", 2, tmp_path / "ckpt", checkpoint)
+
+    def scalars(callback):
+        return {
+            (r.step, r.site, r.quantity, r.statistic): r.value
+            for r in callback.records()
+            if r.step >= 10
+        }
+
+    expected, got = scalars(whole), scalars(resumed)
+    assert min(k[0] for k in got) == 10
+    assert got.keys() == expected.keys()
+    assert any(k[2] == "dead" for k in got)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+def test_findings_after_training(tmp_path):
+    model = Tiny()
+    with torch.no_grad():  # the second layer outputs non-finite values from the first step
+        model.net[2].weight.fill_(float("inf"))
+    first: list[str] = []  # the reference: torch's own hooks, in execution order
+    for name, module in model.net.named_children():
+        module.register_forward_hook(
+            lambda m, a, out, name=name: (
+                first.append(f"net.{name}") if not first and not torch.isfinite(out).all() else None
+            )
+        )
+    callback = LayerscopeCallback(flush_every=2)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, _loader())
+    assert callback.scope is None  # training has ended
+    origins = [f for f in callback.findings() if f.kind == "nan_origin"]
+    assert origins
+    assert origins[0].step == 0
+    assert origins[0].site == f"{first[0]}:output"

@@ -73,6 +73,11 @@ class LayerscopeCallback(AttachedScope, Callback):
     ``log_dir``, or through any other logger's ``log_metrics`` (W&B, CSV, MLflow). The loss each
     ``training_step`` returns is recorded too, un-scaled by ``accumulate_grad_batches``.
 
+    Under a distributed strategy (``strategy="ddp"``) every rank attaches a Scope: each rank's
+    data is part of the statistics, and rank 0 writes them and holds :meth:`records` and
+    :meth:`findings`. The Scope's state (step, lens states) is saved in the trainer's
+    checkpoints (:meth:`state_dict`) and restored when ``fit`` resumes from one.
+
     Args:
         lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
         every: observe every N-th step.
@@ -111,8 +116,6 @@ class LayerscopeCallback(AttachedScope, Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Attach the Scope to the module and the trainer's first optimizer."""
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
-        if not trainer.is_global_zero:
-            return
         logdir, sinks = self._logging(trainer)
         self.attach(pl_module, optimizer, logdir, sinks, trainer.global_step)
         self.scope.epoch_count = trainer.current_epoch
@@ -147,5 +150,17 @@ class LayerscopeCallback(AttachedScope, Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        """Close the Scope when training raises; the records so far are flushed."""
-        self.close()
+        """Close the Scope when training raises; the records so far are kept.
+
+        Under torch.distributed the failing rank does not wait for the others at a last
+        exchange (they may never come); its pending steps are dropped.
+        """
+        self.close(failed=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Scope's state for the trainer's checkpoint (local to this rank)."""
+        return self.scope_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the Scope's state from a checkpoint (before or while training)."""
+        self.resume_from(state_dict)
