@@ -35,6 +35,7 @@ from torch.utils.dlpack import to_dlpack
 
 from layerscope import _core
 from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.parameters import owned_parameters
 from layerscope.observation import is_distributed_tensor, site_name
 from layerscope.reducers import (
     HostSummary,
@@ -218,9 +219,10 @@ class OptimizerGatherer(Gatherer):
         self.optimizer = optimizer
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self._params: list[tuple[str, str, nn.Parameter, int, frozenset[str]]] = []
-        for name, module in context.modules_wanting(*self.kinds).items():
+        owned = owned_parameters(context.modules, context.modules_wanting(*self.kinds))
+        for name, params in owned.items():
             wanted = frozenset(context.wanted[name])
-            for pname, param in module.named_parameters(recurse=False):
+            for pname, param in params:
                 if id(param) in group_of:
                     self._params.append(
                         (name, site_name(name, "", pname), param, group_of[id(param)], wanted)
