@@ -121,11 +121,7 @@ def train_lm(
 ) -> tuple[layerscope.Scope, list[float | None]]:
     """Train `model` under ``watch``; returns the closed scope and clip_grad_norm_'s totals."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = (
-        torch.optim.Adam(params, lr=lr)
-        if adam
-        else torch.optim.SGD(params, lr=lr, momentum=0.9)
-    )
+    opt = torch.optim.Adam(params, lr=lr) if adam else torch.optim.SGD(params, lr=lr, momentum=0.9)
     totals: list[float | None] = []
     batches = data if data is not None else token_batches(steps)
     with layerscope.watch(model, opt, lenses=lenses, **watch) as scope:  # type: ignore[arg-type]

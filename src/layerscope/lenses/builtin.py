@@ -13,7 +13,7 @@ from layerscope import stats
 from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import Record
-from layerscope.units import CONVOLUTIONS
+from layerscope.units import CONVOLUTIONS, has_weight_matrix, is_activation
 
 #: Modules whose output units are "active" only when positive.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.Hardtanh)
@@ -175,8 +175,26 @@ class GradientNorms(Lens):
         return out
 
 
+def has_units(module: nn.Module) -> bool:
+    """Whether `module`'s output has units whose activity means something, by what it does.
+
+    Modules that own a weight matrix (linear maps and convolutions, other libraries' too, such
+    as transformers' ``Conv1D``; lookup tables, ``nn.Embedding``, excepted), attention, and
+    unit-wise activations (:func:`~layerscope.units.is_activation`).
+    """
+    if isinstance(module, (*UNIT_MODULES, *ACTIVATIONS)):
+        return True
+    if isinstance(module, nn.Embedding):
+        return False
+    return has_weight_matrix(module) or is_activation(module)
+
+
 class _UnitActivity(Lens):
-    """Shared machinery of DeadUnits and GradientDeath: an ActivityTracker per site."""
+    """Shared machinery of DeadUnits and GradientDeath: an ActivityTracker per site.
+
+    Without ``modules=`` they select the modules that have units (:func:`has_units`), among
+    the leaf modules or those named by ``names=`` / chosen by ``where=``.
+    """
 
     default_statistics = ("mean",)  # unused; the lens emits its own quantities
 
@@ -197,6 +215,12 @@ class _UnitActivity(Lens):
             site: stats.ActivityTracker.deserialize(data)
             for site, data in state.get("trackers", {}).items()
         }
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Modules with units (:func:`has_units`) unless ``modules=`` names the types."""
+        if self.modules is None and not has_units(module):
+            return False
+        return super().selects(name, module)
 
     def needs(self, kind: str) -> Needs:
         """Per-unit activity counts."""
@@ -237,7 +261,6 @@ class DeadUnits(_UnitActivity):
 
     default_tag = "activity"
     kinds = ("output",)
-    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
 
 
 class GradientDeath(_UnitActivity):
@@ -250,7 +273,6 @@ class GradientDeath(_UnitActivity):
 
     default_tag = "gradient_activity"
     kinds = ("output.grad",)
-    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
 
 
 class Loss(Lens):
