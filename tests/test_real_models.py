@@ -58,3 +58,24 @@ def test_tied_weight_is_updated_once_by_the_optimizer_lens():
     sites = {r.site for r in scope.records() if r.quantity == "update_ratio"}
     assert "transformer.wte:weight" in sites
     assert "lm_head:weight" not in sites
+
+
+def output_norms(checkpointing: dict | None) -> dict[tuple[str, str], float]:
+    """Step 0's output and output-gradient L2 norms of GPT-2, checkpointed as asked or not."""
+    model = gpt2()
+    if checkpointing is not None:
+        model.activation_checkpointing_enable(checkpointing)
+    scope, _ = train_lm(
+        model,
+        1,
+        lenses=[lenses.OutputNorms(statistics=("l2",)), lenses.GradientNorms(of=("output",))],
+    )
+    return {(r.site, r.quantity): r.value for r in scope.records() if r.step == 0}
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_activation_checkpointing_observes_each_forward_call_once(reentrant):
+    plain = output_norms(None)
+    checkpointed = output_norms({"use_reentrant": reentrant})
+    assert "transformer.h.0.mlp.c_fc:output" in {site for site, _ in plain}
+    assert checkpointed == pytest.approx(plain, rel=1e-5)  # recomputed: 1.414x before

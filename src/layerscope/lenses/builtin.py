@@ -312,7 +312,10 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
 
     Most lenses observe every `every`-th step; parameter values and optimizer state, which move
     slowly and cost a full read of every parameter, ten times less often, and distributions
-    (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike.
+    (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike,
+    except the search for non-finite values (:class:`~layerscope.lenses.NonFinite`), which
+    runs on every step: a NaN born on a skipped step would otherwise be seen only once it has
+    spread everywhere.
 
     Args:
         optimizer: add the :class:`~layerscope.lenses.Optimizer` lens (``watch`` does when it
@@ -322,12 +325,13 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
-        >>> [lens.tag for lens in default(optimizer=True)][-2:]
-        ['optimizer', 'health']
+        >>> [type(lens).__name__ for lens in default(optimizer=True)][-3:]
+        ['Optimizer', 'NonFinite', 'Health']
         >>> [(lens.tag, lens.every) for lens in default(every=10) if lens.every]
-        [('parameters', 100), ('distributions', 500)]
+        [('parameters', 100), ('distributions', 500), ('health', 1)]
     """
-    from layerscope.lenses.health import Health  # both import this module: import late
+    from layerscope.health import CHECKS
+    from layerscope.lenses.health import Health, NonFinite  # they import this module: late
     from layerscope.lenses.optimizer import Optimizer
 
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -344,4 +348,7 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     ]
     if optimizer:  # optimizer state moves as slowly as the weights; reading it costs as much
         lenses.append(Optimizer(every=10 * every))
-    return [*lenses, Health()]  # last: it judges what the others recorded
+    # NaN origin on every step, whatever `every`: a NaN spreads through the weights at once
+    lenses.append(NonFinite())
+    # last: it judges what the others recorded
+    return [*lenses, Health(checks=[name for name in CHECKS if name != "nan_origin"])]

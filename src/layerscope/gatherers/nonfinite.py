@@ -1,0 +1,149 @@
+"""Finiteness gatherer: the NaN and ±Inf of outputs and gradients, on every step.
+
+It counts them in each output, output gradient and parameter gradient whatever the other
+lenses' schedules.
+
+A NaN born on a step no other lens observes spreads through the weights at the update; by the
+next observed step every site holds one, and its origin is lost. So this gatherer counts
+non-finite elements on every step: one fused pass per tensor (the C++ kernel on the CPU; on a
+device two torch ops whose 0-d result stays there until the flush). It hands over a vector
+``[nonfinite, size]`` per site, at the site ``"<site>:finite"`` (``"fc1:output:finite"``), of
+kind ``"<kind>.finite"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.dlpack import to_dlpack
+from torch.utils.hooks import RemovableHandle
+
+from layerscope import _core
+from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
+from layerscope.gatherers.parameters import owned_parameters, parameter_kind
+from layerscope.observation import readable_reason, site_name, tensor_leaves
+
+#: The finiteness kinds, each ``"<observed kind>.finite"``.
+FINITE_KINDS: tuple[str, ...] = (
+    "output.finite",
+    "output.grad.finite",
+    "weight.grad.finite",
+    "bias.grad.finite",
+)
+#: The suffix of a finiteness site: ``"fc1:output" + FINITE_SUFFIX``.
+FINITE_SUFFIX = ":finite"
+
+
+def nonfinite_count(tensor: torch.Tensor) -> torch.Tensor:
+    """``[nonfinite elements, elements]`` of `tensor` as a float64 vector on its device.
+
+    One pass of the C++ kernel for a CPU tensor; on a device, torch ops and no host sync.
+    """
+    x = tensor.detach()
+    if x.is_cpu and readable_reason(x) is None:
+        try:
+            nonfinite = _core.summarize_fields(to_dlpack(x), None, 0.0, None)[9]
+            return torch.tensor([float(nonfinite), float(x.numel())], dtype=torch.float64)
+        except (TypeError, RuntimeError, BufferError):
+            pass  # a layout DLPack cannot carry: count with torch below
+    bad = x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
+    return torch.stack([bad, torch.full_like(bad, float(x.numel()))])
+
+
+class FiniteGatherer(Gatherer):
+    """Counts the non-finite elements of outputs, their gradients and parameter gradients.
+
+    Sites are the observed site followed by ``":finite"``: ``"fc1:output:finite"``,
+    ``"fc1:output.grad:finite"``, ``"fc1:weight.grad:finite"``. A parameter shared by several
+    modules is counted once (:func:`~layerscope.gatherers.parameters.owned_parameters`).
+    """
+
+    kinds = FINITE_KINDS
+
+    def __init__(self, context: GatherContext) -> None:
+        super().__init__(context)
+        self._closed = False
+        self._handles: dict[str, RemovableHandle] = {}
+        self._outputs = context.modules_wanting("output.finite", "output.grad.finite")
+        self._grads: list[tuple[str, str, str, nn.Parameter]] = []
+        self._fresh: set[int] = set()
+        self._grad_handles: dict[int, RemovableHandle] = {}
+        self._calls = Recomputations()
+        wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
+        for name, params in owned_parameters(context.modules, wanting).items():
+            for pname, param in params:
+                kind = f"{parameter_kind(pname)}.grad.finite"
+                if kind in context.wanted[name] and param.requires_grad:
+                    site = site_name(name, "", f"{pname}.grad") + FINITE_SUFFIX
+                    self._grads.append((name, kind, site, param))
+
+    def follow(self, plan: Container[tuple[str, str]]) -> None:
+        """Hook the modules and parameters the plan observes, and only those."""
+        for name, module in self._outputs.items():
+            wanted = (name, "output.finite") in plan or (name, "output.grad.finite") in plan
+            handle = self._handles.get(name)
+            if wanted and handle is None and not self._closed:
+                hook = partial(self._forward_hook, name, isinstance(module, RESULT_FIRST))
+                self._handles[name] = module.register_forward_hook(hook, prepend=True)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._handles[name]
+        for index, (name, kind, _, param) in enumerate(self._grads):
+            wanted = (name, kind) in plan
+            handle = self._grad_handles.get(index)
+            if wanted and handle is None:
+                arrived = partial(self._arrived, index)
+                self._grad_handles[index] = param.register_post_accumulate_grad_hook(arrived)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._grad_handles[index]
+
+    def _forward_hook(
+        self, name: str, result_first: bool, module: nn.Module, args: Any, output: Any
+    ) -> None:  # noqa: ANN401
+        enabled = self.context.enabled
+        want_output = enabled(name, "output.finite")
+        want_grad = enabled(name, "output.grad.finite")
+        if not (want_output or want_grad) or not torch.is_grad_enabled():
+            return
+        if result_first and isinstance(output, tuple) and output:
+            output = output[0]
+        recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
+        leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
+        for path, tensor in leaves:
+            if want_output and not recomputed and tensor.is_floating_point():
+                site = site_name(name, "output", path) + FINITE_SUFFIX
+                self.context.observe(name, "output.finite", site, nonfinite_count(tensor))
+            if want_grad and tensor.requires_grad:
+                site = site_name(name, "output.grad", path) + FINITE_SUFFIX
+                tensor.register_hook(partial(self._grad_hook, name, site))
+
+    def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
+        if not self._closed and grad.is_floating_point():
+            self.context.observe(name, "output.grad.finite", site, nonfinite_count(grad))
+
+    def _arrived(self, index: int, param: torch.Tensor) -> None:
+        self._fresh.add(index)
+
+    def before_step(self) -> None:
+        """Count the parameter gradients that arrived since the last step."""
+        self._calls.clear()
+        enabled, observe = self.context.enabled, self.context.observe
+        for index in sorted(self._fresh):
+            name, kind, site, param = self._grads[index]
+            if param.grad is not None and enabled(name, kind):
+                observe(name, kind, site, nonfinite_count(param.grad))
+        self._fresh.clear()
+
+    def remove(self) -> None:
+        """Remove every hook; tensor hooks pending on live graphs become no-ops."""
+        self._closed = True
+        for handle in (*self._handles.values(), *self._grad_handles.values()):
+            handle.remove()
+        self._handles.clear()
+        self._grad_handles.clear()
