@@ -1,5 +1,8 @@
-"""Real models for the real-model tests: transformers' GPT-2 and BERT built from small configs
-(nothing is downloaded), an LSTM language model and a BatchNorm CNN, with a training loop."""
+"""Real models for the real-model tests, and a training loop.
+
+transformers' GPT-2 and BERT built from small configs (nothing is downloaded), an LSTM language
+model and a BatchNorm CNN.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +87,44 @@ def bn_cnn() -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(32, 3),
     )
+
+
+def quick_lenses(window: int = 5) -> list[layerscope.lenses.Lens]:
+    """The default lenses, every one on every step and every window `window` steps: each check
+    can find what it looks for within a short run."""
+    lenses = layerscope.lenses
+    return [
+        lenses.Loss(),
+        lenses.Activations(),
+        lenses.OutputNorms(),
+        lenses.GradientNorms(),
+        lenses.Parameters(every=1),
+        lenses.DeadUnits(window=window),
+        lenses.GradientDeath(window=window),
+        lenses.Distributions(every=window),
+        lenses.Optimizer(every=1),
+        lenses.NonFinite(),
+        lenses.Health(checks=[c for c in layerscope.health.CHECKS if c != "nan_origin"]),
+    ]
+
+
+def image_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """A 3-way classification loss on 8x8 images drawn from `ids` (for :func:`bn_cnn`)."""
+    g = torch.Generator().manual_seed(int(ids.sum()))
+    x = torch.randn(16, 1, 8, 8, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long() + (x[:, 0, :4, :4].mean((1, 2)) > 0).long()
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def freeze_embeddings(model: nn.Module) -> nn.Module:
+    """Freeze every embedding table (tied output layers with them) and, for the CNN, the first
+    convolution."""
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            module.weight.requires_grad_(False)
+    if isinstance(model, nn.Sequential):
+        model[0].requires_grad_(False)
+    return model
 
 
 def token_batches(steps: int, batch: int = 8, seed: int = 1) -> list[torch.Tensor]:
