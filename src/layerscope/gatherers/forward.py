@@ -4,6 +4,16 @@ A forward hook that registers a tensor hook on each output leaf gets the gradien
 module's output for a few microseconds, where a full backward hook costs several times that and
 fails after in-place operations (pytorch#61519). Hooks registered before an in-place op on the
 same tensor still receive the gradient w.r.t. the value the module returned.
+
+Under ``torch.compile`` (compiled before or after ``watch``) dynamo would trace the forward
+hook and hand it symbolic tensors that no statistic can read. The hook is excluded from tracing
+(``torch.compiler.disable``): each observed module's output leaves the compiled graph, is
+reduced eagerly, and the graph resumes after it. Every statistic is kept on every step, at the
+price of a graph break at each observed module on the steps that observe it (unobserved steps
+run the model without these hooks). The finiteness gatherer's hooks, which the NaN search
+keeps on every step, break the graph the same way on every step: leave the
+:class:`~layerscope.lenses.NonFinite` lens out, or observe fewer modules (``names=``), where
+that costs too much.
 """
 
 from __future__ import annotations
@@ -112,7 +122,15 @@ class ForwardGatherer(Gatherer):
                 handle.remove()
                 del self._handles[name]
 
-    def _forward_hook(
+    def _forward_hook(self, *args: Any) -> None:  # noqa: ANN401
+        # Under torch.compile, out of the traced graph (see the forward gatherer's docstring);
+        # in eager mode called directly: the disabled wrapper costs about a microsecond a call.
+        if torch.compiler.is_compiling():
+            self._observe_untraced(*args)
+        else:
+            self._observe_call(*args)
+
+    def _observe_call(
         self,
         name: str,
         want_output: bool,
@@ -140,6 +158,8 @@ class ForwardGatherer(Gatherer):
                 self.context.observe(name, "output", output_site, tensor)
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
+
+    _observe_untraced = torch.compiler.disable(_observe_call)
 
     def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
         """The output site of one leaf of a module's output, and the hook for its gradient."""
