@@ -7,8 +7,9 @@ A NaN born on a step no other lens observes spreads through the weights at the u
 next observed step every site holds one, and its origin is lost. So this gatherer counts
 non-finite elements on every step: one fused pass per tensor (the C++ kernel on the CPU; on a
 device two torch ops whose 0-d result stays there until the flush). It hands over a vector
-``[nonfinite, size]`` per site, at the site ``"<site>:finite"`` (``"fc1:output:finite"``), of
-kind ``"<kind>.finite"``.
+``[nonfinite, size]`` at the site ``"<site>:finite"`` (``"fc1:output:finite"``), of kind
+``"<kind>.finite"``: on the CPU only for the sites that hold a non-finite value, so that a
+clean step costs the counts and nothing more; on a device for every site.
 """
 
 from __future__ import annotations
@@ -39,20 +40,25 @@ FINITE_KINDS: tuple[str, ...] = (
 FINITE_SUFFIX = ":finite"
 
 
-def nonfinite_count(tensor: torch.Tensor) -> torch.Tensor:
-    """``[nonfinite elements, elements]`` of `tensor` as a float64 vector on its device.
+#: The dtypes the C++ kernel reads in place.
+_KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 
-    One pass of the C++ kernel for a CPU tensor; on a device, torch ops and no host sync.
+
+def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
+    """The non-finite elements of `tensor`: an int for a CPU tensor, else a 0-d device tensor.
+
+    One pass of the C++ kernel on the CPU; on a device torch ops and no host sync. Tensors no
+    statistic reads (integers cannot be non-finite) count 0.
     """
     x = tensor.detach()
-    if x.is_cpu and readable_reason(x) is None:
+    if x.dtype in _KERNEL_DTYPES and x.is_cpu and x.layout == torch.strided:  # the usual case
         try:
-            nonfinite = _core.summarize_fields(to_dlpack(x), None, 0.0, None)[9]
-            return torch.tensor([float(nonfinite), float(x.numel())], dtype=torch.float64)
+            return int(_core.summarize_fields(to_dlpack(x), None, 0.0, None)[9])
         except (TypeError, RuntimeError, BufferError):
-            pass  # a layout DLPack cannot carry: count with torch below
-    bad = x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
-    return torch.stack([bad, torch.full_like(bad, float(x.numel()))])
+            pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
+    if readable_reason(x) is not None:
+        return 0
+    return x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
 
 
 class FiniteGatherer(Gatherer):
@@ -124,9 +130,9 @@ class FiniteGatherer(Gatherer):
         recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
         leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
         for path, tensor in leaves:
-            if want_output and not recomputed and tensor.is_floating_point():
+            if want_output and not recomputed:
                 site = site_name(name, "output", path) + FINITE_SUFFIX
-                self.context.observe(name, "output.finite", site, nonfinite_count(tensor))
+                self._observe(name, "output.finite", site, tensor)
             if want_grad and tensor.requires_grad:
                 site = site_name(name, "output.grad", path) + FINITE_SUFFIX
                 tensor.register_hook(partial(self._grad_hook, name, site))
@@ -134,8 +140,18 @@ class FiniteGatherer(Gatherer):
     _observe_untraced = torch.compiler.disable(_observe_call)
 
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
-        if not self._closed and grad.is_floating_point():
-            self.context.observe(name, "output.grad.finite", site, nonfinite_count(grad))
+        if not self._closed:
+            self._observe(name, "output.grad.finite", site, grad)
+
+    def _observe(self, name: str, kind: str, site: str, tensor: torch.Tensor) -> None:
+        """Hand ``[nonfinite, size]`` of `tensor` to the scope (on the CPU only when nonzero)."""
+        bad = nonfinite_count(tensor)
+        if isinstance(bad, torch.Tensor):
+            size = torch.full_like(bad, float(tensor.numel()))
+            self.context.observe(name, kind, site, torch.stack([bad, size]))
+        elif bad:
+            counts = torch.tensor([float(bad), float(tensor.numel())], dtype=torch.float64)
+            self.context.observe(name, kind, site, counts)
 
     def _arrived(self, index: int, param: torch.Tensor) -> None:
         self._fresh.add(index)
@@ -143,11 +159,11 @@ class FiniteGatherer(Gatherer):
     def before_step(self) -> None:
         """Count the parameter gradients that arrived since the last step."""
         self._calls.clear()
-        enabled, observe = self.context.enabled, self.context.observe
+        enabled = self.context.enabled
         for index in sorted(self._fresh):
             name, kind, site, param = self._grads[index]
             if param.grad is not None and enabled(name, kind):
-                observe(name, kind, site, nonfinite_count(param.grad))
+                self._observe(name, kind, site, param.grad)
         self._fresh.clear()
 
     def remove(self) -> None:
