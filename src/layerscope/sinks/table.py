@@ -67,7 +67,7 @@ class DataFrameSink:
         >>> sink.write([Record(0, 0, "loss", "", "loss", "last", 1.5)])
         >>> sink.close()
         >>> sink.frame.shape
-        (1, 7)
+        (1, 8)
 
     """
 
