@@ -79,3 +79,13 @@ def test_activation_checkpointing_observes_each_forward_call_once(reentrant):
     checkpointed = output_norms({"use_reentrant": reentrant})
     assert "transformer.h.0.mlp.c_fc:output" in {site for site, _ in plain}
     assert checkpointed == pytest.approx(plain, rel=1e-5)  # recomputed: 1.414x before
+
+
+def test_the_shared_site_names_the_other_holders(caplog):
+    caplog.set_level("INFO", logger="layerscope")
+    scope, _ = train_lm(gpt2(), 1, lenses=[lenses.GradientNorms(of=("weight",))])
+    shared = [r.getMessage() for r in caplog.records if "same parameter" in r.getMessage()]
+    assert shared == [
+        "layerscope: lm_head.weight is the same parameter as site transformer.wte:weight; "
+        "it is observed once, there"
+    ]
