@@ -111,6 +111,7 @@ def finding_line(record: Record) -> str:
     return f"{severity}, step {record.step}, {where}: {record.text or record.statistic}"
 
 
+#: The columns of a table of records (:func:`records_to_rows`, ``to_pandas``).
 RECORD_COLUMNS: tuple[str, ...] = (
     "step",
     "epoch",
@@ -119,13 +120,14 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "quantity",
     "statistic",
     "value",
+    "text",
 )
 
 
 def records_to_rows(records: Iterable[Record]) -> list[tuple[object, ...]]:
     """Scalar records as tuples in :data:`RECORD_COLUMNS` order (histogram records skipped)."""
     return [
-        (r.step, r.epoch, r.tag, r.site, r.quantity, r.statistic, r.value)
+        (r.step, r.epoch, r.tag, r.site, r.quantity, r.statistic, r.value, r.text)
         for r in records
         if r.histogram is None
     ]

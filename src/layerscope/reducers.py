@@ -188,10 +188,10 @@ def count_exceeding_torch(tensor: torch.Tensor, level: float, absolute: bool) ->
     return ((x.abs() if absolute else x) > level).sum()
 
 
-def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float, float, int]:
-    """Smallest and largest element of a CPU tensor, and how many elements are below `level`.
+def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float, float, int, int]:
+    """Smallest and largest element of a CPU tensor, how many are below `level`, how many zero.
 
-    One pass of the C++ kernel, no temporary. NaN is left out of all three (both extremes are
+    One pass of the C++ kernel, no temporary. NaN is left out of all four (both extremes are
     NaN when every element is); ±Inf count as values.
     """
     # The kernel counts x > threshold; x >= level is x > the next double below level.
@@ -199,16 +199,16 @@ def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float,
     at_or_above = int(np.asarray(s.channel_active).sum())  # +Inf included, NaN never
     largest = math.inf if s.pos_inf else s.max  # min and max of the kernel skip ±Inf
     smallest = -math.inf if s.neg_inf else (s.min if s.count else largest)
-    return smallest, largest, s.size - s.nan - at_or_above
+    return smallest, largest, s.size - s.nan - at_or_above, s.zeros
 
 
 def extremes_and_count_below_torch(
     tensor: torch.Tensor, level: float | torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`extremes_and_count_below` with torch ops on the tensor's device, no host sync.
 
-    `level` may be a 0-d tensor on that device. Returns a float64 ``[smallest, largest]`` and a
-    0-d count, on the device.
+    `level` may be a 0-d tensor on that device. Returns a float64 ``[smallest, largest]`` and
+    0-d counts of the elements below `level` and of the zeros, on the device.
     """
     x = tensor.detach()
     nan = torch.isnan(x)
@@ -216,7 +216,7 @@ def extremes_and_count_below_torch(
     largest = x.masked_fill(nan, -math.inf).amax()
     extremes = torch.stack([smallest, largest]).double()
     extremes = torch.where(nan.all(), math.nan, extremes)
-    return extremes, (x < level).sum()
+    return extremes, (x < level).sum(), (x == 0).sum()
 
 
 def device_tensors(summary: DeviceSummary) -> list[torch.Tensor]:

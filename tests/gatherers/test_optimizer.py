@@ -133,7 +133,7 @@ def test_adam_effective_step_and_eps_dominance(kind):
             ):
                 got = table[(step, site, "step_size", statistic)]
                 assert got == pytest.approx(want.item(), rel=1e-4), (step, site, statistic)
-            fraction = (root < eps).double().mean().item()
+            fraction = eps_reference(root, eps)
             assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(
                 fraction, abs=1e-7
             )
@@ -157,6 +157,12 @@ def test_default_lenses_add_optimizer_only_with_an_optimizer():
     with pytest.raises(ValueError, match="step sizes"):
         Optimizer(statistics=("l2",))
     assert math.isfinite(select(scope.records(), quantity="lr")[0].value)
+
+
+def eps_reference(root: torch.Tensor, eps: float) -> float:
+    """The share of sqrt(v̂) < eps among the elements with v̂ > 0."""
+    had = root > 0
+    return ((root < eps) & had).double().sum().item() / had.double().sum().item()
 
 
 def _root_of_second_moment(state: dict, amsgrad: bool) -> torch.Tensor:
@@ -197,7 +203,7 @@ def test_step_size_of_a_sampled_parameter_against_the_full_tensor(amsgrad):
             assert got["min"] == pytest.approx(steps.min().item(), rel=1e-6)
             assert got["max"] == pytest.approx(steps.max().item(), rel=1e-6)
             assert table[(step, site, "eps_dominance", "fraction")] == pytest.approx(
-                (root < eps).double().mean().item(), abs=1e-12
+                eps_reference(root, eps), abs=1e-12
             )
             # Mean and quantiles: those of the strided sample (every element of the bias).
             sample = strided_sample(steps)
@@ -218,17 +224,17 @@ def test_extremes_and_count_below_match_numpy_on_both_paths():
     x = torch.tensor([3.0, -1.0, math.nan, 0.5, math.inf, 2.0, 1e-30, 0.0])
     level = 0.5
     finite = x[~torch.isnan(x)].numpy()
-    want = (finite.min(), finite.max(), int((finite < level).sum()))
+    want = (finite.min(), finite.max(), int((finite < level).sum()), int((finite == 0).sum()))
     assert extremes_and_count_below(x, level) == want
-    extremes, below = extremes_and_count_below_torch(x, level)
+    extremes, below, zeros = extremes_and_count_below_torch(x, level)
     assert extremes.tolist() == [want[0], want[1]]
-    assert int(below) == want[2]
+    assert (int(below), int(zeros)) == want[2:]
     for dtype in (torch.float64, torch.float16, torch.bfloat16):
         y = x.to(dtype)
-        lo, hi, count = extremes_and_count_below(y, level)
-        extremes, below = extremes_and_count_below_torch(y, level)
+        lo, hi, count, zero_count = extremes_and_count_below(y, level)
+        extremes, below, zeros = extremes_and_count_below_torch(y, level)
         assert [lo, hi] == extremes.tolist()
-        assert count == int(below)
+        assert (count, zero_count) == (int(below), int(zeros))
     # An element exactly at the level is not below it; a level between two float32 values
     # splits them as in real numbers.
     z = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float32)
@@ -237,6 +243,6 @@ def test_extremes_and_count_below_match_numpy_on_both_paths():
     nan = torch.full((4,), math.nan)
     assert all(math.isnan(v) for v in extremes_and_count_below(nan, 1.0)[:2])
     assert extremes_and_count_below(nan, 1.0)[2] == 0
-    extremes, below = extremes_and_count_below_torch(nan, 1.0)
+    extremes, below, _ = extremes_and_count_below_torch(nan, 1.0)
     assert torch.isnan(extremes).all()
     assert int(below) == 0

@@ -70,3 +70,34 @@ def test_a_nan_born_in_the_backward_pass_names_the_first_gradient():
 def test_no_nan_no_finding():
     scope, _ = run(faulty_mlp(LogLinear(32, 32, armed_at=99)), teacher_data(8))
     assert kinds(scope) == []
+
+
+def test_with_every_10_the_origin_is_the_first_bad_step_and_site():
+    # Step 13 is one no other lens observes (every=10): the NaN has spread into every weight
+    # by step 20, where the old check saw it first and named the first layer.
+    scope, losses = run(faulty_mlp(LogLinear(32, 32, armed_at=13)), teacher_data(22), every=10)
+    assert torch.isnan(torch.tensor(losses[13]))
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("2:output",), 13)]
+    assert "step 13" in origins[0].message
+
+
+class ArmedSqrtReLU(SqrtReLU):
+    """A ReLU until the given call, then :class:`SqrtReLU` (NaN gradients)."""
+
+    def __init__(self, armed_at: int):
+        super().__init__()
+        self.armed_at = armed_at
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x) if self.calls - 1 >= self.armed_at else torch.relu(x)
+
+
+def test_with_every_10_a_nan_born_in_the_backward_pass_is_found_on_its_step():
+    model = faulty_mlp(nn.Linear(32, 32))
+    model[3] = ArmedSqrtReLU(armed_at=7)
+    scope, _ = run(model, teacher_data(12), every=10)
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("2:output.grad",), 7)]

@@ -49,3 +49,10 @@ def test_sink_rejects_unknown_suffix(tmp_path):
 def test_nan_values_survive():
     df = to_pandas([Record(0, 0, "loss", "", "loss", "last", float("nan"))])
     assert df["value"].isna().tolist() == [True]
+
+
+def test_finding_text_survives():
+    finding = Record(4, 0, "health", "fc1:output", "finding", "dead_units", 3.0, text="dead; fix")
+    df = to_pandas([Record(4, 0, "loss", "", "loss", "last", 0.5), finding])
+    assert df["text"].isna().tolist() == [True, False]
+    assert df["text"].tolist()[1] == "dead; fix"

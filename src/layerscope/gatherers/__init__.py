@@ -7,6 +7,7 @@ produced by one of them.
 from layerscope.gatherers.attention import AttentionGatherer
 from layerscope.gatherers.base import GatherContext, Gatherer, Observe
 from layerscope.gatherers.forward import ForwardGatherer
+from layerscope.gatherers.nonfinite import FiniteGatherer
 from layerscope.gatherers.optimizer import OptimizerGatherer
 from layerscope.gatherers.parameters import ParameterGatherer
 from layerscope.gatherers.recurrent import RecurrentGatherer
@@ -18,12 +19,14 @@ GATHERERS: tuple[type[Gatherer], ...] = (
     AttentionGatherer,
     RecurrentGatherer,
     OptimizerGatherer,
+    FiniteGatherer,
 )
 
 __all__ = [
     "GATHERERS",
     "AttentionGatherer",
     "ForwardGatherer",
+    "FiniteGatherer",
     "GatherContext",
     "Gatherer",
     "Observe",

@@ -4,6 +4,16 @@ A forward hook that registers a tensor hook on each output leaf gets the gradien
 module's output for a few microseconds, where a full backward hook costs several times that and
 fails after in-place operations (pytorch#61519). Hooks registered before an in-place op on the
 same tensor still receive the gradient w.r.t. the value the module returned.
+
+Under ``torch.compile`` (compiled before or after ``watch``) dynamo would trace the forward
+hook and hand it symbolic tensors that no statistic can read. The hook is excluded from tracing
+(``torch.compiler.disable``): each observed module's output leaves the compiled graph, is
+reduced eagerly, and the graph resumes after it. Every statistic is kept on every step, at the
+price of a graph break at each observed module on the steps that observe it (unobserved steps
+run the model without these hooks). The finiteness gatherer's hooks, which the NaN search
+keeps on every step, break the graph the same way on every step: leave the
+:class:`~layerscope.lenses.NonFinite` lens out, or observe fewer modules (``names=``), where
+that costs too much.
 """
 
 from __future__ import annotations
@@ -26,6 +36,40 @@ from layerscope.observation import site_name, tensor_leaves
 RESULT_FIRST: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
 
 
+def in_backward() -> bool:
+    """Whether a backward pass is running (a forward call now is a checkpoint's recomputation)."""
+    return torch._C._current_graph_task_id() != -1
+
+
+class Recomputations:
+    """Tells a recomputed forward call (activation checkpointing) from a new one, per module.
+
+    Non-reentrant checkpointing runs a module's forward with gradients on, then again inside
+    the backward pass to rebuild what it saved: the second call is no new observation.
+    Reentrant checkpointing runs the first call without gradients (not observed, like any
+    ``no_grad`` pass), so its call inside the backward pass is the one to observe. A module's
+    calls in the backward pass are recomputations while they do not outnumber its observed
+    calls since the last step.
+    """
+
+    def __init__(self) -> None:
+        self._observed: dict[str, int] = {}
+
+    def recomputed(self, name: str) -> bool:
+        """Note a gradient-enabled call of module `name`; whether it recomputes an observed one."""
+        if not in_backward():
+            self._observed[name] = self._observed.get(name, 0) + 1
+            return False
+        left = self._observed.get(name, 0)
+        if left:
+            self._observed[name] = left - 1
+        return left > 0
+
+    def clear(self) -> None:
+        """Forget the step's calls (at the step boundary)."""
+        self._observed.clear()
+
+
 class ForwardGatherer(Gatherer):
     """Observes module outputs (``"output"``) and their gradients (``"output.grad"``).
 
@@ -34,7 +78,9 @@ class ForwardGatherer(Gatherer):
     except at :data:`RESULT_FIRST` modules.
 
     Evaluation passes under ``torch.no_grad()`` / ``inference_mode`` are not observed: they are
-    not part of training, and their activations would blur the training statistics.
+    not part of training, and their activations would blur the training statistics. Nor are
+    activation checkpointing's recomputations of a forward call already observed
+    (:class:`Recomputations`): each call is one observation, with checkpointing or without.
     """
 
     kinds = ("output", "output.grad")
@@ -45,6 +91,11 @@ class ForwardGatherer(Gatherer):
         self._modules = context.modules_wanting(*self.kinds)
         self._handles: dict[str, RemovableHandle] = {}
         self._leaves: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
+        self._calls = Recomputations()
+
+    def before_step(self) -> None:
+        """A new step: no forward call of it has been observed yet."""
+        self._calls.clear()
 
     def follow(self, plan: Container[tuple[str, str]]) -> None:
         """Hook the modules whose outputs or gradients the plan observes, and only those.
@@ -71,8 +122,16 @@ class ForwardGatherer(Gatherer):
                 handle.remove()
                 del self._handles[name]
 
+    def _forward_hook(self, *args: Any) -> None:  # noqa: ANN401
+        # Under torch.compile, out of the traced graph (see the forward gatherer's docstring);
+        # in eager mode called directly: the disabled wrapper costs about a microsecond a call.
+        if torch.compiler.is_compiling():
+            self._observe_untraced(*args)
+        else:
+            self._observe_call(*args)
+
     @contained
-    def _forward_hook(
+    def _observe_call(
         self,
         name: str,
         want_output: bool,
@@ -87,6 +146,9 @@ class ForwardGatherer(Gatherer):
         want_grad = want_grad and enabled(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
+        if want_output and self._calls.recomputed(name):
+            want_output = False  # its gradient hook still goes on: reentrant checkpointing's
+            # recomputed outputs are the ones the backward pass reaches
         if result_first and isinstance(output, tuple) and output:
             output = output[0]
         # Most modules return one tensor: its sites and gradient hook are made once per module.
@@ -97,6 +159,8 @@ class ForwardGatherer(Gatherer):
                 self.context.observe(name, "output", output_site, tensor)
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
+
+    _observe_untraced = torch.compiler.disable(_observe_call)
 
     def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
         """The output site of one leaf of a module's output, and the hook for its gradient."""

@@ -35,6 +35,7 @@ from torch.utils.dlpack import to_dlpack
 
 from layerscope import _core
 from layerscope.gatherers.base import GatherContext, Gatherer
+from layerscope.gatherers.parameters import owned_parameters
 from layerscope.observation import is_distributed_tensor, site_name
 from layerscope.reducers import (
     HostSummary,
@@ -64,7 +65,7 @@ class AdamStepSizes(NamedTuple):
 
     sample: torch.Tensor  # step sizes at an evenly strided sample of the elements (all if few)
     extremes: torch.Tensor | None  # smallest and largest over every element; None: not sampled
-    eps_dominance: torch.Tensor  # 0-d share of the elements where sqrt(v̂) < eps
+    eps_dominance: torch.Tensor  # 0-d share of the elements with v > 0 where sqrt(v̂) < eps
 
 
 class AdamScalars(NamedTuple):
@@ -106,19 +107,29 @@ def adam_step_sizes(state: dict, group: dict) -> AdamStepSizes:
     on_host = not isinstance(level, torch.Tensor) and not isinstance(lr, torch.Tensor)
     if second.device.type == "cpu" and on_host:
         # Host numbers from the C++ pass: a handful of float operations, not of tensor ops.
-        smallest, largest, below = extremes_and_count_below(second, level)
+        smallest, largest, below, zeros = extremes_and_count_below(second, level)
         extremes = _step_size_extremes(smallest, largest, correction, eps, lr)
         return AdamStepSizes(
             sample,
             torch.tensor(extremes, dtype=torch.float64) if sampled else None,
-            torch.tensor(below / second.numel(), dtype=torch.float64),
+            torch.tensor(eps_share(below, zeros, second.numel()), dtype=torch.float64),
         )
-    second_extremes, below = extremes_and_count_below_torch(second, level)
+    second_extremes, below, zeros = extremes_and_count_below_torch(second, level)
     return AdamStepSizes(
         sample,
         step_size(second_extremes) if sampled else None,
-        below.double() / second.numel(),
+        (below - zeros).double() / (second.numel() - zeros),
     )
+
+
+def eps_share(below: int, zeros: int, size: int) -> float:
+    """The share of eps-dominated elements among those that ever had a gradient.
+
+    An element whose second moment is exactly zero never got a gradient (an embedding row the
+    batches never use, a frozen slice): Adam does not move it, eps or not, so it is left out;
+    NaN when no element had a gradient.
+    """
+    return (below - zeros) / (size - zeros) if size > zeros else math.nan
 
 
 def _step_size_extremes(
@@ -136,10 +147,11 @@ def _sharded_step_sizes(
     """Step sizes of a sharded DTensor (FSDP2) at every element; the scope reads it by shards.
 
     The eps dominance is the 0/1 mask, whose mean merged across ranks is the whole tensor's
-    share (a mean of the shards' shares would weigh uneven shards equally).
+    share (a mean of the shards' shares would weigh uneven shards equally); elements that never
+    had a gradient (v = 0) are NaN in it, left out of the mean as :func:`eps_share` leaves them.
     """
     root = (second.float() / correction).sqrt_()
-    dominance = (root < eps).float()
+    dominance = (root < eps).float().masked_fill_(root == 0, math.nan)
     return AdamStepSizes(root.add_(eps).reciprocal_().mul_(lr), None, dominance)
 
 
@@ -218,9 +230,10 @@ class OptimizerGatherer(Gatherer):
         self.optimizer = optimizer
         group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         self._params: list[tuple[str, str, nn.Parameter, int, frozenset[str]]] = []
-        for name, module in context.modules_wanting(*self.kinds).items():
+        owned = owned_parameters(context.modules, context.modules_wanting(*self.kinds))
+        for name, params in owned.items():
             wanted = frozenset(context.wanted[name])
-            for pname, param in module.named_parameters(recurse=False):
+            for pname, param in params:
                 if id(param) in group_of:
                     self._params.append(
                         (name, site_name(name, "", pname), param, group_of[id(param)], wanted)
@@ -347,7 +360,7 @@ class OptimizerGatherer(Gatherer):
             summary = HostSummary(*fields_of[id(value)])
             observe_summary(name, "optimizer.state", f"{site}.{key}", summary)
         if adam is not None:
-            _, smallest, largest, below, sizes = adam_part
+            second_fields, smallest, largest, below, sizes = adam_part
             self.context.observe(
                 name, "optimizer.step_size", f"{site}.step_size", torch.from_numpy(sizes)
             )
@@ -355,7 +368,8 @@ class OptimizerGatherer(Gatherer):
                 extremes = _step_size_extremes(smallest, largest, *adam[1:])
                 summary = summary_of_values(extremes)
                 observe_summary(name, "optimizer.state", f"{site}.step_size_extremes", summary)
-            dominance = summary_of_values([below / param.numel()])
+            zeros = second_fields[8]  # fields as summarize_fields: (size, ..., zeros, nonfinite)
+            dominance = summary_of_values([eps_share(below, zeros, param.numel())])
             observe_summary(name, "optimizer.state", f"{site}.eps_dominance", dominance)
         return True
 

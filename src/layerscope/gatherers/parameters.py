@@ -8,7 +8,8 @@ averaged one under DDP, and costs one read per step however many micro-batches t
 
 from __future__ import annotations
 
-from collections.abc import Container
+import logging
+from collections.abc import Container, Iterable
 from functools import partial
 
 import torch
@@ -18,17 +19,64 @@ from torch.utils.hooks import RemovableHandle
 from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name
 
+log = logging.getLogger("layerscope")
+
 
 def parameter_kind(param_name: str) -> str:
     """``"bias"`` for bias-like parameter names, else ``"weight"``."""
     return "bias" if "bias" in param_name else "weight"
 
 
+def owned_parameters(
+    modules: dict[str, nn.Module], wanted: Iterable[str]
+) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """The direct parameters each of the `wanted` modules is observed with, each parameter once.
+
+    A parameter held by several modules (GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``)
+    is observed at the first of the `wanted` modules that holds it, in model order — the name
+    ``named_parameters()`` gives it — so that gradient norms, shares and depth profiles count it
+    once. :func:`shared_parameters` says where else it is held.
+    """
+    wanted = set(wanted)
+    seen: set[int] = set()
+    out: dict[str, list[tuple[str, nn.Parameter]]] = {}
+    for name, module in modules.items():
+        if name not in wanted:
+            continue
+        for pname, param in module.named_parameters(recurse=False):
+            if id(param) not in seen:
+                seen.add(id(param))
+                out.setdefault(name, []).append((pname, param))
+    return out
+
+
+def shared_parameters(modules: dict[str, nn.Module]) -> dict[str, list[str]]:
+    """Parameter sites held by several modules -> the other holders' parameter names.
+
+    Example: ``{"transformer.wte:weight": ["lm_head.weight"]}`` for a GPT-2 with tied embeddings.
+    """
+    holders: dict[int, list[str]] = {}
+    for name, module in modules.items():
+        for pname, param in module.named_parameters(recurse=False):
+            holders.setdefault(id(param), []).append(f"{name}.{pname}" if name else pname)
+    out: dict[str, list[str]] = {}
+    for names in holders.values():
+        if len(names) > 1:
+            module, _, pname = names[0].rpartition(".")
+            out[site_name(module, "", pname)] = names[1:]
+    return out
+
+
 class ParameterGatherer(Gatherer):
     """Observes ``<param>`` values and ``<param>.grad`` of each module's direct parameters.
 
     Sites are ``"fc1:weight"``, ``"fc1:weight.grad"``, ``"lstm:weight_ih_l0.grad"``; their kind
-    is ``"weight"``/``"bias"`` (+ ``".grad"``) by the parameter's name.
+    is ``"weight"``/``"bias"`` (+ ``".grad"``) by the parameter's name. A parameter shared by
+    several modules (tied embeddings) has one site, at its first holder
+    (:func:`owned_parameters`); :attr:`shared` maps such sites to the other holders.
+
+    The gradient is read at the optimizer step (its step pre-hook), after the whole backward:
+    what the optimizer is given, so after ``clip_grad_norm_`` where the loop clips.
     """
 
     kinds = ("weight", "bias", "weight.grad", "bias.grad")
@@ -41,9 +89,18 @@ class ParameterGatherer(Gatherer):
         self._fresh: set[int] = set()
         self._handles: dict[int, RemovableHandle] = {}
         self._frozen: set[int] = set()  # wanted, but not requiring a gradient when last looked
-        for name, module in context.modules_wanting(*self.kinds).items():
+        #: site of a shared parameter -> the other modules' names for it
+        self.shared = shared_parameters(context.modules)
+        for site, others in self.shared.items():
+            log.info(
+                "layerscope: %s is the same parameter as site %s; it is observed once, there",
+                ", ".join(others),
+                site,
+            )
+        owned = owned_parameters(context.modules, context.modules_wanting(*self.kinds))
+        for name, params in owned.items():
             wanted = context.wanted[name]
-            for pname, param in module.named_parameters(recurse=False):
+            for pname, param in params:
                 kind = parameter_kind(pname)
                 if kind in wanted:
                     self._values.append((name, kind, site_name(name, "", pname), param))

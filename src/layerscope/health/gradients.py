@@ -15,11 +15,15 @@ NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
 
 
 class DepthGradientsCheck(Check):
-    """The first layer's weight-gradient norm against the last's, in module order.
+    """The first layers' weight-gradient norms against the last layer's, in module order.
 
-    Reads the GradientNorms lens's ``l2.last`` records of ``*:weight.grad`` sites; the log10 of
-    first / last, as a median over the window, below ``log10_vanishing`` means the gradient
-    vanishes on its way down, above ``log10_exploding`` that it explodes.
+    Reads the GradientNorms lens's ``l2.last`` records of ``*:weight.grad`` sites (norm layers
+    aside). The gradient vanishes on its way down when every one of the first quarter of the
+    layers gets less than ``10**log10_vanishing`` of the last layer's; it explodes when every
+    one gets more than ``10**log10_exploding`` of it; each as a median over the window. A
+    single early layer whose gradient is small by construction (an attention query or key
+    projection at initialisation, while the attention is near uniform; the first layer left
+    after frozen embeddings) is not the gradient vanishing.
 
     Options: ``log10_vanishing`` (-4), ``log10_exploding`` (4), ``window`` (5),
     ``min_layers`` (3).
@@ -36,7 +40,8 @@ class DepthGradientsCheck(Check):
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._series = Series(self.window)
+        self._largest = Series(self.window)  # log10 of the first layers' largest / last
+        self._smallest = Series(self.window)  # ... and of their smallest / last
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """At most one finding per step: vanishing or exploding, naming first and last layer."""
@@ -51,14 +56,22 @@ class DepthGradientsCheck(Check):
             return
         ordered = sorted(norms, key=view.depth)
         first, last = ordered[0], ordered[-1]
-        if norms[first] <= 0 or norms[last] <= 0:
+        early = [norms[site] for site in ordered[: max(1, (len(ordered) - 1) // 4)]]
+        if min(early) <= 0 or norms[last] <= 0:
             return
-        self._series.add("", math.log10(norms[first] / norms[last]))
-        if not self._series.full(""):
+        self._largest.add("", math.log10(max(early) / norms[last]))
+        self._smallest.add("", math.log10(min(early) / norms[last]))
+        if not self._largest.full(""):
             return
-        ratio = self._series.median("")
+        largest, smallest = self._largest.median(""), self._smallest.median("")
+        if largest < self.log10_vanishing:
+            ratio = largest
+        elif smallest > self.log10_exploding:
+            ratio = smallest
+        else:
+            return
         evidence = {"log10_first_over_last": ratio, "first": norms[first], "last": norms[last]}
-        if ratio < self.log10_vanishing:
+        if ratio < 0:
             yield self.finding(
                 "vanishing_gradients",
                 "warning",
@@ -68,7 +81,7 @@ class DepthGradientsCheck(Check):
                 f"the gradient reaching {short(first)} is 1e{ratio:.0f} of {short(last)}'s",
                 "use ReLU-like activations, residual connections, normalisation or a better init",
             )
-        elif ratio > self.log10_exploding:
+        else:
             yield self.finding(
                 "exploding_gradients",
                 "warning",

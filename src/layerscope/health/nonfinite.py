@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from layerscope.gatherers.nonfinite import FINITE_SUFFIX
 from layerscope.health.base import Check, StepView, short
 from layerscope.health.findings import Finding
+from layerscope.lenses.statistics import SiteWindow
 
 #: Site kinds in the order a step computes them: forward, backward, then the rest.
 ORDER = ("output", "output.grad", "weight.grad", "bias.grad", "weight", "bias", "loss")
 _RANK = {kind: i for i, kind in enumerate(ORDER)}
+_RANK.update({f"{kind}.finite": i for kind, i in _RANK.items()})
+
+
+def nonfinite_of(w: SiteWindow) -> tuple[int, int]:
+    """(non-finite elements, elements) of a window: a finiteness count's, or its summary's."""
+    if w.kind.endswith(".finite"):
+        if w.values is None or w.values.size < 2:
+            return 0, 0
+        # values is the mean of the step's [nonfinite, size] vectors, two finite numbers each
+        calls = max(w.summary.count // 2, 1)
+        return round(float(w.values[0]) * calls), round(float(w.values[1]) * calls)
+    return w.summary.nonfinite, w.summary.size
 
 
 class NanOriginCheck(Check):
@@ -18,7 +32,9 @@ class NanOriginCheck(Check):
     Outputs are searched in forward order (the order the forward hooks fired), then output
     gradients in backward order, then parameter gradients, parameters and the loss. While
     non-finite values persist (they spread through the weights after an update) the first
-    origin stays the finding; after a step with none the check re-arms.
+    origin stays the finding; after a step with none the check re-arms. It reads the
+    finiteness counts of the :class:`~layerscope.lenses.NonFinite` lens, taken on every step,
+    and, where a step has none, the summaries of the sites other lenses observed.
 
     Example:
         >>> NanOriginCheck().name
@@ -36,26 +52,31 @@ class NanOriginCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """The origin finding while any observed site is non-finite."""
-        hits = [
-            (_RANK[w.kind], i, site, w)
-            for i, (site, w) in enumerate(view.windows.items())
-            if w.summary.nonfinite > 0 and w.kind in _RANK  # the model's own tensors, not
-        ]  # derived ones (an update ratio of a zero-initialised bias is 0/0 by definition)
+        # The model's own tensors, not derived ones (an update ratio of a zero-initialised bias
+        # is 0/0 by definition); finiteness counts where the step has them.
+        windows = [(site, w) for site, w in view.windows.items() if w.kind in _RANK]
+        if any(w.kind.endswith(".finite") for _, w in windows):
+            windows = [(s, w) for s, w in windows if w.kind.endswith(".finite") or w.kind == "loss"]
+        hits = []
+        for i, (site, w) in enumerate(windows):
+            bad, size = nonfinite_of(w)
+            if bad > 0:
+                hits.append((_RANK[w.kind], i, site.removesuffix(FINITE_SUFFIX), bad, size, w))
         if not hits:
             if any(w.kind != "loss" for w in view.windows.values()):
                 self._origin = None  # a whole clean step, not just a late loss: re-arm
             return
         if self._origin is None:
-            _, _, site, w = min(hits, key=lambda h: h[:2])
-            where = "backward pass" if w.kind.endswith(".grad") else "forward pass"
+            _, _, site, bad, size, w = min(hits, key=lambda h: h[:2])
+            where = "backward pass" if ".grad" in w.kind else "forward pass"
             self._origin = self.finding(
                 "nan_origin",
                 "error",
                 view,
                 [site],
-                {"nonfinite": float(w.summary.nonfinite), "size": float(w.summary.size)},
+                {"nonfinite": float(bad), "size": float(size)},
                 f"non-finite values first appeared at {site} ({short(site)}, {where}) "
-                f"at step {view.step}: {w.summary.nonfinite} of {w.summary.size} elements",
+                f"at step {view.step}: {bad} of {size} elements",
                 "look for log/sqrt/division of non-positive values there, or lower the "
                 "learning rate; torch.autograd.detect_anomaly() pinpoints the op",
             )

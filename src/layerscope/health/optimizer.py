@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from layerscope.health.base import Check, Series, StepView, short
+from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding
 
 
 class UpdateRatioCheck(Check):
-    """log10 of ||update|| / ||weight|| per parameter, as a median over a window, out of band.
+    """log10 of ||update|| / ||weight|| per weight, as a median over a window, out of band.
+
+    Biases are not judged: they start at zero, so their ratio is huge for the first steps of
+    any healthy run, and their scale is the data's, not the init's.
 
     Options: ``band`` ((-5.0, -0.5)): accepted log10 range. About -3 is the rule of thumb, but
     healthy small models trained with SGD+momentum or Adam were measured between -3.6 and
@@ -42,6 +45,8 @@ class UpdateRatioCheck(Check):
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
         for r in view.find("update_ratio", "last"):
+            if "bias" in r.site.partition(":")[2]:
+                continue  # biases start at zero: their ratio says nothing for many steps
             value = float(r.value)  # type: ignore[arg-type]
             if not math.isfinite(value):
                 continue  # ‖Δw‖ / ‖w‖ of an all-zero parameter (a fresh bias) is undefined
@@ -84,8 +89,15 @@ class UpdateRatioCheck(Check):
 class EpsDominanceCheck(Check):
     """Adam-like optimizers whose denominators sqrt(v) + eps are mostly eps.
 
+    The share counts the elements that had a gradient (an embedding row no batch uses is not
+    ruled by eps: it does not move at all). A parameter whose gradient is round-off, its RMS
+    (the root of its mean ``exp_avg_sq``) under ``noise`` times the median parameter's, is
+    not judged: its gradient is zero in exact arithmetic (an attention key bias adds the same
+    to every score of a query, which softmax ignores), and a smaller eps would only amplify
+    the round-off.
+
     Options: ``fraction`` (0.5): the median share of eps-dominated elements that makes a
-    finding; ``window`` (5).
+    finding; ``noise`` (1e-6); ``window`` (5).
 
     Example:
         >>> EpsDominanceCheck().fraction
@@ -94,8 +106,8 @@ class EpsDominanceCheck(Check):
     """
 
     name = "eps_dominance"
-    options = {"fraction": 0.5, "window": 5}
-    reads = frozenset({("eps_dominance", "fraction")})
+    options = {"fraction": 0.5, "noise": 1e-6, "window": 5}
+    reads = frozenset({("eps_dominance", "fraction"), ("exp_avg_sq", "mean")})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -103,16 +115,24 @@ class EpsDominanceCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter mostly ruled by eps over the window."""
+        rms = {
+            r.site: math.sqrt(r.value)  # type: ignore[arg-type]
+            for r in view.find("exp_avg_sq", "mean")
+            if r.value > 0  # type: ignore[operator]
+        }
+        typical = median(rms.values()) if rms else 0.0
         for r in view.find("eps_dominance", "fraction"):
+            if r.site in rms and rms[r.site] < self.noise * typical:
+                continue  # round-off of a gradient that is zero in exact arithmetic
             self._series.add(r.site, float(r.value))  # type: ignore[arg-type]
-            median = self._series.median(r.site)
-            if self._series.full(r.site) and median >= self.fraction:
+            share = self._series.median(r.site)
+            if self._series.full(r.site) and share >= self.fraction:
                 yield self.finding(
                     "eps_dominated",
                     "warning",
                     view,
                     [r.site],
-                    {"eps_fraction": median},
-                    f"{median:.0%} of {short(r.site)}'s Adam denominators are dominated by eps",
+                    {"eps_fraction": share},
+                    f"{share:.0%} of {short(r.site)}'s Adam denominators are dominated by eps",
                     "its gradients are tiny: lower eps, or rescale the loss or the layer",
                 )

@@ -1,5 +1,8 @@
 """Saturation: tanh / sigmoid pinned near their limits, GELU / SiLU stuck in the negative tail.
 
+Activations are told apart by :func:`~layerscope.units.activation_family`: torch's classes and
+other libraries' alike (transformers' ``NewGELUActivation`` is a GELU).
+
 The share of elements beyond a level is not in the fused summary, so the check asks the
 reducer for threshold counts (:attr:`layerscope.lenses.Needs.exceed`) on the sites of those
 activations only, on the steps the Health lens is active: one extra pass of the C++ kernel per
@@ -17,9 +20,7 @@ from layerscope.health.base import Check, Series, StepView, short
 from layerscope.health.findings import Finding
 from layerscope.lenses.base import Needs
 from layerscope.lenses.statistics import SiteWindow
-
-SQUASHING = (nn.Tanh, nn.Sigmoid)
-SMOOTH_RELU = (nn.GELU, nn.SiLU, nn.Mish)
+from layerscope.units import activation_family
 
 
 class SaturationCheck(Check):
@@ -72,11 +73,12 @@ class SaturationCheck(Check):
         return levels
 
     def _levels_for(self, module_type: type[nn.Module]) -> frozenset[tuple[float, bool]]:
-        if issubclass(module_type, nn.Tanh):
+        family = activation_family(module_type)
+        if family == "tanh":
             return frozenset({(float(self.tanh_limit), True)})
-        if issubclass(module_type, nn.Sigmoid):
+        if family == "sigmoid":
             return frozenset((float(level), False) for level in self.sigmoid_band)
-        if issubclass(module_type, SMOOTH_RELU):
+        if family == "smooth_relu":
             return frozenset({(-float(self.tail), False), (0.0, False)})
         return frozenset()
 
@@ -89,9 +91,10 @@ class SaturationCheck(Check):
         levels, counts, size = self._levels(module_type), w.exceed or {}, w.summary.size
         if not levels or not size or any(key not in counts for key in levels):
             return None
-        if issubclass(module_type, nn.Tanh):
+        family = activation_family(module_type)
+        if family == "tanh":
             return counts[(float(self.tanh_limit), True)] / size
-        if issubclass(module_type, nn.Sigmoid):
+        if family == "sigmoid":
             low, high = (float(v) for v in self.sigmoid_band)
             return (counts[(high, False)] + w.summary.count - counts[(low, False)]) / size
         return (counts[(-float(self.tail), False)] - counts[(0.0, False)]) / size
@@ -108,7 +111,7 @@ class SaturationCheck(Check):
             self._series.add(site, share)
             values = self._series.values(site)
             mean = sum(values) / len(values)
-            tail = issubclass(module_type, SMOOTH_RELU)
+            tail = activation_family(module_type) == "smooth_relu"
             if not self._series.full(site) or mean < (
                 self.tail_fraction if tail else self.fraction
             ):

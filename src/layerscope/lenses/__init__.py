@@ -17,7 +17,7 @@ from layerscope.lenses.builtin import (
     Parameters,
     default,
 )
-from layerscope.lenses.health import Health
+from layerscope.lenses.health import Health, NonFinite
 from layerscope.lenses.optimizer import Optimizer
 from layerscope.lenses.recurrent import Recurrent
 from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
@@ -35,6 +35,7 @@ __all__ = [
     "Lens",
     "Loss",
     "Needs",
+    "NonFinite",
     "Optimizer",
     "OutputNorms",
     "Parameters",

@@ -13,7 +13,7 @@ from layerscope import stats
 from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
 from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import Record
-from layerscope.units import CONVOLUTIONS
+from layerscope.units import CONVOLUTIONS, has_weight_matrix, is_activation
 
 #: Modules whose output units are "active" only when positive.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.Hardtanh)
@@ -175,8 +175,26 @@ class GradientNorms(Lens):
         return out
 
 
+def has_units(module: nn.Module) -> bool:
+    """Whether `module`'s output has units whose activity means something, by what it does.
+
+    Modules that own a weight matrix (linear maps and convolutions, other libraries' too, such
+    as transformers' ``Conv1D``; lookup tables, ``nn.Embedding``, excepted), attention, and
+    unit-wise activations (:func:`~layerscope.units.is_activation`).
+    """
+    if isinstance(module, (*UNIT_MODULES, *ACTIVATIONS)):
+        return True
+    if isinstance(module, nn.Embedding):
+        return False
+    return has_weight_matrix(module) or is_activation(module)
+
+
 class _UnitActivity(Lens):
-    """Shared machinery of DeadUnits and GradientDeath: an ActivityTracker per site."""
+    """Shared machinery of DeadUnits and GradientDeath: an ActivityTracker per site.
+
+    Without ``modules=`` they select the modules that have units (:func:`has_units`), among
+    the leaf modules or those named by ``names=`` / chosen by ``where=``.
+    """
 
     default_statistics = ("mean",)  # unused; the lens emits its own quantities
 
@@ -197,6 +215,12 @@ class _UnitActivity(Lens):
             site: stats.ActivityTracker.deserialize(data)
             for site, data in state.get("trackers", {}).items()
         }
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Modules with units (:func:`has_units`) unless ``modules=`` names the types."""
+        if self.modules is None and not has_units(module):
+            return False
+        return super().selects(name, module)
 
     def needs(self, kind: str) -> Needs:
         """Per-unit activity counts."""
@@ -237,7 +261,6 @@ class DeadUnits(_UnitActivity):
 
     default_tag = "activity"
     kinds = ("output",)
-    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
 
 
 class GradientDeath(_UnitActivity):
@@ -250,7 +273,6 @@ class GradientDeath(_UnitActivity):
 
     default_tag = "gradient_activity"
     kinds = ("output.grad",)
-    default_modules = (*UNIT_MODULES, *ACTIVATIONS)
 
 
 class Loss(Lens):
@@ -290,7 +312,10 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
 
     Most lenses observe every `every`-th step; parameter values and optimizer state, which move
     slowly and cost a full read of every parameter, ten times less often, and distributions
-    (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike.
+    (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike,
+    except the search for non-finite values (:class:`~layerscope.lenses.NonFinite`), which
+    runs on every step: a NaN born on a skipped step would otherwise be seen only once it has
+    spread everywhere.
 
     Args:
         optimizer: add the :class:`~layerscope.lenses.Optimizer` lens (``watch`` does when it
@@ -300,12 +325,13 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     Example:
         >>> [lens.tag for lens in default()][:3]
         ['loss', 'activations', 'output_norms']
-        >>> [lens.tag for lens in default(optimizer=True)][-2:]
-        ['optimizer', 'health']
+        >>> [type(lens).__name__ for lens in default(optimizer=True)][-3:]
+        ['Optimizer', 'NonFinite', 'Health']
         >>> [(lens.tag, lens.every) for lens in default(every=10) if lens.every]
-        [('parameters', 100), ('distributions', 500)]
+        [('parameters', 100), ('distributions', 500), ('health', 1)]
     """
-    from layerscope.lenses.health import Health  # both import this module: import late
+    from layerscope.health import CHECKS
+    from layerscope.lenses.health import Health, NonFinite  # they import this module: late
     from layerscope.lenses.optimizer import Optimizer
 
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -322,4 +348,7 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     ]
     if optimizer:  # optimizer state moves as slowly as the weights; reading it costs as much
         lenses.append(Optimizer(every=10 * every))
-    return [*lenses, Health()]  # last: it judges what the others recorded
+    # NaN origin on every step, whatever `every`: a NaN spreads through the weights at once
+    lenses.append(NonFinite())
+    # last: it judges what the others recorded
+    return [*lenses, Health(checks=[name for name in CHECKS if name != "nan_origin"])]

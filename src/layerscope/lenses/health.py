@@ -8,8 +8,9 @@ from typing import Any
 
 from torch import nn
 
+from layerscope.gatherers.nonfinite import FINITE_KINDS
 from layerscope.health import CHECKS, Check, Finding, FindingLog, StepView
-from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
 from layerscope.records import Record
 
 _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
@@ -164,6 +165,59 @@ class Health(Lens):
         if "findings" in state:  # a state saved before findings were checkpointed has none
             self.log.load_state_dict(state["findings"])
         self._failed = set(state.get("failed", ()))
+
+
+class NonFinite(Health):
+    """Where NaN or Inf first appeared, checked on every step whatever ``every`` says.
+
+    Counts the non-finite elements of every leaf module's output and output gradient and of
+    every parameter gradient, on every step (one fused pass per tensor,
+    :class:`~layerscope.gatherers.FiniteGatherer`), and runs the ``nan_origin`` check on them:
+    a NaN born on a step the other lenses skip is still traced to its first site and step. Its
+    findings are the Health lens's (tag ``"health"``); :func:`~layerscope.lenses.default`
+    runs the check here rather than in :class:`Health`.
+
+    Args:
+        **options: ``nan_origin``, ``close_after`` and the lens options of :class:`Health`
+            (``every`` defaults to 1, not to ``watch``'s ``every``).
+
+    Example:
+        >>> [c.name for c in NonFinite().checks], NonFinite().every
+        (['nan_origin'], 1)
+
+    """
+
+    kinds = FINITE_KINDS
+
+    def __init__(self, *, every: int = 1, **options: Any) -> None:  # noqa: ANN401
+        super().__init__(checks=("nan_origin",), every=every, **options)
+
+    def selects(self, name: str, module: nn.Module) -> bool:
+        """Leaf modules (outputs), and modules with parameters of their own (gradients)."""
+        if not (self.default_choice(module) or owns_parameters(module)):
+            return False
+        return super().selects(name, module)
+
+    def default_choice(self, module: nn.Module) -> bool:
+        """The base choice, and containers with parameters of their own."""
+        return super().default_choice(module) or owns_parameters(module)
+
+    def kinds_at(self, module: nn.Module) -> tuple[str, ...]:
+        """Outputs at leaf modules, parameter gradients where the module owns parameters."""
+        kinds: tuple[str, ...] = ()
+        if Lens.default_choice(self, module):
+            kinds += ("output.finite", "output.grad.finite")
+        if owns_parameters(module):
+            kinds += ("weight.grad.finite", "bias.grad.finite")
+        return kinds
+
+    def needs(self, kind: str) -> Needs:
+        """The counts themselves."""
+        return Needs(values=True)
+
+    def needs_at(self, module: str, kind: str) -> Needs:
+        """The counts themselves, at every site."""
+        return Needs(values=True)
 
 
 def _reads_of(checks: Iterable[Check]) -> frozenset[tuple[str, str]] | None:

@@ -20,13 +20,15 @@ _DTYPES = {
     "quantity": "string",
     "statistic": "string",
     "value": "float64",
+    "text": "string",  # a finding's message and suggestion; missing (<NA>) on other records
 }
 
 
 def to_pandas(records: Sequence[Record]) -> pd.DataFrame:
     """Return the scalar records as a DataFrame with columns :data:`RECORD_COLUMNS`.
 
-    Histogram records are left out (their distributions do not fit one cell).
+    Histogram records are left out (their distributions do not fit one cell). Health findings
+    keep their message and suggestion in ``text``, missing on the other records.
 
     Example:
         >>> df = to_pandas([Record(2, 0, "loss", "", "loss", "last", 0.5)])
@@ -65,7 +67,7 @@ class DataFrameSink:
         >>> sink.write([Record(0, 0, "loss", "", "loss", "last", 1.5)])
         >>> sink.close()
         >>> sink.frame.shape
-        (1, 7)
+        (1, 8)
 
     """
 

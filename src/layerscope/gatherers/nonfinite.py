@@ -1,0 +1,178 @@
+"""Finiteness gatherer: the NaN and ±Inf of outputs and gradients, on every step.
+
+It counts them in each output, output gradient and parameter gradient whatever the other
+lenses' schedules.
+
+A NaN born on a step no other lens observes spreads through the weights at the update; by the
+next observed step every site holds one, and its origin is lost. So this gatherer counts
+non-finite elements on every step: one fused pass per tensor (the C++ kernel on the CPU; on a
+device two torch ops whose 0-d result stays there until the flush). It hands over a vector
+``[nonfinite, size]`` at the site ``"<site>:finite"`` (``"fc1:output:finite"``), of kind
+``"<kind>.finite"``: on the CPU only for the sites that hold a non-finite value, so that a
+clean step costs the counts and nothing more; on a device for every site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.dlpack import to_dlpack
+from torch.utils.hooks import RemovableHandle
+
+from layerscope import _core
+from layerscope.gatherers.base import GatherContext, Gatherer, contained
+from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
+from layerscope.gatherers.parameters import owned_parameters, parameter_kind
+from layerscope.observation import readable_reason, site_name, tensor_leaves
+
+#: The finiteness kinds, each ``"<observed kind>.finite"``.
+FINITE_KINDS: tuple[str, ...] = (
+    "output.finite",
+    "output.grad.finite",
+    "weight.grad.finite",
+    "bias.grad.finite",
+)
+#: The suffix of a finiteness site: ``"fc1:output" + FINITE_SUFFIX``.
+FINITE_SUFFIX = ":finite"
+
+
+#: The dtypes the C++ kernel reads in place.
+_KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
+
+
+def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
+    """The non-finite elements of `tensor`: an int for a CPU tensor, else a 0-d device tensor.
+
+    One pass of the C++ kernel on the CPU; on a device torch ops and no host sync. Tensors no
+    statistic reads (integers cannot be non-finite) count 0.
+    """
+    x = tensor.detach()
+    if x.dtype in _KERNEL_DTYPES and x.is_cpu and x.layout == torch.strided:  # the usual case
+        try:
+            return int(_core.summarize_fields(to_dlpack(x), None, 0.0, None)[9])
+        except (TypeError, RuntimeError, BufferError):
+            pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
+    if readable_reason(x) is not None:
+        return 0
+    return x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
+
+
+class FiniteGatherer(Gatherer):
+    """Counts the non-finite elements of outputs, their gradients and parameter gradients.
+
+    Sites are the observed site followed by ``":finite"``: ``"fc1:output:finite"``,
+    ``"fc1:output.grad:finite"``, ``"fc1:weight.grad:finite"``. A parameter shared by several
+    modules is counted once (:func:`~layerscope.gatherers.parameters.owned_parameters`).
+    """
+
+    kinds = FINITE_KINDS
+
+    def __init__(self, context: GatherContext) -> None:
+        super().__init__(context)
+        self._closed = False
+        self._handles: dict[str, RemovableHandle] = {}
+        self._outputs = context.modules_wanting("output.finite", "output.grad.finite")
+        self._grads: list[tuple[str, str, str, nn.Parameter]] = []
+        self._fresh: set[int] = set()
+        self._grad_handles: dict[int, RemovableHandle] = {}
+        self._calls = Recomputations()
+        wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
+        for name, params in owned_parameters(context.modules, wanting).items():
+            for pname, param in params:
+                kind = f"{parameter_kind(pname)}.grad.finite"
+                if kind in context.wanted[name] and param.requires_grad:
+                    site = site_name(name, "", f"{pname}.grad") + FINITE_SUFFIX
+                    self._grads.append((name, kind, site, param))
+
+    def follow(self, plan: Container[tuple[str, str]]) -> None:
+        """Hook the modules and parameters the plan observes, and only those."""
+        for name, module in self._outputs.items():
+            wanted = (name, "output.finite") in plan or (name, "output.grad.finite") in plan
+            handle = self._handles.get(name)
+            if wanted and handle is None and not self._closed:
+                hook = partial(self._forward_hook, name, isinstance(module, RESULT_FIRST))
+                self._handles[name] = module.register_forward_hook(hook, prepend=True)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._handles[name]
+        for index, (name, kind, _, param) in enumerate(self._grads):
+            wanted = (name, kind) in plan
+            handle = self._grad_handles.get(index)
+            if wanted and handle is None:
+                arrived = partial(self._arrived, index)
+                self._grad_handles[index] = param.register_post_accumulate_grad_hook(arrived)
+            elif not wanted and handle is not None:
+                handle.remove()
+                del self._grad_handles[index]
+
+    def _forward_hook(self, *args: Any) -> None:  # noqa: ANN401
+        # Under torch.compile, out of the traced graph (see the forward gatherer's docstring);
+        # in eager mode called directly: the disabled wrapper costs about a microsecond a call.
+        if torch.compiler.is_compiling():
+            self._observe_untraced(*args)
+        else:
+            self._observe_call(*args)
+
+    @contained
+    def _observe_call(
+        self, name: str, result_first: bool, module: nn.Module, args: Any, output: Any
+    ) -> None:  # noqa: ANN401
+        enabled = self.context.enabled
+        want_output = enabled(name, "output.finite")
+        want_grad = enabled(name, "output.grad.finite")
+        if not (want_output or want_grad) or not torch.is_grad_enabled():
+            return
+        if result_first and isinstance(output, tuple) and output:
+            output = output[0]
+        recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
+        leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
+        for path, tensor in leaves:
+            if want_output and not recomputed:
+                site = site_name(name, "output", path) + FINITE_SUFFIX
+                self._observe(name, "output.finite", site, tensor)
+            if want_grad and tensor.requires_grad:
+                site = site_name(name, "output.grad", path) + FINITE_SUFFIX
+                tensor.register_hook(partial(self._grad_hook, name, site))
+
+    _observe_untraced = torch.compiler.disable(_observe_call)
+
+    @contained
+    def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
+        if not self._closed:
+            self._observe(name, "output.grad.finite", site, grad)
+
+    def _observe(self, name: str, kind: str, site: str, tensor: torch.Tensor) -> None:
+        """Hand ``[nonfinite, size]`` of `tensor` to the scope (on the CPU only when nonzero)."""
+        bad = nonfinite_count(tensor)
+        if isinstance(bad, torch.Tensor):
+            size = torch.full_like(bad, float(tensor.numel()))
+            self.context.observe(name, kind, site, torch.stack([bad, size]))
+        elif bad:
+            counts = torch.tensor([float(bad), float(tensor.numel())], dtype=torch.float64)
+            self.context.observe(name, kind, site, counts)
+
+    @contained
+    def _arrived(self, index: int, param: torch.Tensor) -> None:
+        self._fresh.add(index)
+
+    def before_step(self) -> None:
+        """Count the parameter gradients that arrived since the last step."""
+        self._calls.clear()
+        enabled = self.context.enabled
+        for index in sorted(self._fresh):
+            name, kind, site, param = self._grads[index]
+            if param.grad is not None and enabled(name, kind):
+                self._observe(name, kind, site, param.grad)
+        self._fresh.clear()
+
+    def remove(self) -> None:
+        """Remove every hook; tensor hooks pending on live graphs become no-ops."""
+        self._closed = True
+        for handle in (*self._handles.values(), *self._grad_handles.values()):
+            handle.remove()
+        self._handles.clear()
+        self._grad_handles.clear()
