@@ -19,11 +19,13 @@ class Column:
         title: the header.
         quantities: record quantities that fill it, in order of preference.
         statistics: record statistics that fill it, in order of preference.
-        what: only sites observing this (the part after ``:``, such as ``"weight.grad"``).
+        what: only sites observing this (the part after ``:``, such as ``"weight.grad"``);
+            the same quantity at another kind of site (``dead`` of an output and of an output
+            gradient) fills another column.
         percent: show the value ×100 with a % sign.
 
     Example:
-        >>> Column("dead units %", ("dead",), ("fraction",), percent=True).format(0.25)
+        >>> Column("dead %", ("dead",), ("fraction",), "output", percent=True).format(0.25)
         '25.0%'
 
     """
@@ -52,11 +54,14 @@ class Column:
         return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}"
 
 
+#: The quantities the built-in lenses emit: DeadUnits (``active`` / ``dead`` of outputs),
+#: GradientDeath (``dead`` of output gradients), GradientNorms and Optimizer.
 DEFAULT_COLUMNS: tuple[Column, ...] = (
-    Column("activity %", ("active", "activity"), ("fraction", "mean"), percent=True),
-    Column("dead units %", ("dead",), ("fraction", "mean"), percent=True),
-    Column("grad norm", ("l2",), ("last", "mean"), what="weight.grad"),
-    Column("update ratio", ("update_ratio", "update_to_weight"), ("last", "mean")),
+    Column("active %", ("active",), ("fraction",), "output", percent=True),
+    Column("dead %", ("dead",), ("fraction",), "output", percent=True),
+    Column("no gradient %", ("dead",), ("fraction",), "output.grad", percent=True),
+    Column("weight grad norm", ("l2",), ("last",), "weight.grad"),
+    Column("update / weight", ("update_ratio",), ("last",), "weight"),
 )
 
 
@@ -83,25 +88,32 @@ def summary_rows(
 ) -> tuple[list[Column], list[list[str]]]:
     """Build the table: the columns that have data, one row per layer (the latest values).
 
+    Rows follow the model: layers in the order their outputs were first recorded (the forward
+    pass), then layers seen only through gradients or parameters, in the order they came.
+
     Example:
         >>> rs = [Record(0, 0, "a", "fc1:output", "dead", "fraction", 0.5)]
         >>> cols, rows = summary_rows(rs)
         >>> [c.title for c in cols], rows
-        (['dead units %'], [['fc1', '50.0%']])
+        (['dead %'], [['fc1', '50.0%']])
 
     """
     best: dict[tuple[str, int], Record] = {}
+    forward: dict[str, None] = {}
     for r in records:
-        layer = r.site.partition(":")[0]
+        layer, _, what = r.site.partition(":")
         if not layer:
             continue
+        if what == "output":
+            forward.setdefault(layer)
         for i, column in enumerate(columns):
             if column.matches(r):
                 old = best.get((layer, i))
                 if old is None or (column.rank(r), -r.step) <= (column.rank(old), -old.step):
                     best[(layer, i)] = r
     used = sorted({i for _, i in best})
-    layers = list(dict.fromkeys(layer for layer, _ in best))
+    layers = [layer for layer in forward if any((layer, i) in best for i in used)]
+    layers += [layer for layer in dict.fromkeys(layer for layer, _ in best) if layer not in forward]
     rows = [
         [layer]
         + [
@@ -117,8 +129,10 @@ class ConsoleSink:
     """Prints findings as they arrive, and a per-layer table when the run closes.
 
     Findings (records with quantity ``"finding"``) are printed once each. At close a table
-    shows per layer the activity, dead units, gradient norm and update ratio (only the columns
-    with data), then the final loss. Uses rich when installed, else plain text.
+    shows per layer, in model order, the latest share of active units and of dead units
+    (DeadUnits), of units whose output gradient stayed zero (GradientDeath), the weight
+    gradient's norm (GradientNorms) and the update-to-weight ratio (Optimizer), only the
+    columns with data, then the final loss. Uses rich when installed, else plain text.
 
     Args:
         console: a ``rich.console.Console`` to print to (implies rich).
