@@ -30,6 +30,7 @@ from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.records import Record
 from layerscope.reducers import HostSummary
 from layerscope.sinks.base import GuardedSink, Sink
+from layerscope.sinks.console import LogSink, attach_line
 from layerscope.units import unit_axes, unit_axis
 from layerscope.windows import StepWindows, WindowBuilder
 
@@ -123,6 +124,17 @@ class Scope:
                 from layerscope.sinks.tensorboard import TensorBoardSink
 
                 self.sinks.insert(0, GuardedSink(TensorBoardSink(logdir)))
+            log_sink = LogSink()  # findings and the attach line go to the log unless turned off
+            self.sinks.append(GuardedSink(log_sink))
+            watched = {
+                m
+                for at in self._kinds_at.values()
+                for m, k in at.items()
+                if k != ("loss",) and (m or len(self._modules) == 1)
+            }
+            log_sink.attached(
+                attach_line(model, len(watched), [x.tag for x in self.lenses], logdir, sinks)
+            )
         self.logdir = logdir
         self._plan_step()
         ref = weakref.ref(self)

@@ -1,14 +1,105 @@
-"""ConsoleSink: findings printed as they appear, and a per-layer table when the run ends."""
+"""The terminal: findings logged or printed as they appear, and a per-layer table at the end.
+
+:class:`LogSink` (every ``watch`` has one) sends each new finding once to the ``layerscope``
+logger, which also says at attach time what is watched and where it goes. :class:`ConsoleSink`
+prints findings and, when the run ends, a table per layer.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from layerscope.records import SEVERITIES, Record
+from layerscope.records import SEVERITIES, Record, finding_line
 from layerscope.sinks._optional import require
+
+#: The logger of layerscope's messages. Configure it as any other: ``setLevel(logging.WARNING)``
+#: keeps warning and error findings only, ``setLevel(logging.CRITICAL)`` silences it.
+LOGGER = logging.getLogger("layerscope")
+#: A finding's severity level (its record's value) -> the logging level it is logged at.
+LOG_LEVELS: dict[int, int] = {1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+
+
+class _FallbackHandler(logging.StreamHandler):
+    """Writes to stderr only while the program configured no logging of its own.
+
+    With no handler at all, Python prints warnings and errors only; layerscope's attach line
+    is information. Once the root logger has a handler (``logging.basicConfig``, pytest) the
+    records go there alone, so nothing is printed twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+def _visible_logger() -> logging.Logger:
+    """The ``layerscope`` logger, given the fallback handler and level INFO once if unset."""
+    if not any(isinstance(h, _FallbackHandler) for h in LOGGER.handlers):
+        handler = _FallbackHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("layerscope: %(message)s"))
+        LOGGER.addHandler(handler)
+        if LOGGER.level == logging.NOTSET:
+            LOGGER.setLevel(logging.INFO)
+    return LOGGER
+
+
+def attach_line(
+    model: object, modules: int, lenses: Iterable[str], logdir: str | None, sinks: Iterable[object]
+) -> str:
+    """The line logged when ``watch`` attaches: what is watched and where the records go.
+
+    Example:
+        >>> attach_line(object(), 5, ["loss", "health"], "runs/a", [])
+        'watching object (5 modules; lenses loss, health); TensorBoard run in runs/a; findings in scope.findings() and this log'
+
+    """  # noqa: E501
+    places = [f"TensorBoard run in {logdir}"] if logdir is not None else []
+    places += [type(s).__name__ for s in sinks]
+    where = "; ".join(places) if places else "records in memory (scope.records())"
+    plural = "" if modules == 1 else "s"
+    return (
+        f"watching {type(model).__name__} ({modules} module{plural}; lenses {', '.join(lenses)}); "
+        f"{where}; findings in scope.findings() and this log"
+    )
+
+
+class LogSink:
+    """Logs each finding once, when it is first reported, through the ``layerscope`` logger.
+
+    Info findings are logged at INFO, warnings at WARNING, errors at ERROR, as
+    :func:`~layerscope.records.finding_line` writes them. When the program has configured no
+    logging, they are printed to stderr; configure or silence them through
+    ``logging.getLogger("layerscope")``.
+
+    Args:
+        logger: where to log; the ``layerscope`` logger when None.
+
+    Example:
+        >>> LogSink().write([Record(3, 0, "health", "fc1:output", "finding", "dead_units", 3.0,
+        ...                        text="fc1 is dead")])
+
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger if logger is not None else _visible_logger()
+
+    def attached(self, line: str) -> None:
+        """Log the attach line at INFO."""
+        self.logger.info(line)
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Log the finding records among `records`."""
+        for r in records:
+            if r.quantity == "finding":
+                level = LOG_LEVELS.get(int(r.value or 2), logging.WARNING)
+                self.logger.log(level, finding_line(r))
+
+    def close(self) -> None:
+        """Nothing to finish."""
 
 
 @dataclass(frozen=True)
