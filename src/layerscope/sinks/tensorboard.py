@@ -228,7 +228,9 @@ class TensorBoardSink:
                     name, new = self._name(r[2:6])
                     event = self._summary.histogram_raw(name, **summary)
                     if new:
-                        event.value[0].metadata.summary_description = describe(r[2:6])
+                        metadata = event.value[0].metadata
+                        metadata.summary_description = describe(r[2:6])
+                        metadata.plugin_data.plugin_name = "histograms"
                     self._events.add(event, r.step)
                     self.histograms_written += 1
         # A chart changes only when a name of its site and quantity is written the first time.
