@@ -27,10 +27,11 @@ def test_a_six_layer_transformer_gets_a_browsable_layer_grouped_tag_list(tmp_pat
     names = acc.Tags()["scalars"] + acc.Tags()["histograms"]
     assert len(names) < 1000  # 1,809 with the former defaults and helper scalars
     assert "loss" in names
+    assert min(n.split("/")[0] for n in names) == "loss"  # TensorBoard shows it first
     assert not [n for n in names if "mean+std" in n or "mean-std" in n or ":" in n]
     sections = collections.Counter(n.split("/")[0] for n in names)
     assert max(sections.values()) <= 30  # per module, everything about it in one section
-    linear1 = sorted(n for n in names if n.startswith("0.layers.3.linear1/"))
-    assert "0.layers.3.linear1/weight.grad.l2" in linear1
-    assert "0.layers.3.linear1/output.mean" in linear1
-    assert "0.layers.3.linear1/weight.update_ratio" in linear1
+    linear1 = sorted(n for n in names if n.startswith("model.0.layers.3.linear1/"))
+    assert "model.0.layers.3.linear1/weight.grad.l2" in linear1
+    assert "model.0.layers.3.linear1/output.mean" in linear1
+    assert "model.0.layers.3.linear1/weight.update_ratio" in linear1

@@ -81,14 +81,14 @@ def test_server_lists_our_scalars_and_layout(server):
     base, process = server
     tags = wait_for(base, process, "/data/plugin/scalars/tags", lambda t: "run1" in t)["run1"]
     assert "loss" in tags
-    assert tags["fc1/output.mean"]["description"] == (
+    assert tags["model.fc1/output.mean"]["description"] == (
         '<p>layerscope record (tag, site, quantity, statistic): ["activations", "fc1:output", '
         '"value", "mean"]</p>'
     )
     layout = wait_for(base, process, "/data/plugin/custom_scalars/layout", bool)
     assert [c["title"] for c in layout["category"]] == ["activations"]
     charts = layout["category"][0]["chart"]
-    assert charts[0]["margin"]["series"][0]["value"] == "fc1/output.median"
+    assert charts[0]["margin"]["series"][0]["value"] == "model.fc1/output.median"
 
 
 @pytest.mark.slow

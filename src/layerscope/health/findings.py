@@ -82,8 +82,33 @@ class Finding:
         """The message, what follows from it, and the suggestion, on one line."""
         message = self.message
         if self.consequences:
-            message += ", so " + " and ".join(self.consequences)
+            message += ", so " + join_consequences(self.consequences)
         return f"{message}; {self.suggestion}" if self.suggestion else message
+
+
+#: Clauses whose subjects are listed together: singular ending -> plural ending.
+_PLURALS = {" gets no gradient": " get no gradient", " does not learn": " do not learn"}
+
+
+def join_consequences(clauses: Iterable[str]) -> str:
+    """Clauses on one line, those that say the same of several subjects said once.
+
+    Example:
+        >>> join_consequences(["fc2 gets no gradient", "fc1 gets no gradient",
+        ...                    "fc1.bias does not learn"])
+        'fc2 and fc1 get no gradient and fc1.bias does not learn'
+
+    """
+    clauses = list(clauses)
+    out: list[str] = []
+    for singular, plural in _PLURALS.items():
+        subjects = [c.removesuffix(singular) for c in clauses if c.endswith(singular)]
+        if len(subjects) == 1:
+            out.append(subjects[0] + singular)
+        elif subjects:
+            out.append(", ".join(subjects[:-1]) + " and " + subjects[-1] + plural)
+    out += [c for c in clauses if not any(c.endswith(s) for s in _PLURALS)]
+    return " and ".join(out)
 
 
 def module_of(site: str) -> str:

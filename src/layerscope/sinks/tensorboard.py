@@ -21,27 +21,31 @@ BANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 
 
 def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
-    """The name a record has in TensorBoard: its module first, then what of it, PyTorch-style.
+    """The name a record has in TensorBoard: the module as Python reaches it, then what of it.
 
-    TensorBoard groups names by their first ``/`` part, so each module's values sit together
-    in one section: ``fc2/output.mean``, ``fc2/weight.grad.l2``, ``fc2/weight.update_ratio``.
-    A ``value`` quantity is named by its statistic alone, a ``last`` statistic by its
-    quantity alone. Whole-model values sit in ``model/``, and the loss is ``loss``. The
-    record's own fields travel with the name (see :class:`TensorBoardSink`).
+    TensorBoard groups names by their first ``/`` part and sorts the groups by name, so each
+    module's values sit together in one section named as the module is reached from the model
+    (``model.fc2``, ``model.encoder.layers.0.linear1``), then what is recorded there as PyTorch
+    names it: ``model.fc2/weight.grad.l2`` is the norm of ``model.fc2.weight.grad``. A
+    ``value`` quantity is named by its statistic alone, a ``last`` statistic by its quantity
+    alone. Whole-model values sit in ``model/``, and the loss, ``loss``, sorts before them all.
+    The record's own fields travel with the name (see :class:`TensorBoardSink`).
 
     Example:
         >>> scalar_name("gradients", "fc2:weight.grad", "l2", "last")
-        'fc2/weight.grad.l2'
+        'model.fc2/weight.grad.l2'
         >>> scalar_name("activations", "encoder.0:output", "value", "mean")
-        'encoder.0/output.mean'
+        'model.encoder.0/output.mean'
         >>> scalar_name("activity", "act1:output", "dead", "fraction")
-        'act1/output.dead.fraction'
+        'model.act1/output.dead.fraction'
         >>> scalar_name("loss", "", "loss", "last"), scalar_name("loss", "", "loss", "std")
         ('loss', 'loss/std')
-        >>> scalar_name("gradients", "", "global_l2", "last")
-        'model/global_l2'
+        >>> scalar_name("gradients", "", "global_l2", "last"), scalar_name("o", ":output", "l2", "last")
+        ('model/global_l2', 'model/output.l2')
+        >>> scalar_name("optimizer", "param_group[0]", "lr", "last")
+        'optimizer/param_group[0].lr'
 
-    """
+    """  # noqa: E501
     if statistic == "last":
         label = quantity
     elif quantity == "value":
@@ -52,9 +56,11 @@ def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
         if quantity == "loss":
             return "loss" if statistic == "last" else f"loss/{statistic}"
         return f"model/{label}"
+    if site.startswith("param_group["):  # the optimizer's, not a module's
+        return f"optimizer/{site}.{label}"
     module, _, what = site.partition(":")
-    module = module or "model"
-    return f"{module}/{what}.{label}" if what else f"{module}/{label}"
+    section = f"model.{module}" if module else "model"
+    return f"{section}/{what}.{label}" if what else f"{section}/{label}"
 
 
 #: How the description of a name written by layerscope starts; the record's fields follow.
