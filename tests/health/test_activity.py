@@ -16,12 +16,13 @@ def test_bias_minus_ten_kills_the_relu_and_starves_the_layer_before():
     assert starved.evidence["dead_fraction"] == 1.0
     # the healthy second layer and the head are not named
     assert {site for _, site in found} == {"1:output", "0:output.grad"}
-    # reported once each, though the fault persists every step after
+    # the starved layer is a consequence of the dead one: reported under it, once
+    assert starved.cause == ("dead_units", "1:output")
+    assert dead.consequences == ("0 gets no gradient",)
     records = [r for r in scope.records() if r.tag == "health"]
-    assert sorted((r.statistic, r.site, r.value) for r in records) == [
-        ("dead_units", "1:output", 3.0),
-        ("gradient_death", "0:output.grad", 3.0),
-    ]
+    assert [(r.statistic, r.site, r.value) for r in records] == [("dead_units", "1:output", 3.0)]
+    assert records[0].text == dead.text
+    assert ", so 0 gets no gradient; check its bias" in dead.text
     assert dead.open
     assert dead.last_step == 24
 

@@ -25,34 +25,48 @@ def written(tmp_path, records, batches=1):
     return load(tmp_path)
 
 
-def test_scalars_named_by_record_name_at_record_step(tmp_path, records):
+def test_scalars_named_by_module_then_pytorch_name_at_record_step(tmp_path, records):
     acc = written(tmp_path, records)
     tags = set(acc.Tags()["scalars"])
-    assert "loss/loss.last" in tags
-    assert "activations/fc2:output/value.mean" in tags
-    assert "gradients/fc3:weight.grad/l2.last" in tags
-    events = acc.Scalars("activations/fc2:output/value.max")
+    assert "loss" in tags
+    assert "model.fc2/output.mean" in tags
+    assert "model.fc3/weight.grad.l2" in tags
+    events = acc.Scalars("model.fc2/output.max")
     assert [e.step for e in events] == list(STEPS)
     expected = [activation_value(1, s, "max") for s in STEPS]
     assert [e.value for e in events] == pytest.approx(expected, rel=1e-6)
-    loss = acc.Scalars("loss/loss.last")
+    loss = acc.Scalars("loss")
     assert [e.value for e in loss] == pytest.approx([2.0 * 10.0 ** (-s) for s in STEPS], rel=1e-6)
 
 
-def test_mean_std_band_scalars(tmp_path, records):
+def test_no_helper_scalars_and_fields_read_back(tmp_path, records):
+    from layerscope.sinks.events import read_run
+
     acc = written(tmp_path, records)
-    lower = acc.Scalars("activations/fc1:output/value.mean-std")
-    upper = acc.Scalars("activations/fc1:output/value.mean+std")
-    for s, lo, hi in zip(STEPS, lower, upper, strict=True):
-        mean, std = activation_value(0, s, "mean"), activation_value(0, s, "std")
-        assert (lo.step, hi.step) == (s, s)
-        assert lo.value == pytest.approx(mean - std, rel=1e-6)
-        assert hi.value == pytest.approx(mean + std, rel=1e-6)
+    assert not [t for t in acc.Tags()["scalars"] if "mean-std" in t or "mean+std" in t]
+    (back,) = read_run(tmp_path).values()
+    scalars = [r for r in records if r.histogram is None and r.value is not None]
+    assert {r[:6] for r in back if r.histogram is None} == {(r.step, 0, *r[2:6]) for r in scalars}
+
+
+def test_two_lenses_recording_the_same_thing_keep_apart(tmp_path):
+    acc = written(
+        tmp_path,
+        [
+            Record(0, 0, "activations", "fc1:output", "value", "mean", 1.0),
+            Record(0, 0, "mine", "fc1:output", "value", "mean", 2.0),
+        ],
+    )
+    assert sorted(acc.Tags()["scalars"]) == [
+        "model.fc1/output.mean",
+        "model.fc1/output.mean (mine)",
+    ]
+    assert acc.Scalars("model.fc1/output.mean (mine)")[0].value == 2.0
 
 
 def test_histogram_buckets_from_edges_and_counts(tmp_path, records):
     acc = written(tmp_path, records)
-    events = acc.Histograms("activations/fc3:output/value.histogram")
+    events = acc.Histograms("model.fc3/output.histogram")
     assert [e.step for e in events] == list(STEPS)
     h = events[2].histogram_value  # step 2, site index 2: counts (2, 8, 3) over -1, 0, 1, 2
     assert list(h.bucket) == [2, 8, 3]
@@ -60,7 +74,7 @@ def test_histogram_buckets_from_edges_and_counts(tmp_path, records):
     assert (h.min, h.max, h.num) == (-1.0, 2.0, 13)
     assert h.sum == pytest.approx(2 * -0.5 + 8 * 0.5 + 3 * 1.5)
     assert h.sum_squares == pytest.approx(2 * 0.25 + 8 * 0.25 + 3 * 2.25)
-    first = acc.Histograms("activations/fc1:output/value.histogram")[0].histogram_value
+    first = acc.Histograms("model.fc1/output.histogram")[0].histogram_value
     assert list(first.bucket) == [10, 1]  # the empty first bin is trimmed
     assert first.min == 0.0
 
@@ -88,11 +102,10 @@ def test_custom_scalars_layout_has_margin_charts_per_site(tmp_path, records):
     categories = {c.title: c for c in layout.category}
     assert set(categories) == {"activations"}  # loss and gradients have no bands
     charts = {c.title: c for c in categories["activations"].chart}
-    assert set(charts) == {f"{s}/value" for s in SITES}
-    series = [(s.value, s.lower, s.upper) for s in charts["fc2:output/value"].margin.series]
-    prefix = "activations/fc2:output/value."
+    assert set(charts) == {"model." + s.replace(":", "/") for s in SITES}
+    series = [(s.value, s.lower, s.upper) for s in charts["model.fc2/output"].margin.series]
+    prefix = "model.fc2/output."
     assert series == [
-        (prefix + "mean", prefix + "mean-std", prefix + "mean+std"),
         (prefix + "median", prefix + "q25", prefix + "q75"),
         (prefix + "mean", prefix + "min", prefix + "max"),
     ]
@@ -108,7 +121,7 @@ def test_layout_rewritten_when_a_new_site_arrives(tmp_path):
     layout, count = layout_of(load(tmp_path))
     assert count == 2
     titles = [c.title for c in layout.category[0].chart]
-    assert titles == ["a:output/value", "b:output/value"]
+    assert titles == ["model.a/output", "model.b/output"]
     assert json.dumps(titles)
 
 

@@ -80,12 +80,15 @@ def wait_for(base, process, path, ready, timeout=60.0):
 def test_server_lists_our_scalars_and_layout(server):
     base, process = server
     tags = wait_for(base, process, "/data/plugin/scalars/tags", lambda t: "run1" in t)["run1"]
-    assert "loss/loss.last" in tags
-    assert "activations/fc1:output/value.mean+std" in tags
+    assert "loss" in tags
+    assert tags["model.fc1/output.mean"]["description"] == (
+        '<p>layerscope record (tag, site, quantity, statistic): ["activations", "fc1:output", '
+        '"value", "mean"]</p>'
+    )
     layout = wait_for(base, process, "/data/plugin/custom_scalars/layout", bool)
     assert [c["title"] for c in layout["category"]] == ["activations"]
     charts = layout["category"][0]["chart"]
-    assert charts[0]["margin"]["series"][0]["value"] == "activations/fc1:output/value.mean"
+    assert charts[0]["margin"]["series"][0]["value"] == "model.fc1/output.median"
 
 
 @pytest.mark.slow

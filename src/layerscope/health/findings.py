@@ -1,4 +1,10 @@
-"""Findings: what a health check concluded, and the log that reports each one once."""
+"""Findings: what a health check concluded, and the log that reports each one once.
+
+The log also groups findings by cause: a layer whose units are all dead starves the layers
+before it of gradient, so they stop learning and the loss stops improving. Those consequences
+are kept (``Finding.cause`` names what explains them) but reported under their cause, in its
+message, instead of as findings of their own with advice of their own.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,10 @@ class Finding:
         suggestion: one line saying what to try.
         last_step: the last step it was seen.
         closed_step: the step from which it was no longer seen, or None while it persists.
+        cause: ``(kind, site)`` of the finding that explains this one (None for a cause);
+            a consequence is not reported on its own.
+        consequences: what follows from this finding, as short clauses ("fc1 gets no
+            gradient"); the first ones seen with it are part of its :attr:`text`.
 
     Example:
         >>> f = Finding("dead_units", "warning", 12, ("act1:output",), {"dead_fraction": 1.0},
@@ -43,6 +53,8 @@ class Finding:
     suggestion: str = ""
     last_step: int | None = None
     closed_step: int | None = None
+    cause: tuple[str, str] | None = None
+    consequences: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITY_LEVELS:
@@ -68,8 +80,143 @@ class Finding:
 
     @property
     def text(self) -> str:
-        """The message and the suggestion, on one line."""
-        return f"{self.message}; {self.suggestion}" if self.suggestion else self.message
+        """The message, what follows from it, and the suggestion, on one line."""
+        message = self.message
+        if self.consequences:
+            message += ", so " + join_consequences(self.consequences)
+        return f"{message}; {self.suggestion}" if self.suggestion else message
+
+
+#: Clauses whose subjects are listed together: singular ending -> plural ending.
+_PLURALS = {" gets no gradient": " get no gradient", " does not learn": " do not learn"}
+
+
+def join_consequences(clauses: Iterable[str]) -> str:
+    """Clauses on one line, those that say the same of several subjects said once.
+
+    Example:
+        >>> join_consequences(["fc2 gets no gradient", "fc1 gets no gradient",
+        ...                    "fc1.bias does not learn"])
+        'fc2 and fc1 get no gradient and fc1.bias does not learn'
+
+    """
+    clauses = list(clauses)
+    out: list[str] = []
+    for singular, plural in _PLURALS.items():
+        subjects = [c.removesuffix(singular) for c in clauses if c.endswith(singular)]
+        if len(subjects) == 1:
+            out.append(subjects[0] + singular)
+        elif subjects:
+            out.append(", ".join(subjects[:-1]) + " and " + subjects[-1] + plural)
+    out += [c for c in clauses if not any(c.endswith(s) for s in _PLURALS)]
+    return " and ".join(out)
+
+
+def module_of(site: str) -> str:
+    """The module part of a site (``"fc1:weight"`` -> ``"fc1"``; ``""`` for the model)."""
+    return site.partition(":")[0]
+
+
+def parameter_name(site: str) -> str:
+    """A parameter site as PyTorch names the parameter (``"fc1:weight"`` -> ``"fc1.weight"``).
+
+    Example:
+        >>> parameter_name("encoder.0.fc1:weight"), parameter_name(":bias")
+        ('encoder.0.fc1.weight', 'bias')
+
+    """
+    module, _, what = site.partition(":")
+    return f"{module}.{what}" if module else what
+
+
+def share_text(value: float) -> str:
+    """A ratio written as a person would: 63%, 0.004%, 1/2,000,000, 40×.
+
+    Example:
+        >>> [share_text(v) for v in (0.631, 1e-5, 3.2e-7, 1.7, 40.0)]
+        ['63%', '0.001%', '1/3,125,000', '170%', '40×']
+
+    """
+    if value >= 10:
+        return f"{value:,.0f}×"
+    if value >= 0.1:
+        return f"{value:.0%}"
+    if value >= 1e-5:
+        return f"{100 * value:.2g}%"
+    if value > 0:
+        return f"1/{round(1 / value):,}"
+    return "0%"
+
+
+def times_text(value: float) -> str:
+    """A factor written as a person would: 3×, 1,000×, 100,000×.
+
+    Example:
+        >>> times_text(2.5), times_text(1e5)
+        ('2.5×', '100,000×')
+
+    """
+    return f"{value:.2g}×" if value < 10 else f"{value:,.0f}×"
+
+
+def consequence(f: Finding) -> str:
+    """The clause a consequence adds to its cause's message.
+
+    Example:
+        >>> consequence(Finding("gradient_death", "error", 3, ("fc1:output.grad",),
+        ...                     {"dead_fraction": 1.0}))
+        'fc1 gets no gradient'
+
+    """
+    if f.kind == "gradient_death":
+        fraction = f.evidence.get("dead_fraction", 1.0)
+        whole = fraction >= 1.0
+        where = module_of(f.site) or "the model"
+        return (
+            f"{where} gets no gradient"
+            if whole
+            else f"{fraction:.0%} of {where}'s units get no gradient"
+        )
+    if f.kind == "update_ratio_low":
+        return f"{parameter_name(f.site)} does not learn"
+    if f.kind == "loss_plateau":
+        return "the loss stopped improving"
+    return f.message
+
+
+def explains(cause: Finding, effect: Finding, order: Mapping[str, int] | None = None) -> bool:
+    """Whether `effect` follows from `cause` (an open finding).
+
+    * units that never fire pass no gradient back: the gradient death of a layer before them
+      (no more of its units than are dead), and, when all are dead, the stillness of every
+      parameter before them and of the next layer after them (its input is zero), and a
+      loss that stops improving;
+    * a layer whose output gets no gradient does not learn: its parameters stand still.
+
+    `order` maps module names to their depth (``named_modules()`` order); without it only
+    same-module consequences are recognised.
+    """
+    if not cause.open or (cause.kind, cause.site) == (effect.kind, effect.site):
+        return False
+    if cause.kind == "gradient_death" and effect.kind == "update_ratio_low":
+        return module_of(cause.site) == module_of(effect.site)
+    if cause.kind != "dead_units":
+        return False
+    dead = cause.evidence.get("dead_fraction", 0.0)
+    if effect.kind == "loss_plateau":
+        return dead >= 1.0
+    if order is None:
+        return False
+    here = order.get(module_of(cause.site), -1)
+    there = order.get(module_of(effect.site), -1)
+    if here < 0 or there < 0:
+        return False
+    if effect.kind == "gradient_death":
+        return there < here and effect.evidence.get("dead_fraction", 1.0) <= dead
+    if effect.kind == "update_ratio_low":
+        # the next module with parameters is at most a dropout or norm further down
+        return dead >= 1.0 and (there < here or 0 < there - here <= 2)
+    return False
 
 
 class FindingLog:
@@ -105,14 +252,19 @@ class FindingLog:
         self._unseen: dict[tuple[str, str], int] = {}
         self._last_step: int | None = None
 
-    def observe(self, step: int, seen: Iterable[Finding]) -> list[Finding]:
+    def observe(
+        self, step: int, seen: Iterable[Finding], order: Mapping[str, int] | None = None
+    ) -> list[Finding]:
         """Fold one step's sightings in; return the findings to report now.
 
         A step may be observed in parts (a loss that arrives after the optimizer step is
-        reviewed on its own): only its first part counts towards closing findings.
+        reviewed on its own): only its first part counts towards closing findings. A new
+        finding that an open one explains (see :func:`explains`; `order` maps module names to
+        their depth) is kept as its consequence, not reported; when the cause is reported on
+        this step too, its message names the consequence.
         """
         fresh, self._last_step = step != self._last_step, step
-        new: list[Finding] = []
+        new: dict[tuple[str, str], Finding] = {}
         sighted: set[tuple[str, str]] = set()
         for f in seen:
             key = (f.kind, f.site)
@@ -124,12 +276,21 @@ class FindingLog:
                 if old is not None:
                     self._history.append(old)
                 first = dataclasses.replace(f, step=step, last_step=step, closed_step=None)
+                cause = self._cause_of(first, order)
+                if cause is not None:
+                    self._add_consequence(cause, first, new)
+                    first = dataclasses.replace(first, cause=(cause.kind, cause.site))
+                else:
+                    new[key] = first
                 self._findings[key] = first
-                new.append(first)
+            elif old.cause is not None:  # a consequence stays one, however bad it gets
+                self._findings[key] = dataclasses.replace(
+                    old, last_step=step, evidence=dict(f.evidence)
+                )
             elif f.level > old.level:  # worse than first reported: report it again, same origin
                 worse = dataclasses.replace(f, step=old.step, last_step=step, closed_step=None)
                 self._findings[key] = worse
-                new.append(worse)
+                new[key] = worse
             else:
                 self._findings[key] = dataclasses.replace(
                     old, last_step=step, evidence=dict(f.evidence)
@@ -142,7 +303,32 @@ class FindingLog:
             if self._unseen[key] >= self.close_after:
                 last = f.last_step if f.last_step is not None else f.step
                 self._findings[key] = dataclasses.replace(f, closed_step=last + 1)
-        return new
+        return [self._findings[key] for key in new]
+
+    def _cause_of(self, f: Finding, order: Mapping[str, int] | None) -> Finding | None:
+        """The open finding at the root of what explains `f`, if any."""
+        for cause in self._findings.values():
+            if cause.cause is None and explains(cause, f, order):
+                return cause
+        for cause in self._findings.values():  # through a consequence to its root
+            if cause.cause is not None and explains(cause, f, order):
+                root = self._findings.get(cause.cause)
+                if root is not None and root.open:
+                    return root
+        return None
+
+    def _add_consequence(
+        self, cause: Finding, f: Finding, new: dict[tuple[str, str], Finding]
+    ) -> None:
+        """Name `f` among `cause`'s consequences (in its reported text if reported now)."""
+        key = (cause.kind, cause.site)
+        current = self._findings[key]
+        clause = consequence(f)
+        if clause not in current.consequences:
+            grown = dataclasses.replace(current, consequences=(*current.consequences, clause))
+            self._findings[key] = grown
+            if key in new:
+                new[key] = grown
 
     def is_open(self, kind: str, site: str = "") -> bool:
         """Whether a finding of `kind` at `site` is open."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from torch import nn
 
 from layerscope.health.base import Check, Series, StepView, short
-from layerscope.health.findings import Finding
+from layerscope.health.findings import Finding, times_text
 
 #: Normalisation layers: their weight gradients follow a different scale, so depth ignores them.
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
@@ -78,7 +78,8 @@ class DepthGradientsCheck(Check):
                 view,
                 [first, last],
                 evidence,
-                f"the gradient reaching {short(first)} is 1e{ratio:.0f} of {short(last)}'s",
+                f"the gradient reaching {short(first)} is {times_text(10**-ratio)} smaller "
+                f"than {short(last)}'s",
                 "use ReLU-like activations, residual connections, normalisation or a better init",
             )
         else:
@@ -88,7 +89,8 @@ class DepthGradientsCheck(Check):
                 view,
                 [first, last],
                 evidence,
-                f"the gradient reaching {short(first)} is 1e{ratio:.0f} times {short(last)}'s",
+                f"the gradient reaching {short(first)} is {times_text(10**ratio)} larger "
+                f"than {short(last)}'s",
                 "lower the init scale, add normalisation, or clip gradients",
             )
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView, median, short
-from layerscope.health.findings import Finding
+from layerscope.health.findings import Finding, parameter_name, share_text
 
 
 class UpdateRatioCheck(Check):
@@ -56,12 +56,13 @@ class UpdateRatioCheck(Check):
             median = self._series.median(r.site)
             low, high = self.band
             evidence = {"log10_update_ratio": median}
+            name = parameter_name(r.site)
             if median == -math.inf:
-                message = f"{short(r.site)} did not change over the last {self.window} updates"
+                message = f"{name} did not change over the last {self.window} updates"
             else:
                 message = (
-                    f"{short(r.site)}'s updates are 1e{median:.1f} of its weights "
-                    f"(band 1e{low:g}..1e{high:g})"
+                    f"each update moves {name} by {share_text(10**median)} of its size "
+                    f"(expected {share_text(10**low)} to {share_text(10**high)})"
                 )
             if median > high:
                 yield self.finding(

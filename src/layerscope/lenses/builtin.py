@@ -310,6 +310,12 @@ class Loss(Lens):
 def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
     """The lenses a one-line ``watch`` uses: a sensible overview of a training run.
 
+    Loss; output mean, std, min and max; gradient norms (weights, biases, outputs, global and
+    per-layer shares); parameter norms; dead units and gradient death; output and
+    weight-gradient histograms; with an optimizer its state, update ratios and median step
+    size; and Health. Build any lens yourself for more (``Activations()`` alone also records
+    zero and non-finite fractions, ``OutputNorms()`` L2 and RMS norms).
+
     Most lenses observe every `every`-th step; parameter values and optimizer state, which move
     slowly and cost a full read of every parameter, ten times less often, and distributions
     (median, IQR, histograms) fifty times less often. Raising `every` so thins them all alike,
@@ -324,7 +330,7 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
 
     Example:
         >>> [lens.tag for lens in default()][:3]
-        ['loss', 'activations', 'output_norms']
+        ['loss', 'activations', 'gradients']
         >>> [type(lens).__name__ for lens in default(optimizer=True)][-3:]
         ['Optimizer', 'NonFinite', 'Health']
         >>> [(lens.tag, lens.every) for lens in default(every=10) if lens.every]
@@ -336,18 +342,21 @@ def default(optimizer: bool = False, every: int = 1) -> list[Lens]:
 
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"lenses.default: every must be a positive integer, got {every!r}")
+    # Few statistics per module, none that another default repeats, so that a run can be
+    # browsed: a 6-layer transformer gets ~16 names a layer instead of ~50. (Output norms are
+    # sqrt(mean² + std²); zeros and non-finite values are what DeadUnits and Health report.)
     lenses: list[Lens] = [
         Loss(),
-        Activations(),
-        OutputNorms(),
+        Activations(statistics=("mean", "std", "min", "max")),
         GradientNorms(),
-        Parameters(every=10 * every),  # weights move slowly: a tenth of the steps is plenty
+        # weights move slowly: a tenth of the steps is plenty; their norm is what updates scale
+        Parameters(every=10 * every, statistics=("l2",)),
         DeadUnits(),
         GradientDeath(),
-        Distributions(every=50 * every),
+        Distributions(every=50 * every, statistics=("histogram",)),
     ]
     if optimizer:  # optimizer state moves as slowly as the weights; reading it costs as much
-        lenses.append(Optimizer(every=10 * every))
+        lenses.append(Optimizer(every=10 * every, statistics=("median",)))
     # NaN origin on every step, whatever `every`: a NaN spreads through the weights at once
     lenses.append(NonFinite())
     # last: it judges what the others recorded

@@ -145,7 +145,7 @@ class Health(Lens):
                 value=float(f.level),
                 text=f.text,
             )
-            for f in self.log.observe(ctx.step, seen)
+            for f in self.log.observe(ctx.step, seen, ctx.module_order)
         ]
 
     def findings(self) -> list[Finding]:

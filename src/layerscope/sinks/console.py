@@ -1,14 +1,105 @@
-"""ConsoleSink: findings printed as they appear, and a per-layer table when the run ends."""
+"""The terminal: findings logged or printed as they appear, and a per-layer table at the end.
+
+:class:`LogSink` (every ``watch`` has one) sends each new finding once to the ``layerscope``
+logger, which also says at attach time what is watched and where it goes. :class:`ConsoleSink`
+prints findings and, when the run ends, a table per layer.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from layerscope.records import SEVERITIES, Record
+from layerscope.records import SEVERITIES, Record, finding_line
 from layerscope.sinks._optional import require
+
+#: The logger of layerscope's messages. Configure it as any other: ``setLevel(logging.WARNING)``
+#: keeps warning and error findings only, ``setLevel(logging.CRITICAL)`` silences it.
+LOGGER = logging.getLogger("layerscope")
+#: A finding's severity level (its record's value) -> the logging level it is logged at.
+LOG_LEVELS: dict[int, int] = {1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+
+
+class _FallbackHandler(logging.StreamHandler):
+    """Writes to stderr only while the program configured no logging of its own.
+
+    With no handler at all, Python prints warnings and errors only; layerscope's attach line
+    is information. Once the root logger has a handler (``logging.basicConfig``, pytest) the
+    records go there alone, so nothing is printed twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+def _visible_logger() -> logging.Logger:
+    """The ``layerscope`` logger, given the fallback handler and level INFO once if unset."""
+    if not any(isinstance(h, _FallbackHandler) for h in LOGGER.handlers):
+        handler = _FallbackHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("layerscope: %(message)s"))
+        LOGGER.addHandler(handler)
+        if LOGGER.level == logging.NOTSET:
+            LOGGER.setLevel(logging.INFO)
+    return LOGGER
+
+
+def attach_line(
+    model: object, modules: int, lenses: Iterable[str], logdir: str | None, sinks: Iterable[object]
+) -> str:
+    """The line logged when ``watch`` attaches: what is watched and where the records go.
+
+    Example:
+        >>> attach_line(object(), 5, ["loss", "health"], "runs/a", [])
+        'watching object (5 modules; lenses loss, health); TensorBoard run in runs/a; findings in scope.findings() and this log'
+
+    """  # noqa: E501
+    places = [f"TensorBoard run in {logdir}"] if logdir is not None else []
+    places += [type(s).__name__ for s in sinks]
+    where = "; ".join(places) if places else "records in memory (scope.records())"
+    plural = "" if modules == 1 else "s"
+    return (
+        f"watching {type(model).__name__} ({modules} module{plural}; lenses {', '.join(lenses)}); "
+        f"{where}; findings in scope.findings() and this log"
+    )
+
+
+class LogSink:
+    """Logs each finding once, when it is first reported, through the ``layerscope`` logger.
+
+    Info findings are logged at INFO, warnings at WARNING, errors at ERROR, as
+    :func:`~layerscope.records.finding_line` writes them. When the program has configured no
+    logging, they are printed to stderr; configure or silence them through
+    ``logging.getLogger("layerscope")``.
+
+    Args:
+        logger: where to log; the ``layerscope`` logger when None.
+
+    Example:
+        >>> LogSink().write([Record(3, 0, "health", "fc1:output", "finding", "dead_units", 3.0,
+        ...                        text="fc1 is dead")])
+
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger if logger is not None else _visible_logger()
+
+    def attached(self, line: str) -> None:
+        """Log the attach line at INFO."""
+        self.logger.info(line)
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Log the finding records among `records`."""
+        for r in records:
+            if r.quantity == "finding":
+                level = LOG_LEVELS.get(int(r.value or 2), logging.WARNING)
+                self.logger.log(level, finding_line(r))
+
+    def close(self) -> None:
+        """Nothing to finish."""
 
 
 @dataclass(frozen=True)
@@ -19,11 +110,13 @@ class Column:
         title: the header.
         quantities: record quantities that fill it, in order of preference.
         statistics: record statistics that fill it, in order of preference.
-        what: only sites observing this (the part after ``:``, such as ``"weight.grad"``).
+        what: only sites observing this (the part after ``:``, such as ``"weight.grad"``);
+            the same quantity at another kind of site (``dead`` of an output and of an output
+            gradient) fills another column.
         percent: show the value ×100 with a % sign.
 
     Example:
-        >>> Column("dead units %", ("dead",), ("fraction",), percent=True).format(0.25)
+        >>> Column("dead %", ("dead",), ("fraction",), "output", percent=True).format(0.25)
         '25.0%'
 
     """
@@ -52,11 +145,14 @@ class Column:
         return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}"
 
 
+#: The quantities the built-in lenses emit: DeadUnits (``active`` / ``dead`` of outputs),
+#: GradientDeath (``dead`` of output gradients), GradientNorms and Optimizer.
 DEFAULT_COLUMNS: tuple[Column, ...] = (
-    Column("activity %", ("active", "activity"), ("fraction", "mean"), percent=True),
-    Column("dead units %", ("dead",), ("fraction", "mean"), percent=True),
-    Column("grad norm", ("l2",), ("last", "mean"), what="weight.grad"),
-    Column("update ratio", ("update_ratio", "update_to_weight"), ("last", "mean")),
+    Column("active %", ("active",), ("fraction",), "output", percent=True),
+    Column("dead %", ("dead",), ("fraction",), "output", percent=True),
+    Column("no gradient %", ("dead",), ("fraction",), "output.grad", percent=True),
+    Column("weight grad norm", ("l2",), ("last",), "weight.grad"),
+    Column("update / weight", ("update_ratio",), ("last",), "weight"),
 )
 
 
@@ -83,25 +179,32 @@ def summary_rows(
 ) -> tuple[list[Column], list[list[str]]]:
     """Build the table: the columns that have data, one row per layer (the latest values).
 
+    Rows follow the model: layers in the order their outputs were first recorded (the forward
+    pass), then layers seen only through gradients or parameters, in the order they came.
+
     Example:
         >>> rs = [Record(0, 0, "a", "fc1:output", "dead", "fraction", 0.5)]
         >>> cols, rows = summary_rows(rs)
         >>> [c.title for c in cols], rows
-        (['dead units %'], [['fc1', '50.0%']])
+        (['dead %'], [['fc1', '50.0%']])
 
     """
     best: dict[tuple[str, int], Record] = {}
+    forward: dict[str, None] = {}
     for r in records:
-        layer = r.site.partition(":")[0]
+        layer, _, what = r.site.partition(":")
         if not layer:
             continue
+        if what == "output":
+            forward.setdefault(layer)
         for i, column in enumerate(columns):
             if column.matches(r):
                 old = best.get((layer, i))
                 if old is None or (column.rank(r), -r.step) <= (column.rank(old), -old.step):
                     best[(layer, i)] = r
     used = sorted({i for _, i in best})
-    layers = list(dict.fromkeys(layer for layer, _ in best))
+    layers = [layer for layer in forward if any((layer, i) in best for i in used)]
+    layers += [layer for layer in dict.fromkeys(layer for layer, _ in best) if layer not in forward]
     rows = [
         [layer]
         + [
@@ -117,8 +220,10 @@ class ConsoleSink:
     """Prints findings as they arrive, and a per-layer table when the run closes.
 
     Findings (records with quantity ``"finding"``) are printed once each. At close a table
-    shows per layer the activity, dead units, gradient norm and update ratio (only the columns
-    with data), then the final loss. Uses rich when installed, else plain text.
+    shows per layer, in model order, the latest share of active units and of dead units
+    (DeadUnits), of units whose output gradient stayed zero (GradientDeath), the weight
+    gradient's norm (GradientNorms) and the update-to-weight ratio (Optimizer), only the
+    columns with data, then the final loss. Uses rich when installed, else plain text.
 
     Args:
         console: a ``rich.console.Console`` to print to (implies rich).

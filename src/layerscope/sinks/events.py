@@ -18,8 +18,9 @@ DERIVED = frozenset({"mean-std", "mean+std"})
 def parse_name(name: str) -> tuple[str, str, str, str]:
     """Split a scalar's name into (tag, site, quantity, statistic).
 
-    Names written by layerscope (``tag/site/quantity.statistic``) come back as they were;
-    other names are grouped by their first path component as tag, and their statistic is
+    Names in layerscope's former ``tag/site/quantity.statistic`` form come back as they were
+    (runs it writes now carry their fields in metadata, which :func:`read_run` reads); other
+    names are grouped by their first path component as tag, and their statistic is
     ``"value"``.
 
     Example:
@@ -38,6 +39,17 @@ def parse_name(name: str) -> tuple[str, str, str, str]:
     if dot and quantity and _STATISTIC.fullmatch(statistic):
         return tag, site, quantity, statistic
     return tag, site, last, "value"
+
+
+def _key(acc: object, name: str) -> tuple[str, str, str, str]:
+    """A name's record fields: from the metadata layerscope writes, else from the name."""
+    from layerscope.sinks.tensorboard import record_key
+
+    try:
+        description = acc.SummaryMetadata(name).summary_description  # type: ignore[attr-defined]
+    except (KeyError, AttributeError):
+        description = ""
+    return record_key(description) or parse_name(name)
 
 
 def _histogram(value: object) -> HistogramValue | None:
@@ -88,13 +100,13 @@ def read_run(run_dir: str | Path) -> dict[str, list[Record]]:
         records: list[Record] = []
         tags = acc.Tags()
         for name in tags.get("scalars", []):
-            tag, site, quantity, statistic = parse_name(name)
+            tag, site, quantity, statistic = _key(acc, name)
             if statistic in DERIVED:
                 continue
             for event in acc.Scalars(name):
                 records.append(Record(event.step, 0, tag, site, quantity, statistic, event.value))
         for name in tags.get("histograms", []):
-            tag, site, quantity, statistic = parse_name(name)
+            tag, site, quantity, statistic = _key(acc, name)
             for event in acc.Histograms(name):
                 histogram = _histogram(event.histogram_value)
                 if histogram is not None:

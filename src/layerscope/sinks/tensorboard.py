@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,12 +13,91 @@ from layerscope.sinks._optional import require
 from layerscope.sinks.event_file import EventFile
 
 #: Bands of a margin chart: the candidates for its centre line (the first written wins), and
-#: the statistics of its lower and upper edges.
+#: the statistics of its lower and upper edges. Only statistics a lens records: no helper
+#: scalars are written for the charts.
 BANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("mean",), "mean-std", "mean+std"),
     (("median",), "q25", "q75"),
     (("mean", "median", "min"), "min", "max"),
 )
+
+
+def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
+    """The name a record has in TensorBoard: the module as Python reaches it, then what of it.
+
+    TensorBoard groups names by their first ``/`` part and sorts the groups by name, so each
+    module's values sit together in one section named as the module is reached from the model
+    (``model.fc2``, ``model.encoder.layers.0.linear1``), then what is recorded there as PyTorch
+    names it: ``model.fc2/weight.grad.l2`` is the norm of ``model.fc2.weight.grad``. A
+    ``value`` quantity is named by its statistic alone, a ``last`` statistic by its quantity
+    alone. Whole-model values sit in ``model/``, and the loss, ``loss``, sorts before them all.
+    The record's own fields travel with the name (see :class:`TensorBoardSink`).
+
+    Example:
+        >>> scalar_name("gradients", "fc2:weight.grad", "l2", "last")
+        'model.fc2/weight.grad.l2'
+        >>> scalar_name("activations", "encoder.0:output", "value", "mean")
+        'model.encoder.0/output.mean'
+        >>> scalar_name("activity", "act1:output", "dead", "fraction")
+        'model.act1/output.dead.fraction'
+        >>> scalar_name("loss", "", "loss", "last"), scalar_name("loss", "", "loss", "std")
+        ('loss', 'loss/std')
+        >>> scalar_name("gradients", "", "global_l2", "last"), scalar_name("o", ":output", "l2", "last")
+        ('model/global_l2', 'model/output.l2')
+        >>> scalar_name("optimizer", "param_group[0]", "lr", "last")
+        'optimizer/param_group[0].lr'
+
+    """  # noqa: E501
+    if statistic == "last":
+        label = quantity
+    elif quantity == "value":
+        label = statistic
+    else:
+        label = f"{quantity}.{statistic}"
+    if not site:
+        if quantity == "loss":
+            return "loss" if statistic == "last" else f"loss/{statistic}"
+        return f"model/{label}"
+    if site.startswith("param_group["):  # the optimizer's, not a module's
+        return f"optimizer/{site}.{label}"
+    module, _, what = site.partition(":")
+    section = f"model.{module}" if module else "model"
+    return f"{section}/{what}.{label}" if what else f"{section}/{label}"
+
+
+#: How the description of a name written by layerscope starts; the record's fields follow.
+DESCRIPTION = "layerscope record (tag, site, quantity, statistic): "
+
+
+def describe(key: Sequence[str]) -> str:
+    """The description a name's first event carries: the record's fields, readable and exact.
+
+    Example:
+        >>> describe(("gradients", "fc1:weight.grad", "l2", "last"))
+        'layerscope record (tag, site, quantity, statistic): ["gradients", "fc1:weight.grad", "l2", "last"]'
+
+    """  # noqa: E501
+    return DESCRIPTION + json.dumps(list(key))
+
+
+def record_key(description: str) -> tuple[str, str, str, str] | None:
+    """The (tag, site, quantity, statistic) a name's description carries, or None if not ours.
+
+    Example:
+        >>> record_key(describe(("gradients", "fc1:weight.grad", "l2", "last")))
+        ('gradients', 'fc1:weight.grad', 'l2', 'last')
+        >>> record_key("a description someone wrote") is None
+        True
+
+    """
+    if not description.startswith(DESCRIPTION):
+        return None
+    try:
+        key = json.loads(description[len(DESCRIPTION) :])
+    except ValueError:
+        return None
+    if isinstance(key, list) and len(key) == 4 and all(isinstance(k, str) for k in key):
+        return key[0], key[1], key[2], key[3]
+    return None
 
 
 def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
@@ -86,47 +166,21 @@ def finding_markdown(record: Record) -> str:
     return f"**{severity}** at {where}, step {record.step}: {record.text or record.statistic}"
 
 
-def derived_bands(records: Sequence[Record]) -> list[Record]:
-    """``mean-std`` and ``mean+std`` records for every step/site/quantity with mean and std.
-
-    Example:
-        >>> rs = [Record(1, 0, "a", "fc:output", "value", "mean", 2.0),
-        ...       Record(1, 0, "a", "fc:output", "value", "std", 0.5)]
-        >>> [(r.statistic, r.value) for r in derived_bands(rs)]
-        [('mean-std', 1.5), ('mean+std', 2.5)]
-
-    """
-    found: dict[tuple[int, int, str, str, str], dict[str, float]] = {}
-    for r in records:
-        if r.statistic in ("mean", "std") and r.value is not None:
-            key = (r.step, r.epoch, r.tag, r.site, r.quantity)
-            found.setdefault(key, {})[r.statistic] = r.value
-    out = []
-    for (step, epoch, tag, site, quantity), stats in found.items():
-        if "mean" in stats and "std" in stats:
-            mean, std = stats["mean"], stats["std"]
-            out.append(Record(step, epoch, tag, site, quantity, "mean-std", mean - std))
-            out.append(Record(step, epoch, tag, site, quantity, "mean+std", mean + std))
-    return out
-
-
-def _scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
-    return Record(0, 0, tag, site, quantity, statistic).name
-
-
 class TensorBoardSink:
     """Writes records to a TensorBoard log directory.
 
-    Scalars are named by :attr:`Record.name` (``tag/site/quantity.statistic``) at global step
-    ``record.step``; histogram records are written from their edges and counts; findings
-    (quantity ``"finding"``) are written as text under ``"<tag>/<kind>"``
-    (``health/dead_units``). Where a
-    site/quantity has mean and std (written also as ``mean-std`` / ``mean+std`` scalars) or
-    min and max, a margin chart in the custom-scalars dashboard shows the centre line with its
-    bands (mean±std, q25–q75, min–max) together, one category per tag. The layout is written
-    when the first records of a site arrive, and again only if later sites add charts.
-    Each write (one flush of the scope) appends one event per step to the run's event file
-    (:class:`~layerscope.sinks.event_file.EventFile`) and flushes it.
+    Scalars are named by :func:`scalar_name` (``fc2/weight.grad.l2``: one section per module,
+    the loss as ``loss``) at global step ``record.step``; the first event of each name carries
+    the record's (tag, site, quantity, statistic) as its description, which
+    :func:`~layerscope.sinks.events.read_run` reads back. Two records that would share a name
+    (two lenses recording the same thing) are told apart by their tag: ``"fc2/output.mean
+    (mine)"``. Histogram records are written from their edges and counts; findings (quantity
+    ``"finding"``) as text under ``"<tag>/<kind>"`` (``health/dead_units``). Where a
+    site/quantity has a centre line (mean or median) and min and max, or median and q25 and
+    q75, a margin chart in the custom-scalars dashboard shows them together, one category per
+    tag. The layout is written when the first records of a site arrive, and again only if
+    later sites add charts. Each write (one flush of the scope) appends one event per step to
+    the run's event file (:class:`~layerscope.sinks.event_file.EventFile`) and flushes it.
 
     Args:
         logdir: directory of the run; created if missing.
@@ -149,12 +203,15 @@ class TensorBoardSink:
             )
         require("tensorboard", "tensorboard", "TensorBoardSink")
         self._summary = require("torch.utils.tensorboard.summary", "tensorboard", "TensorBoardSink")
+        self._summary_pb2 = require(
+            "tensorboard.compat.proto.summary_pb2", "tensorboard", "TensorBoardSink"
+        )
         self.logdir = Path(logdir)
         self._events = EventFile(self.logdir)
         self._events_name = str(self._events.path)
         self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
-        self._scalar_names: set[str] = set()  # every scalar name written so far
         self._name_of: dict[tuple[str, ...], str] = {}  # (tag, site, quantity, statistic)
+        self._key_of: dict[str, tuple[str, ...]] = {}  # the reverse: every name given so far
         self.scalars_written = 0
         self.histograms_written = 0
         self.texts_written = 0
@@ -183,12 +240,18 @@ class TensorBoardSink:
                 self.texts_written += 1
         records = [r for r in records if r.quantity != "finding"]
         scalars = [r for r in records if r.histogram is None and r.value is not None]
-        new_names = self._write_scalars([*scalars, *derived_bands(scalars)])
+        new_names = self._write_scalars(scalars)
         for r in records:
             if r.histogram is not None:
                 summary = histogram_summary(r.histogram)
                 if summary is not None:
-                    self._events.add(self._summary.histogram_raw(r.name, **summary), r.step)
+                    name, new = self._name(r[2:6])
+                    event = self._summary.histogram_raw(name, **summary)
+                    if new:
+                        metadata = event.value[0].metadata
+                        metadata.summary_description = describe(r[2:6])
+                        metadata.plugin_data.plugin_name = "histograms"
+                    self._events.add(event, r.step)
                     self.histograms_written += 1
         # A chart changes only when a name of its site and quantity is written the first time.
         if (new_names and self._update_charts(new_names) or lost) and scalars:
@@ -201,19 +264,39 @@ class TensorBoardSink:
             self._events.close()
             self.closed = True
 
+    def _name(self, key: tuple[str, ...]) -> tuple[str, bool]:
+        """The name of a (tag, site, quantity, statistic), and whether it is given now."""
+        name = self._name_of.get(key)
+        if name is not None:
+            return name, False
+        name = scalar_name(*key)
+        if name in self._key_of:  # another lens records the same thing: its tag tells them apart
+            name = f"{name} ({key[0]})"
+            while name in self._key_of:
+                name += "'"
+        self._name_of[key] = name
+        self._key_of[name] = key
+        return name, True
+
     def _write_scalars(self, scalars: Sequence[Record]) -> list[Record]:
-        """Write scalars as one event per step holding many values; return the newly named."""
+        """Write scalars as one event per step holding many values; return the newly named.
+
+        A name's first value goes in an event of its own whose metadata holds the record's
+        fields (TensorBoard keeps the metadata of a name's first event).
+        """
         by_step: dict[int, list[tuple[str, float]]] = {}
         new_names = []
+        pb2 = self._summary_pb2
         for r in scalars:
-            key = r[2:6]  # tag, site, quantity, statistic: a run repeats the same few hundred
-            name = self._name_of.get(key)
-            if name is None:
-                name = self._name_of[key] = r.name
-                if name not in self._scalar_names:
-                    self._scalar_names.add(name)
-                    new_names.append(r)
-            by_step.setdefault(r.step, []).append((name, r.value))
+            name, new = self._name(r[2:6])  # tag, site, quantity, statistic
+            if new:
+                new_names.append(r)
+                metadata = pb2.SummaryMetadata(summary_description=describe(r[2:6]))
+                metadata.plugin_data.plugin_name = "scalars"
+                value = pb2.Summary.Value(tag=name, simple_value=r.value, metadata=metadata)
+                self._events.add(pb2.Summary(value=[value]), r.step)
+            else:
+                by_step.setdefault(r.step, []).append((name, r.value))
         for step, values in by_step.items():
             self._events.add_scalars(step, values)
         self.scalars_written += len(scalars)
@@ -223,14 +306,14 @@ class TensorBoardSink:
         """Add the margin charts that the names written so far allow; True if any was added."""
         added = False
         for r in records:
-            title = f"{r.site}/{r.quantity}" if r.site else r.quantity
+            title = scalar_name(r.tag, r.site, r.quantity, "last").removesuffix(".value")
             category = self._charts.setdefault(r.tag, {})
             series = []
             for centres, lower, upper in BANDS:
-                names = [_scalar_name(r.tag, r.site, r.quantity, s) for s in centres]
-                written = [n for n in names if n in self._scalar_names]
-                edges = tuple(_scalar_name(r.tag, r.site, r.quantity, s) for s in (lower, upper))
-                if written and all(n in self._scalar_names for n in edges):
+                names = [self._name_of.get((r.tag, r.site, r.quantity, s)) for s in centres]
+                written = [n for n in names if n is not None]
+                edges = [self._name_of.get((r.tag, r.site, r.quantity, s)) for s in (lower, upper)]
+                if written and None not in edges:
                     series.append((written[0], *edges))
             if len(series) > len(category.get(title, [])):
                 category[title] = series
@@ -242,7 +325,8 @@ class TensorBoardSink:
             "tensorboard.plugins.custom_scalar.layout_pb2", "tensorboard", "TensorBoardSink"
         )
         layout = layout_pb2.Layout()
-        for tag in sorted(self._charts):
+        # the loss first, then the lenses in the order their first records came
+        for tag in sorted(self._charts, key=lambda t: t != "loss"):
             charts = self._charts[tag]
             if not charts:
                 continue
