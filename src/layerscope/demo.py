@@ -158,7 +158,7 @@ def train_variant(name: str, out_dir: Path, steps: int, progress: bool, seed: in
             opt.step()
             scope.step(loss=loss)
         records = scope.records()
-    render_report(records, out_dir / "report" / name)
+    render_report(records, out_dir / "report" / name, ["png", "html"])
     return Findings.from_records(records)
 
 
@@ -178,5 +178,5 @@ def run_demo(
         for line in results[name].lines(name):
             echo(line)
     echo(f"TensorBoard runs: tensorboard --logdir {out / 'tensorboard'}")
-    echo(f"reports: {out / 'report'}")
+    echo(f"reports: {out / 'report'} (open {out / 'report' / 'bad' / 'report.html'})")
     return results
