@@ -54,7 +54,13 @@ class DigitsMLP(nn.Module):
 
 def load_data() -> tuple[torch.Tensor, torch.Tensor]:
     """Load the digits shipped with scikit-learn (no download): inputs in [0, 1], labels."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise ImportError(
+            "demo: the demo trains on scikit-learn's digits and needs scikit-learn; install "
+            "it with `pip install 'layerscope[all]'` (or `pip install scikit-learn`)"
+        ) from error
 
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
