@@ -169,3 +169,10 @@ def test_zeros_beside_values_spanning_decades_get_a_symlog_axis():
     ax = axes()
     plots.plot_lines(ax, {"a": ([0, 1], [0.0, 0.5])})
     assert ax.get_yscale() == "linear"
+
+
+def test_one_filled_bin_says_what_it_holds():
+    ax = axes()
+    h = HistogramValue((-1e-9, 0.0, 1e-9, 1.0), (0, 40, 0))  # a dead ReLU: every output is 0
+    plots.plot_probability(ax, [0], [h])
+    assert [t.get_text() for t in ax.texts] == ["every value in [0, 1e-09]"]

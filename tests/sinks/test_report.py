@@ -15,10 +15,11 @@ def test_one_figure_per_tag(records):
     assert report.tags == ["loss", "activations", "gradients"]
     figures = report.figures()
     assert [f.get_suptitle() for f in figures.values()] == [
-        "Loss",
+        "",  # one panel: its own title, "Loss", says it all
         "Activations (layer outputs)",
         "Gradients",
     ]
+    assert figures["loss"].axes[0].get_title() == "Loss"
 
 
 def test_loss_line_equals_records_and_uses_log_scale(records):

@@ -62,7 +62,7 @@ def spread(items: Sequence[str], count: int) -> list[str]:
 def plan_panels(
     records: Sequence[Record],
     profile_min_layers: int = 3,
-    max_sites: int = 6,
+    max_sites: int = 8,
     order: Sequence[str] | None = None,
 ) -> list[Panel]:
     """Choose the subplots of one tag's figure, with human titles and units.
@@ -236,7 +236,9 @@ def draw_panel(
         layers = [names.site_name(s, with_kind=False) for s in by_site]
         plots.plot_depth_profile(ax, layers, profiles)
     handles, labels = ax.get_legend_handles_labels()
-    if panel.kind != "probability" and handles:
+    # One site's line needs no legend: the title names it ("all 12 layers" does need one).
+    alone = panel.kind == "lines" and len({r.site for r in panel.records}) == 1
+    if panel.kind != "probability" and handles and not alone:
         if panel.kind == "stack":  # top of the stack first, as drawn
             handles, labels = handles[::-1], labels[::-1]
         if legend_outside:

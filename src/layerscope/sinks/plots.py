@@ -369,7 +369,18 @@ def plot_probability(
         ticks = np.unique(np.linspace(0, kept.size, min(kept.size + 1, 9)).round().astype(int))
         ax.set_yticks(rows_y[ticks], [f"{labels[i]:.2g}" for i in ticks], fontsize="small")
         return mesh
-    return ax.pcolormesh(step_edges(x), edges, probs.T, cmap=cmap, vmin=0.0, shading="flat")
+    mesh = ax.pcolormesh(step_edges(x), edges, probs.T, cmap=cmap, vmin=0.0, shading="flat")
+    if probs.shape[1] == 1:  # one filled bin is one flat colour: say what it holds
+        ax.text(
+            0.5,
+            0.5,
+            f"every value in [{edges[0]:.2g}, {edges[1]:.2g}]",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            backgroundcolor="white",
+        )
+    return mesh
 
 
 def plot_depth_profile(

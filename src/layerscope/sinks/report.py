@@ -80,7 +80,7 @@ class Report:
         x: str = "step",
         max_panels: int = 24,
         max_lines: int = 8,
-        max_sites: int = 6,
+        max_sites: int = 8,
     ) -> None:
         if x not in XS:
             raise ValueError(f"Report: x must be one of {XS}, got {x!r}")
@@ -125,20 +125,27 @@ class Report:
         nrows = math.ceil(len(shown) / ncols)
         # Inches: axes, the margin left of each (y label), the legend right of each, the gap
         # under each row (x label, rotated layer names) and the title band.
-        axes_w, axes_h, left, legend, gap, top = 5.0, 2.4, 1.0, 2.8, 1.7, 0.8
+        title = self._suptitle(tag, rows, shown, hidden)
+        titled = title != shown[0].title or len(shown) > 1
+        axes_w, axes_h, left, gap = 5.0, 2.4, 1.0, 1.7
+        legend = 2.8 if any(_has_legend(p) for p in shown) else 1.2  # 1.2: a colour bar
+        top = 0.8 if titled else 0.45
+        # Rotated layer names under a depth profile need more room than "step".
+        bottom = gap if any(p.kind == "profile" for p in shown[-ncols:]) else 0.8
         width = ncols * (left + axes_w + legend)
-        height = nrows * (axes_h + gap) + top
+        height = (nrows - 1) * (axes_h + gap) + axes_h + bottom + top
         fig = figure_module.Figure(figsize=(width, height))
         # Fixed margins: constrained layout would double the drawing time.
         fig.subplots_adjust(
             left=left / width,
             right=1 - legend / width,
-            bottom=gap / height,
+            bottom=bottom / height,
             top=1 - top / height,
             hspace=gap / axes_h,
             wspace=(left + legend) / axes_w,
         )
-        fig.suptitle(self._suptitle(tag, rows, shown, hidden), fontsize="large")
+        if titled:
+            fig.suptitle(title, fontsize="large")
         time_axes = None
         for i, panel in enumerate(shown):
             share = time_axes if panel.over_time else None
@@ -208,6 +215,12 @@ class Report:
             path.write_text(report_html.render_html(self, figures), encoding="utf-8")
             paths.append(path)
         return paths
+
+
+def _has_legend(panel: Panel) -> bool:
+    if panel.kind == "probability":
+        return False
+    return panel.kind != "lines" or len({r.site for r in panel.records}) > 1
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:

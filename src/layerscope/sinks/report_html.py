@@ -148,7 +148,7 @@ def render_html(
             )
         out.append("</ul>")
     else:
-        out.append("<p>No findings: the health checks saw nothing wrong.</p>")
+        out.append("<p>No findings were recorded.</p>")
     for tag, figure in figures.items():
         name = names.tag_title(tag)
         out.append(f'<h2 id="{esc(tag)}">{esc(name)}</h2>')
