@@ -282,17 +282,19 @@ def histogram_list(histograms: Sequence[HistogramValue]) -> list[HistogramValue]
 def step_edges(x: Sequence[float] | np.ndarray) -> np.ndarray:
     """Edges of columns that start at their step ``x`` and last until the next one.
 
-    The last column is as wide as the spacing before it (1 when there is one step), so a
-    histogram taken at step 100 is drawn from step 100 on, in line with the other panels.
+    The last column is as wide as the spacing before it, so a histogram taken at step 100 is
+    drawn from step 100 on, in line with the other panels. A lone step gets a column one wide
+    centred on it, so that points drawn at that step on a shared axis are not on its edge.
 
     Example:
-        >>> step_edges([0, 2, 4]).tolist()
-        [0.0, 2.0, 4.0, 6.0]
+        >>> step_edges([0, 2, 4]).tolist(), step_edges([3]).tolist()
+        ([0.0, 2.0, 4.0, 6.0], [2.5, 3.5])
 
     """
     xs = np.asarray(x, dtype=np.float64)
-    width = xs[-1] - xs[-2] if xs.size > 1 else 1.0
-    return np.concatenate([xs, [xs[-1] + width]])
+    if xs.size == 1:
+        return np.array([xs[0] - 0.5, xs[0] + 0.5])
+    return np.concatenate([xs, [xs[-1] + (xs[-1] - xs[-2])]])
 
 
 def occupied(probs: np.ndarray) -> slice:
