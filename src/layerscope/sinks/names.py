@@ -121,17 +121,23 @@ def quantity_title(quantity: str, statistic: str, kind: str = "") -> str:
         'L2 norm of weight gradients'
         >>> quantity_title("value", "zero_fraction", "output")
         'Outputs: fraction exactly zero'
+        >>> quantity_title("l2", "last", "bias")
+        'L2 norm of biases'
 
     """
     name = QUANTITIES.get(quantity, (_words(quantity).capitalize(), ""))[0]
     reads = STATISTICS.get(statistic, (_words(statistic), ""))[0]
     if quantity == "value" and kind:
-        subject = kind_name(kind).capitalize() + "s"
+        subject = _plural(kind_name(kind)).capitalize()
         return f"{subject}: {reads}" if reads else subject
     title = f"{name} {reads}".strip() if reads else name
     if kind:
-        title += f" of {kind_name(kind)}s"
+        title += f" of {_plural(kind_name(kind))}"
     return title
+
+
+def _plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith("s") else "s")
 
 
 def unit(quantity: str, statistic: str) -> str:

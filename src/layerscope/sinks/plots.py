@@ -68,6 +68,8 @@ def apply_scale(ax: Axes, *values: Sequence[float] | np.ndarray | None) -> str:
         if data.size and np.all(data >= 0) and positive.size and wants_log_scale(positive):
             scale = "symlog"
             ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(positive.min())))
+            # Never negative values: no margin below zero; half a decade of room above.
+            ax.set_ylim(0.0, float(positive.max()) * 3.0)
     return scale
 
 
