@@ -128,7 +128,8 @@ class Report:
         title = self._suptitle(tag, rows, shown, hidden)
         titled = title != shown[0].title or len(shown) > 1
         axes_w, axes_h, left, gap = 5.0, 2.4, 1.0, 1.7
-        legend = 2.8 if any(_has_legend(p) for p in shown) else 1.2  # 1.2: a colour bar
+        # Room for a legend of module names ("encoder.layers.5.self_attn"), or a colour bar.
+        legend = 3.3 if any(_has_legend(p) for p in shown) else 1.2
         top = 0.8 if titled else 0.45
         # Rotated layer names under a depth profile need more room than "step".
         bottom = gap if any(p.kind == "profile" for p in shown[-ncols:]) else 0.8
@@ -145,7 +146,8 @@ class Report:
             wspace=(left + legend) / axes_w,
         )
         if titled:
-            fig.suptitle(title, fontsize="large")
+            # In inches from the top: a tall figure's default place would overlap the panels.
+            fig.suptitle(title, fontsize="large", y=1 - 0.3 / height, va="center")
         time_axes = None
         for i, panel in enumerate(shown):
             share = time_axes if panel.over_time else None
