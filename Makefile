@@ -23,7 +23,7 @@ test-cpp: setup system-deps
 	cmake --build $(CPP_BUILD) -j $(JOBS)
 	ctest --test-dir $(CPP_BUILD) --output-on-failure -j $(JOBS)
 
-test-python: setup
+test-python: setup system-deps
 	$(PY) -m pytest
 
 ## test-docs / docs: build the docs site (gallery rendered on the fly), warnings as errors
@@ -52,14 +52,19 @@ $(VENV)/.installed: pyproject.toml CMakeLists.txt cpp/CMakeLists.txt \
 	$(PY) -m pip install --quiet --disable-pip-version-check ".[dev]"
 	touch $@
 
-# GoogleTest from Debian's libgtest-dev; installed only when missing.
+# From Debian, each installed only when missing: GoogleTest (libgtest-dev) for the C++ tests,
+# chromium for the tests that look at TensorBoard, the docs site and the HTML report.
 system-deps:
-	@if [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ] && \
+	@missing=""; \
+	if [ ! -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ] && \
 	   [ ! -f /usr/lib/aarch64-linux-gnu/cmake/GTest/GTestConfig.cmake ] && \
-	   [ ! -f /usr/lib/cmake/GTest/GTestConfig.cmake ]; then \
-	  echo "installing GoogleTest (Debian's libgtest-dev)"; \
+	   [ ! -f /usr/lib/cmake/GTest/GTestConfig.cmake ]; then missing=" libgtest-dev"; fi; \
+	if ! command -v chromium >/dev/null 2>&1; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgtest-dev; \
+	  $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 clean:

@@ -56,6 +56,7 @@ def test_demo_finds_the_planted_faults(tmp_path):
     assert results["bad"].gradient_dead["fc1"] == 1.0  # so no gradient reaches fc1's output
     assert results["healthy"].dead["act1"] < 0.5
     assert (tmp_path / "report" / "bad").is_dir()
+    assert "units never fired" in (tmp_path / "report" / "bad" / "report.html").read_text()
     assert any((tmp_path / "tensorboard" / "healthy").iterdir())
     assert lines[0].startswith("healthy: final loss")
     assert results["healthy"].health == []  # no false alarm

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,8 @@ def test_conda_recipe_matches_pyproject():
     assert run == {CONDA_NAMES.get(k, k): v for k, v in wanted.items()}
     scripts = [f"{k} = {v}" for k, v in project["scripts"].items()]
     assert recipe["build"]["entry_points"] == scripts
+    assert recipe["about"]["license"] == project["license"] == "Apache-2.0"
+    assert (ROOT / "recipe" / ".." / recipe["about"]["license_file"]).is_file()
     host = dict(_split(r) for r in recipe["requirements"]["host"])
     for requirement in PYPROJECT["build-system"]["requires"]:
         name, spec = _split(requirement)
@@ -85,6 +89,18 @@ def test_sdist_and_wheel_install_into_a_fresh_venv(tmp_path):
     _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT)
     sdist, wheel = next(dist.glob("*.tar.gz")), next(dist.glob("*.whl"))
     assert sdist.name == "layerscope-0.1.0.tar.gz"
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence
+    with tarfile.open(sdist) as archive:
+        member = archive.extractfile("layerscope-0.1.0/LICENSE")
+        assert member.read().decode() == licence
+        info = archive.extractfile("layerscope-0.1.0/PKG-INFO").read().decode()
+    assert "License-Expression: Apache-2.0" in info
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("layerscope-0.1.0.dist-info/licenses/LICENSE").decode() == licence
+        assert (
+            "License-File: LICENSE" in archive.read("layerscope-0.1.0.dist-info/METADATA").decode()
+        )
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)

@@ -54,7 +54,13 @@ class DigitsMLP(nn.Module):
 
 def load_data() -> tuple[torch.Tensor, torch.Tensor]:
     """Load the digits shipped with scikit-learn (no download): inputs in [0, 1], labels."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise ImportError(
+            "demo: the demo trains on scikit-learn's digits and needs scikit-learn; install "
+            "it with `pip install 'layerscope[all]'` (or `pip install scikit-learn`)"
+        ) from error
 
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
@@ -158,7 +164,7 @@ def train_variant(name: str, out_dir: Path, steps: int, progress: bool, seed: in
             opt.step()
             scope.step(loss=loss)
         records = scope.records()
-    render_report(records, out_dir / "report" / name)
+    render_report(records, out_dir / "report" / name, ["png", "html"])
     return Findings.from_records(records)
 
 
@@ -178,5 +184,5 @@ def run_demo(
         for line in results[name].lines(name):
             echo(line)
     echo(f"TensorBoard runs: tensorboard --logdir {out / 'tensorboard'}")
-    echo(f"reports: {out / 'report'}")
+    echo(f"reports: {out / 'report'} (open {out / 'report' / 'bad' / 'report.html'})")
     return results

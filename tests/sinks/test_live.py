@@ -71,10 +71,10 @@ def test_snapshot_is_a_png_of_the_current_state(tmp_path, records):
     assert not (tmp_path / "snap.png.partial").exists()
     titles = [ax.get_title() for ax in live.figure.axes]
     assert titles == [
-        "activations: fc1:output",
-        "activations: fc2:output",
-        "activations: fc3:output",
-        "activations: dead.fraction",
+        "activations: Dead units (fraction) of outputs",
+        "activations: fc1 output",
+        "activations: fc2 output",
+        "activations: fc3 output",
     ]
     live.close()
 

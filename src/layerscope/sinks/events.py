@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -58,14 +59,68 @@ def _histogram(value: object) -> HistogramValue | None:
     if not counts or len(limits) != len(counts):
         return None
     edges = np.array([float(value.min), *limits[:-1], float(value.max)], dtype=np.float64)
+    if not np.all(np.isfinite(edges[[0, -1]])) or np.isnan(edges).any():
+        return None  # a writer's NaN min/max: no bucket can be placed
     edges = np.maximum.accumulate(edges)  # TensorFlow's ±DBL_MAX outer limits
     return HistogramValue(edges=tuple(edges.tolist()), counts=tuple(counts))
 
 
+#: Folders a search for runs never enters: hidden ones, environments, caches.
+SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", ".venv", "venv"})
+
+
+def is_event_file(name: str) -> bool:
+    """Whether a file name is a TensorBoard event file's (``events.out.tfevents.*``)."""
+    return name.startswith("events.out.tfevents")
+
+
 def find_runs(run_dir: str | Path) -> list[Path]:
-    """Directories under ``run_dir`` (itself included) that hold event files, sorted."""
+    """Directories under ``run_dir`` (itself included) that hold event files, sorted.
+
+    Symbolic links are not followed, and hidden folders, virtual environments and caches are
+    not entered; folders that cannot be read are passed over.
+    """
     root = Path(run_dir)
-    return sorted({p.parent for p in root.rglob("events.out.tfevents*") if p.is_file()})
+    found = []
+    for directory, folders, files in os.walk(root, followlinks=False):
+        folders[:] = sorted(
+            f for f in folders if not f.startswith(".") and f not in SKIPPED_FOLDERS
+        )
+        if any(is_event_file(f) for f in files):
+            found.append(Path(directory))
+    return sorted(found)
+
+
+def read_events(directory: str | Path) -> list[Record]:
+    """Read the event files directly in one run's ``directory`` (not its sub-folders).
+
+    Scalars become records with the step of their event and epoch 0; histograms become
+    histogram records; a histogram whose buckets cannot be placed is skipped.
+    """
+    accumulator = require(
+        "tensorboard.backend.event_processing.event_accumulator", "tensorboard", "read_run"
+    )
+    acc = accumulator.EventAccumulator(
+        str(directory), size_guidance={"scalars": 0, "histograms": 0}
+    )
+    acc.Reload()
+    records: list[Record] = []
+    tags = acc.Tags()
+    for name in tags.get("scalars", []):
+        tag, site, quantity, statistic = _key(acc, name)
+        if statistic in DERIVED:
+            continue
+        for event in acc.Scalars(name):
+            records.append(Record(event.step, 0, tag, site, quantity, statistic, event.value))
+    for name in tags.get("histograms", []):
+        tag, site, quantity, statistic = _key(acc, name)
+        for event in acc.Histograms(name):
+            histogram = _histogram(event.histogram_value)
+            if histogram is not None:
+                records.append(
+                    Record(event.step, 0, tag, site, quantity, "histogram", None, histogram)
+                )
+    return records
 
 
 def read_run(run_dir: str | Path) -> dict[str, list[Record]]:
@@ -85,33 +140,10 @@ def read_run(run_dir: str | Path) -> dict[str, list[Record]]:
         {'a': [Record(step=7, epoch=0, tag='loss', site='', quantity='loss', statistic='last', value=0.5, histogram=None, text=None)]}
 
     """  # noqa: E501
-    accumulator = require(
-        "tensorboard.backend.event_processing.event_accumulator", "tensorboard", "read_run"
-    )
     root = Path(run_dir)
     if not root.is_dir():
         raise ValueError(f"read_run: run_dir must be a directory, got {str(run_dir)!r}")
-    runs: dict[str, list[Record]] = {}
-    for directory in find_runs(root):
-        acc = accumulator.EventAccumulator(
-            str(directory), size_guidance={"scalars": 0, "histograms": 0}
-        )
-        acc.Reload()
-        records: list[Record] = []
-        tags = acc.Tags()
-        for name in tags.get("scalars", []):
-            tag, site, quantity, statistic = _key(acc, name)
-            if statistic in DERIVED:
-                continue
-            for event in acc.Scalars(name):
-                records.append(Record(event.step, 0, tag, site, quantity, statistic, event.value))
-        for name in tags.get("histograms", []):
-            tag, site, quantity, statistic = _key(acc, name)
-            for event in acc.Histograms(name):
-                histogram = _histogram(event.histogram_value)
-                if histogram is not None:
-                    records.append(
-                        Record(event.step, 0, tag, site, quantity, "histogram", None, histogram)
-                    )
-        runs[directory.relative_to(root).as_posix()] = records
-    return runs
+    return {
+        directory.relative_to(root).as_posix(): read_events(directory)
+        for directory in find_runs(root)
+    }

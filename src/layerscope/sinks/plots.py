@@ -42,6 +42,51 @@ def wants_log_scale(*values: Sequence[float] | np.ndarray | None) -> bool:
     return bool(np.log10(data.max() / data.min()) > LOG_DECADES)
 
 
+def apply_scale(ax: Axes, *values: Sequence[float] | np.ndarray | None) -> str:
+    """Set the y scale that shows ``values`` best, and return it.
+
+    ``"log"`` when all are positive and span more than :data:`LOG_DECADES` decades;
+    ``"symlog"`` (linear around zero up to the smallest positive value) when they are
+    non-negative, hold zeros and their positive part spans that much (a dead layer's zero
+    gradient norm next to live ones); else ``"linear"``.
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> apply_scale(Figure().add_subplot(), [0.0, 1e-6, 1.0])
+        'symlog'
+
+    """
+    scale = "linear"
+    if wants_log_scale(*values):
+        scale = "log"
+        ax.set_yscale("log")
+    else:
+        arrays = [np.asarray(v, dtype=np.float64).ravel() for v in values if v is not None]
+        data = np.concatenate(arrays) if arrays else np.zeros(0)
+        data = data[np.isfinite(data)]
+        positive = data[data > 0]
+        if data.size and np.all(data >= 0) and positive.size and wants_log_scale(positive):
+            scale = "symlog"
+            ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(positive.min())))
+            # Never negative values: no margin below zero; half a decade of room above.
+            ax.set_ylim(0.0, float(positive.max()) * 3.0)
+    return scale
+
+
+def _band(ax: Axes, xs: np.ndarray, lo: np.ndarray, hi: np.ndarray, **style: Any) -> None:
+    """A shaded band; a single x gets a thick vertical bar, which fill_between cannot draw."""
+    if xs.size == 1:
+        alpha = style.pop("alpha")
+        ax.vlines(xs, lo, hi, linewidth=8, alpha=alpha, **style)
+    else:
+        ax.fill_between(xs, lo, hi, linewidth=0, **style)
+
+
+def _marker(n: int) -> str | None:
+    """A marker for series too short to draw a line (one point draws nothing without one)."""
+    return "o" if n <= 2 else None
+
+
 def _array(values: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float64)
 
@@ -90,26 +135,24 @@ def plot_bands(
     xs = np.asarray(x, dtype=np.float64)
     m, s, md = _array(mean), _array(std), _array(median)
     lo, hi, mn, mx = _array(q25), _array(q75), _array(minimum), _array(maximum)
+    marker = _marker(xs.size)
     labels: list[str] = []
     if mn is not None and mx is not None:
-        ax.fill_between(xs, mn, mx, color=color, alpha=0.12, linewidth=0, label="min–max")
+        _band(ax, xs, mn, mx, color=color, alpha=0.12, label="min–max")
         labels.append("min–max")
     if lo is not None and hi is not None:
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.22, linewidth=0, label="q25–q75")
+        _band(ax, xs, lo, hi, color=color, alpha=0.22, label="q25–q75")
         labels.append("q25–q75")
     if m is not None:
-        ax.plot(xs, m, color=color, linewidth=1.5, label="mean")
+        ax.plot(xs, m, color=color, linewidth=1.5, marker=marker, label="mean")
         labels.append("mean")
         if s is not None:
-            ax.fill_between(
-                xs, m - s, m + s, color=color, alpha=0.3, linewidth=0, label="mean ± std"
-            )
+            _band(ax, xs, m - s, m + s, color=color, alpha=0.3, label="mean ± std")
             labels.append("mean ± std")
     if md is not None:
-        ax.plot(xs, md, color=color, linewidth=1.2, linestyle="--", label="median")
+        ax.plot(xs, md, color=color, linewidth=1.2, linestyle="--", marker=marker, label="median")
         labels.append("median")
-    if wants_log_scale(m, md, lo, hi, mn, mx):
-        ax.set_yscale("log")
+    apply_scale(ax, m, md, lo, hi, mn, mx)
     return labels
 
 
@@ -119,7 +162,8 @@ def plot_lines(
 ) -> list[Line2D]:
     """Draw one line per labelled ``(x, y)`` series: one quantity across layers.
 
-    The y axis turns logarithmic when all values are positive and span more than two decades.
+    The y axis turns logarithmic when the values span decades (see :func:`apply_scale`); a
+    series of one or two points gets markers.
 
     Example:
         >>> from matplotlib.figure import Figure
@@ -130,15 +174,17 @@ def plot_lines(
     """
     lines = []
     for label, (xs, ys) in series.items():
+        x_values = np.asarray(xs, dtype=np.float64)
         (line,) = ax.plot(
-            np.asarray(xs, dtype=np.float64),
+            x_values,
             np.asarray(ys, dtype=np.float64),
             label=label,
             linewidth=1.3,
+            marker=_marker(x_values.size),
+            markersize=4,
         )
         lines.append(line)
-    if wants_log_scale(*(ys for _, ys in series.values())):
-        ax.set_yscale("log")
+    apply_scale(ax, *(ys for _, ys in series.values()))
     return lines
 
 
@@ -235,19 +281,36 @@ def histogram_list(histograms: Sequence[HistogramValue]) -> list[HistogramValue]
     return out
 
 
-def cell_edges(x: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Edges of cells centred on sorted positions ``x`` (midpoints, extended at both ends).
+def step_edges(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Edges of columns that start at their step ``x`` and last until the next one.
+
+    The last column is as wide as the spacing before it, so a histogram taken at step 100 is
+    drawn from step 100 on, in line with the other panels. A lone step gets a column one wide
+    centred on it, so that points drawn at that step on a shared axis are not on its edge.
 
     Example:
-        >>> cell_edges([0, 2, 4]).tolist()
-        [-1.0, 1.0, 3.0, 5.0]
+        >>> step_edges([0, 2, 4]).tolist(), step_edges([3]).tolist()
+        ([0.0, 2.0, 4.0, 6.0], [2.5, 3.5])
 
     """
     xs = np.asarray(x, dtype=np.float64)
     if xs.size == 1:
         return np.array([xs[0] - 0.5, xs[0] + 0.5])
-    mids = (xs[:-1] + xs[1:]) / 2
-    return np.concatenate([[xs[0] - (mids[0] - xs[0])], mids, [xs[-1] + (xs[-1] - mids[-1])]])
+    return np.concatenate([xs, [xs[-1] + (xs[-1] - xs[-2])]])
+
+
+def occupied(probs: np.ndarray) -> slice:
+    """The rows (bins) from the first to the last one that holds anything in any column.
+
+    Example:
+        >>> occupied(np.array([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 0.0]]))
+        slice(1, 3, None)
+
+    """
+    filled = np.flatnonzero(np.nansum(probs, axis=1) > 0)
+    if filled.size == 0:
+        return slice(0, probs.shape[0])
+    return slice(int(filled[0]), int(filled[-1]) + 1)
 
 
 def plot_probability(
@@ -258,6 +321,12 @@ def plot_probability(
     cmap: str = "viridis",
 ) -> QuadMesh:
     """Draw histograms over time as a heatmap of probability (each column sums to one).
+
+    Bins empty in every histogram beyond the outermost filled ones are trimmed, as the
+    TensorBoard sink does, so wide fixed edges (the in-memory histograms span ±1e4) do not
+    squash the data into one row; each column starts at its step. Log-spaced bins are drawn
+    one row per filled bin (white lines mark bins left out as empty), the y ticks labelled
+    with their edges, so the narrow bins around zero show.
 
     Args:
         ax: the axes to draw on.
@@ -272,7 +341,7 @@ def plot_probability(
     Example:
         >>> from matplotlib.figure import Figure
         >>> ax = Figure().add_subplot()
-        >>> h = HistogramValue(edges=(0.0, 1.0, 2.0), counts=(1, 3))
+        >>> h = HistogramValue(edges=(0.0, 1.0, 2.0, 3.0), counts=(1, 3, 0))
         >>> plot_probability(ax, [5], [h]).get_array().tolist()
         [[0.25], [0.75]]
 
@@ -284,7 +353,38 @@ def plot_probability(
         )
     edges = common_grid(histograms, bins)
     probs = probabilities(histograms, edges)
-    return ax.pcolormesh(cell_edges(x), edges, probs.T, cmap=cmap, vmin=0.0, shading="flat")
+    rows = occupied(probs.T)
+    edges = edges[rows.start : rows.stop + 1]
+    probs = probs[:, rows]
+    widths = np.diff(edges)
+    if widths.size > 1 and widths.max() > 10 * widths[widths > 0].min():
+        # Log-spaced bins (the in-memory histograms' reach from 1e-12 to 1e4): on a value
+        # axis the narrow bins around zero, where a ReLU's zeros lie, would not show. Draw
+        # each filled bin as one row, drop bins empty at every step, and mark each gap left
+        # by dropped bins with a white line; the ticks name the bins' edges.
+        kept = np.flatnonzero(np.nansum(probs, axis=0) > 0)
+        labels = [*edges[kept], edges[kept[-1] + 1]]
+        rows_y = np.arange(kept.size + 1, dtype=np.float64)
+        mesh = ax.pcolormesh(
+            step_edges(x), rows_y, probs[:, kept].T, cmap=cmap, vmin=0.0, shading="flat"
+        )
+        for gap in np.flatnonzero(np.diff(kept) > 1) + 1:
+            ax.axhline(gap, color="white", linewidth=0.8)
+        ticks = np.unique(np.linspace(0, kept.size, min(kept.size + 1, 9)).round().astype(int))
+        ax.set_yticks(rows_y[ticks], [f"{labels[i]:.2g}" for i in ticks], fontsize="small")
+        return mesh
+    mesh = ax.pcolormesh(step_edges(x), edges, probs.T, cmap=cmap, vmin=0.0, shading="flat")
+    if probs.shape[1] == 1:  # one filled bin is one flat colour: say what it holds
+        ax.text(
+            0.5,
+            0.5,
+            f"every value in [{edges[0]:.2g}, {edges[1]:.2g}]",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            backgroundcolor="white",
+        )
+    return mesh
 
 
 def plot_depth_profile(
@@ -313,11 +413,17 @@ def plot_depth_profile(
     lines = []
     for step, values in profiles.items():
         (line,) = ax.plot(
-            depth, np.asarray(values, dtype=np.float64), marker="o", label=f"step {step}"
+            depth,
+            np.asarray(values, dtype=np.float64),
+            marker="o",
+            markersize=3 if len(layers) > 16 else 5,
+            label=f"step {step}",
         )
         lines.append(line)
-    ax.set_xticks(depth, list(layers), rotation=30, ha="right", fontsize="small")
-    ax.set_xlabel("layer (by depth)")
-    if wants_log_scale(*profiles.values()):
-        ax.set_yscale("log")
+    # At most ~12 labels: a 6-layer transformer has dozens of sites.
+    every = max(1, int(np.ceil(len(layers) / 12)))
+    size = "small" if len(layers) <= 12 else "x-small"
+    ax.set_xticks(depth[::every], list(layers)[::every], rotation=30, ha="right", fontsize=size)
+    ax.set_xlabel("layer, in model order")
+    apply_scale(ax, *profiles.values())
     return lines

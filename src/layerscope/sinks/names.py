@@ -1,0 +1,212 @@
+"""Human names for what the report draws: titles, axis labels and units, and model order.
+
+Records name things for machines (``l2.last``, ``fc1:weight.grad``); a person reading a report
+wants "L2 norm" and "fc1 weight gradient". Unknown names fall back to their words with the
+underscores turned to spaces, so a new lens still gets a readable label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from layerscope.records import Record
+
+#: quantity -> (human name, unit of its values)
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "loss": ("Loss", ""),
+    "value": ("Values", "value"),
+    "l2": ("L2 norm", "L2 norm"),
+    "rms": ("RMS", "root mean square"),
+    "global_l2": ("Global gradient L2 norm", "L2 norm"),
+    "share": ("Share of the gradient norm", "share of the total"),
+    "dead": ("Dead units", ""),
+    "active": ("Active units", ""),
+    "update": ("Update", ""),
+    "update_ratio": ("Update / weight ratio", "ratio"),
+    "momentum_buffer": ("Momentum buffer", ""),
+    "exp_avg": ("Adam first moment", ""),
+    "exp_avg_sq": ("Adam second moment", ""),
+    "lr": ("Learning rate", "learning rate"),
+    "attention": ("Attention", ""),
+    "entropy": ("Entropy", "nats"),
+}
+
+#: statistic -> (how it reads after the quantity's name, unit it gives the values, or "")
+STATISTICS: dict[str, tuple[str, str]] = {
+    "last": ("", ""),
+    "value": ("", ""),
+    "mean": ("mean", ""),
+    "std": ("standard deviation", ""),
+    "median": ("median", ""),
+    "iqr": ("interquartile range", ""),
+    "min": ("minimum", ""),
+    "max": ("maximum", ""),
+    "l2": ("L2 norm", "L2 norm"),
+    "fraction": ("(fraction)", "fraction of units"),
+    "count": ("(count)", "units"),
+    "zero_fraction": ("fraction exactly zero", "fraction of elements"),
+    "nonfinite_fraction": ("fraction NaN or Inf", "fraction of elements"),
+    "histogram": ("distribution", "value"),
+}
+
+#: what is observed at a site (the part after the colon) -> how it reads
+KINDS: dict[str, str] = {
+    "output": "output",
+    "output.grad": "output gradient",
+    "weight.grad": "weight gradient",
+    "bias.grad": "bias gradient",
+    "weight": "weight",
+    "bias": "bias",
+    "attention": "attention",
+}
+
+TAGS: dict[str, str] = {
+    "loss": "Loss",
+    "activations": "Activations (layer outputs)",
+    "activity": "Unit activity (dead units)",
+    "gradient_activity": "Gradient activity (units without gradient)",
+    "gradients": "Gradients",
+    "output_norms": "Output norms",
+    "parameters": "Parameters",
+    "distributions": "Distributions",
+    "optimizer": "Optimizer",
+    "findings": "Findings",
+}
+
+
+def _words(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def kind_of(site: str) -> str:
+    """What a site observes: the part after its colon, ``""`` for whole-net values."""
+    return site.split(":", 1)[1] if ":" in site else ""
+
+
+def layer_of(site: str) -> str:
+    """The module part of a site (before the colon)."""
+    return site.split(":", 1)[0]
+
+
+def kind_name(kind: str) -> str:
+    """How a site's kind reads: ``"weight.grad"`` -> ``"weight gradient"``."""
+    return KINDS.get(kind, _words(kind.replace(".grad", " gradient")))
+
+
+def site_name(site: str, with_kind: bool = True) -> str:
+    """How a site reads in a legend.
+
+    Example:
+        >>> site_name("fc1:weight.grad"), site_name("fc1:output", with_kind=False)
+        ('fc1 weight gradient', 'fc1')
+
+    """
+    layer, _, kind = site.partition(":")
+    if not kind or not with_kind:
+        return layer or "model"
+    return f"{layer} {kind_name(kind)}"
+
+
+def tag_title(tag: str) -> str:
+    """A figure's title for a tag."""
+    return TAGS.get(tag, _words(tag).capitalize())
+
+
+def quantity_title(quantity: str, statistic: str, kind: str = "") -> str:
+    """A panel's title for a quantity and statistic, and the kind of site when given.
+
+    Example:
+        >>> quantity_title("l2", "last", "weight.grad")
+        'L2 norm of weight gradients'
+        >>> quantity_title("value", "zero_fraction", "output")
+        'Outputs: fraction exactly zero'
+        >>> quantity_title("l2", "last", "bias")
+        'L2 norm of biases'
+
+    """
+    name = QUANTITIES.get(quantity, (_words(quantity).capitalize(), ""))[0]
+    reads = STATISTICS.get(statistic, (_words(statistic), ""))[0]
+    if quantity == "value" and kind:
+        subject = _plural(kind_name(kind)).capitalize()
+        return f"{subject}: {reads}" if reads else subject
+    title = f"{name} {reads}".strip() if reads else name
+    if kind:
+        title += f" of {_plural(kind_name(kind))}"
+    return title
+
+
+def _plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith("s") else "s")
+
+
+def unit(quantity: str, statistic: str) -> str:
+    """The y label of a quantity and statistic: what its numbers measure.
+
+    Example:
+        >>> unit("dead", "fraction"), unit("loss", "last"), unit("value", "std")
+        ('fraction of units', 'loss', 'value')
+
+    """
+    by_statistic = STATISTICS.get(statistic, ("", ""))[1]
+    if by_statistic:
+        return by_statistic
+    by_quantity = QUANTITIES.get(quantity, ("", ""))[1]
+    if by_quantity:
+        return by_quantity
+    if statistic in ("last", "value"):
+        return _words(quantity)
+    return _words(statistic)
+
+
+def _natural(text: str) -> list[object]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def model_order(records: Iterable[Record]) -> list[str]:
+    """Layer names in model order: as seen on the forward pass, the rest beside their parent.
+
+    Forward outputs are observed in the order the model runs its modules; gradients arrive in
+    reverse, so they only place layers no forward record names: right after their nearest
+    ancestor that has one (``attn.out_proj`` after ``attn``), else at the end, in natural order
+    (``layers.2`` before ``layers.10``).
+
+    Example:
+        >>> rs = [Record(0, 0, "g", "fc2:output.grad", "l2", "last", 1.0),
+        ...       Record(0, 0, "p", "attn.out_proj:weight.grad", "l2", "last", 1.0),
+        ...       Record(0, 0, "a", "attn:output", "l2", "last", 1.0),
+        ...       Record(0, 0, "a", "fc2:output", "l2", "last", 1.0)]
+        >>> model_order(rs)
+        ['attn', 'attn.out_proj', 'fc2']
+
+    """
+    forward: dict[str, None] = {}
+    others: set[str] = set()
+    for r in sorted(records, key=lambda r: r.step):
+        if not r.site:
+            continue
+        layer = layer_of(r.site)
+        if kind_of(r.site) == "output":
+            forward.setdefault(layer, None)
+        else:
+            others.add(layer)
+    place = {layer: float(i) for i, layer in enumerate(forward)}
+
+    def key(layer: str) -> tuple[float, list[object]]:
+        parts = layer.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            parent = ".".join(parts[:cut])
+            if parent in place:
+                return place[parent] + 0.5, _natural(layer)
+        return float(len(place)), _natural(layer)
+
+    rest = sorted(others.difference(forward), key=key)
+    merged = [(place[layer], [], layer) for layer in forward]
+    merged += [(*key(layer), layer) for layer in rest]
+    return [layer for *_, layer in sorted(merged, key=lambda t: (t[0], t[1]))]
+
+
+def sort_sites(sites: Sequence[str], order: Sequence[str]) -> list[str]:
+    """Sites sorted by their layer's place in ``order``, then by kind."""
+    place = {layer: i for i, layer in enumerate(order)}
+    return sorted(sites, key=lambda s: (place.get(layer_of(s), len(place)), _natural(s)))
