@@ -71,7 +71,7 @@ class _RaisingSet(set):
 @pytest.mark.parametrize(
     ("target", "attribute", "part"),
     [
-        (ForwardGatherer, "_leaf", "ForwardGatherer._forward_hook"),
+        (ForwardGatherer, "_leaf", "ForwardGatherer._observe_call"),
         (ParameterGatherer, "before_step", "ParameterGatherer.before_step"),
         (WindowBuilder, "close_step", "WindowBuilder.close_step"),
         (WindowBuilder, "ready", "WindowBuilder.ready"),

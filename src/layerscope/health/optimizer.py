@@ -16,13 +16,15 @@ from layerscope.health.findings import Finding, parameter_name, share_text
 class UpdateRatioCheck(Check):
     """log10 of ||update|| / ||weight|| per weight, as a median over a window, out of band.
 
-    Biases are not judged: they start at zero, so their ratio is huge for the first steps of
-    any healthy run, and their scale is the data's, not the init's.
+    Biases are judged from step ``bias_warmup`` on: most start at zero, and a parameter that
+    starts at zero and moves by steps of one size has the ratio 1/k after k steps, above the
+    band for the first few steps of any healthy run.
 
     Options: ``band`` ((-5.0, -0.5)): accepted log10 range. About -3 is the rule of thumb, but
     healthy small models trained with SGD+momentum or Adam were measured between -3.6 and
     -0.7, and a learning rate 100x too high between -1.6 and +1.6;
-    ``window`` (5).
+    ``window`` (5); ``bias_warmup`` (10): the first step whose bias ratios count (1/10 lies
+    well inside the band).
 
     Example:
         >>> UpdateRatioCheck(band=(-4, -2)).band
@@ -31,7 +33,7 @@ class UpdateRatioCheck(Check):
     """
 
     name = "update_ratio"
-    options = {"band": (-5.0, -0.5), "window": 5}
+    options = {"band": (-5.0, -0.5), "window": 5, "bias_warmup": 10}
     reads = frozenset({("update_ratio", "last")})
 
     def __init__(self, **options: object) -> None:
@@ -45,8 +47,8 @@ class UpdateRatioCheck(Check):
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
         for r in view.find("update_ratio", "last"):
-            if "bias" in r.site.partition(":")[2]:
-                continue  # biases start at zero: their ratio says nothing for many steps
+            if r.step < self.bias_warmup and "bias" in r.site.partition(":")[2]:
+                continue  # a bias growing from zero: 1/k after k steps, whatever the rate
             value = float(r.value)  # type: ignore[arg-type]
             if not math.isfinite(value):
                 continue  # ‖Δw‖ / ‖w‖ of an all-zero parameter (a fresh bias) is undefined

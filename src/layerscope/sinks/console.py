@@ -53,7 +53,7 @@ def attach_line(
     """The line logged when ``watch`` attaches: what is watched and where the records go.
 
     Example:
-        >>> attach_line(object(), 5, ["loss", "health"], "runs/a", [])
+        >>> attach_line(object(), 5, ["loss", "health", "health"], "runs/a", [])
         'watching object (5 modules; lenses loss, health); TensorBoard run in runs/a; findings in scope.findings() and this log'
 
     """  # noqa: E501
@@ -62,7 +62,8 @@ def attach_line(
     where = "; ".join(places) if places else "records in memory (scope.records())"
     plural = "" if modules == 1 else "s"
     return (
-        f"watching {type(model).__name__} ({modules} module{plural}; lenses {', '.join(lenses)}); "
+        f"watching {type(model).__name__} ({modules} module{plural}; "
+        f"lenses {', '.join(dict.fromkeys(lenses))}); "
         f"{where}; findings in scope.findings() and this log"
     )
 
