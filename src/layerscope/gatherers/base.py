@@ -132,3 +132,23 @@ def contained(hook: _Hook) -> _Hook:
             self.context.failed(self, hook.__name__, error)
 
     return run  # type: ignore[return-value]
+
+
+def outside_compile(body: _Hook) -> _Hook:
+    """A forward hook that runs `body`, out of the traced graph while torch.compile traces.
+
+    Traced, the body's calls into the C++ engine would fail or break the graph at random
+    places; disabled for the trace, it runs eagerly at one graph break per hooked module (see
+    the forward gatherer's docstring). In eager mode it is called directly: the disabled
+    wrapper would cost about a microsecond a call.
+    """
+    untraced = torch.compiler.disable(body)
+
+    @functools.wraps(body)
+    def hook(self: Gatherer, *args: Any) -> None:  # noqa: ANN401
+        if torch.compiler.is_compiling():
+            untraced(self, *args)
+        else:
+            body(self, *args)
+
+    return hook  # type: ignore[return-value]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer, contained
+from layerscope.gatherers.base import GatherContext, Gatherer, contained, outside_compile
 from layerscope.observation import site_name, tensor_leaves
 
 #: Modules that return ``(result, extras...)``: only the result is observed, at the sites
@@ -122,14 +122,6 @@ class ForwardGatherer(Gatherer):
                 handle.remove()
                 del self._handles[name]
 
-    def _forward_hook(self, *args: Any) -> None:  # noqa: ANN401
-        # Under torch.compile, out of the traced graph (see the forward gatherer's docstring);
-        # in eager mode called directly: the disabled wrapper costs about a microsecond a call.
-        if torch.compiler.is_compiling():
-            self._observe_untraced(*args)
-        else:
-            self._observe_call(*args)
-
     @contained
     def _observe_call(
         self,
@@ -160,7 +152,7 @@ class ForwardGatherer(Gatherer):
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
 
-    _observe_untraced = torch.compiler.disable(_observe_call)
+    _forward_hook = outside_compile(_observe_call)
 
     def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
         """The output site of one leaf of a module's output, and the hook for its gradient."""

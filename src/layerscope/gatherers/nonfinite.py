@@ -24,7 +24,7 @@ from torch.utils.dlpack import to_dlpack
 from torch.utils.hooks import RemovableHandle
 
 from layerscope import _core
-from layerscope.gatherers.base import GatherContext, Gatherer, contained
+from layerscope.gatherers.base import GatherContext, Gatherer, contained, outside_compile
 from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
 from layerscope.observation import readable_reason, site_name, tensor_leaves
@@ -109,14 +109,6 @@ class FiniteGatherer(Gatherer):
                 handle.remove()
                 del self._grad_handles[index]
 
-    def _forward_hook(self, *args: Any) -> None:  # noqa: ANN401
-        # Under torch.compile, out of the traced graph (see the forward gatherer's docstring);
-        # in eager mode called directly: the disabled wrapper costs about a microsecond a call.
-        if torch.compiler.is_compiling():
-            self._observe_untraced(*args)
-        else:
-            self._observe_call(*args)
-
     @contained
     def _observe_call(
         self, name: str, result_first: bool, module: nn.Module, args: Any, output: Any
@@ -138,7 +130,7 @@ class FiniteGatherer(Gatherer):
                 site = site_name(name, "output.grad", path) + FINITE_SUFFIX
                 tensor.register_hook(partial(self._grad_hook, name, site))
 
-    _observe_untraced = torch.compiler.disable(_observe_call)
+    _forward_hook = outside_compile(_observe_call)
 
     @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
