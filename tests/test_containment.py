@@ -177,3 +177,43 @@ def test_an_unreadable_python_loss_warns_once():
     scope.close()
     assert len(caught) == 1
     assert scope.step_count == 2
+
+
+def test_a_failing_statistic_leaves_the_sites_other_statistics(monkeypatch):
+    from layerscope import stats
+
+    symlog = stats.Histogram.symlog
+
+    def failing_histogram(**edges):
+        histogram = symlog(**edges)
+
+        class Failing:
+            def update(self, sample):
+                raise RuntimeError("injected failure")
+
+            def __getattr__(self, name):
+                return getattr(histogram, name)
+
+        return Failing()
+
+    monkeypatch.setattr(stats.Histogram, "symlog", staticmethod(failing_histogram))
+    model = mlp()
+    distributions = lenses.Distributions(statistics=("median", "histogram"), every=1)
+    with pytest.warns(RuntimeWarning, match="histogram of site") as caught:
+        _, scope = train(
+            model,
+            batches("mlp", STEPS),
+            scope_factory=lambda m, o: layerscope.watch(
+                m, optimizer=o, lenses=[lenses.Activations(), distributions]
+            ),
+        )
+    sites = {r.site for r in scope.records() if r.tag == "distributions"}
+    assert {r.site for r in scope.records() if r.tag == "activations"} <= sites
+    assert len(caught) == len(sites)  # once per site, not once per step
+    for site in sites:
+        medians = [r.step for r in scope.records() if r.site == site and r.statistic == "median"]
+        assert medians == list(range(STEPS)), site  # the site's quantiles went on
+    for r in scope.records():
+        if r.tag == "activations":  # and its summary statistics
+            assert {x.step for x in scope.records() if x.site == r.site} == set(range(STEPS))
+    assert not [r for r in scope.records() if r.statistic == "histogram"]

@@ -127,6 +127,7 @@ class WindowBuilder:
         self._current: dict[str, _Pending] = {}
         self._closed: list[_ClosedStep] = []
         self._dropping = False  # whether a never-closing step has had observations dropped
+        self._failed_statistics: set[tuple[str, str]] = set()  # (site, "quantiles"/"histogram")
         # What the step observed before the forward pass in progress began (gradient
         # accumulation's earlier micro-batches): kept apart so that an aborted pass can go.
         self._before_forward: dict[str, _Pending] | None = None
@@ -160,13 +161,7 @@ class WindowBuilder:
             for key in needs.exceed:
                 pending.exceed[key] = pending.exceed.get(key, 0) + count_exceeding(tensor, *key)
             if needs.quantiles or needs.histogram:
-                sample = strided_sample(tensor)
-            if needs.quantiles:
-                pending.quantiles = pending.quantiles or stats.ExactQuantiles(QUANTILE_CAPACITY)
-                pending.quantiles.update(sample)
-            if needs.histogram:
-                pending.histogram = pending.histogram or stats.Histogram.symlog(**HISTOGRAM_EDGES)
-                pending.histogram.update(sample)
+                self._add_distribution(site, pending, strided_sample(tensor), needs)
             return
         pending.on_device = True
         pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
@@ -174,6 +169,41 @@ class WindowBuilder:
             pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
         if needs.histogram:
             pending.histogram = (pending.histogram or []) + [self._device_counts(tensor)]
+
+    def _add_distribution(
+        self, site: str, pending: _Pending, sample: torch.Tensor, needs: Needs
+    ) -> None:
+        """Fold a sample into the site's quantiles and histogram, each on its own.
+
+        A statistic that fails is warned about once and left out of the site from then on;
+        the site's other statistics go on.
+        """
+        if needs.quantiles and (site, "quantiles") not in self._failed_statistics:
+            try:
+                if pending.quantiles is None:
+                    pending.quantiles = stats.ExactQuantiles(QUANTILE_CAPACITY)
+                pending.quantiles.update(sample)
+            except Exception as error:  # noqa: BLE001 - the site's other statistics go on
+                self._statistic_failed(site, "quantiles", pending, error)
+        if needs.histogram and (site, "histogram") not in self._failed_statistics:
+            try:
+                if pending.histogram is None:
+                    pending.histogram = stats.Histogram.symlog(**HISTOGRAM_EDGES)
+                pending.histogram.update(sample)
+            except Exception as error:  # noqa: BLE001 - the site's other statistics go on
+                self._statistic_failed(site, "histogram", pending, error)
+
+    def _statistic_failed(
+        self, site: str, statistic: str, pending: _Pending, error: Exception
+    ) -> None:
+        self._failed_statistics.add((site, statistic))
+        setattr(pending, statistic, None)
+        warnings.warn(
+            f"layerscope: the {statistic} of site {site} could not be computed ({error!r}); "
+            "it is left out from now on, the site's other statistics go on",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
     def add_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
         """Add a summary reduced elsewhere (on the host) to the current step's window of `site`."""
