@@ -15,7 +15,7 @@ clean step costs the counts and nothing more; on a device for every site.
 from __future__ import annotations
 
 import math
-from collections.abc import Container
+from collections.abc import Callable, Container
 from functools import partial
 from typing import Any
 
@@ -87,6 +87,7 @@ class FiniteGatherer(Gatherer):
         self._fresh: set[int] = set()
         self._grad_handles: dict[int, RemovableHandle] = {}
         self._calls = Recomputations()
+        self._leaves: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
         wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
         for name, params in owned_parameters(context.modules, wanting).items():
             for pname, param in params:
@@ -130,14 +131,24 @@ class FiniteGatherer(Gatherer):
         recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
         leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
         for path, tensor in leaves:
+            site, grad_hook = self._leaf(name, path)
             if want_output and not recomputed:
-                site = site_name(name, "output", path) + FINITE_SUFFIX
                 self._observe(name, "output.finite", site, tensor)
             if want_grad and tensor.requires_grad:
-                site = site_name(name, "output.grad", path) + FINITE_SUFFIX
-                tensor.register_hook(partial(self._grad_hook, name, site))
+                tensor.register_hook(grad_hook)
 
     _forward_hook = outside_compile(_observe_call)
+
+    def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
+        """The finiteness site of one output leaf and the hook for its gradient, made once."""
+        leaf = self._leaves.get((name, path))
+        if leaf is None:
+            grad_site = site_name(name, "output.grad", path) + FINITE_SUFFIX
+            leaf = self._leaves[name, path] = (
+                site_name(name, "output", path) + FINITE_SUFFIX,
+                partial(self._grad_hook, name, grad_site),
+            )
+        return leaf
 
     @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
