@@ -103,23 +103,31 @@ def run_bounded(
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-def run_ranks(out_dir: Path, *flags: str, world: int = 2) -> list[layerscope.Record]:
-    """Run `world` ranks of this script under torchrun; rank 0's records (skips if asked to)."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
-    )
-    env["OMP_NUM_THREADS"] = "1"
+def torchrun(
+    script: Path, *args: str, world: int = 2, timeout: float, **env: str
+) -> subprocess.CompletedProcess:
+    """Run `world` ranks of `script` under torchrun, one thread each, within `timeout` seconds.
+
+    The ranks import from the tests folder and the one above it; `env` adds variables (such as
+    ``LAYERSCOPE_DIST_TIMEOUT``).
+    """
+    path = [str(script.parent), str(HERE), os.environ.get("PYTHONPATH", "")]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path), OMP_NUM_THREADS="1", **env)
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={world}",
-        str(HERE / "distributed_worker.py"),
-        str(out_dir),
-        *flags,
+        str(script),
+        *args,
     ]
-    done = run_bounded(command, env, timeout=240)
+    return run_bounded(command, environment, timeout=timeout)
+
+
+def run_ranks(out_dir: Path, *flags: str, world: int = 2) -> list[layerscope.Record]:
+    """Run `world` ranks of this script under torchrun; rank 0's records (skips if asked to)."""
+    done = torchrun(HERE / "distributed_worker.py", str(out_dir), *flags, world=world, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     if (out_dir / "skipped.txt").exists():
         pytest.skip((out_dir / "skipped.txt").read_text())

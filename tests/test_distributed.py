@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from distributed_worker import assert_same_statistics, run_bounded, run_ranks
+from distributed_worker import assert_same_statistics, run_ranks, torchrun
 
 HERE = Path(__file__).parent
 
@@ -25,23 +23,13 @@ def test_ddp_merged_statistics_equal_one_process(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        OMP_NUM_THREADS="1",
+    # Without a bound of its own, rank 0 waits in the flush for the process group's timeout.
+    done = torchrun(
+        HERE / "distributed_failure_worker.py",
+        str(tmp_path),
+        timeout=90,
         LAYERSCOPE_DIST_TIMEOUT="3",
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "distributed_failure_worker.py"),
-        str(tmp_path),
-    ]
-    # Without a bound of its own, rank 0 waits in the flush for the process group's timeout.
-    done = run_bounded(command, env, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "rank0.json").read_text())
     assert result["trained"] == 8  # rank 0's training went on to its last step

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
 
-from distributed_worker import run_bounded
+from distributed_worker import torchrun
 
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -18,19 +16,10 @@ HERE = Path(__file__).parent
 
 
 def test_torchrun_gpt2_loss_is_the_trainers_logged_loss(tmp_path):
-    path = os.pathsep.join([str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", LAYERSCOPE_DIST_TIMEOUT="20")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "hf_ddp_worker.py"),
-        str(tmp_path),
-    ]
     # A collective only some ranks join aborts or hangs: either fails here.
-    done = run_bounded(command, env, timeout=100)
+    done = torchrun(
+        HERE / "hf_ddp_worker.py", str(tmp_path), timeout=100, LAYERSCOPE_DIST_TIMEOUT="20"
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records, history, world = pickle.loads((tmp_path / "result.pkl").read_bytes())
     assert world == 2
