@@ -13,7 +13,7 @@ from torch import nn
 
 import layerscope
 from layerscope import lenses
-from layerscope.gatherers.forward import ForwardGatherer
+from layerscope.gatherers.base import OutputLeaves
 from layerscope.gatherers.parameters import ParameterGatherer
 from layerscope.history import RecordHistory
 from layerscope.scope import Scope
@@ -71,7 +71,7 @@ class _RaisingSet(set):
 @pytest.mark.parametrize(
     ("target", "attribute", "part"),
     [
-        (ForwardGatherer, "_leaf", "ForwardGatherer._observe_call"),
+        (OutputLeaves, "__call__", "ForwardGatherer._observe_call"),
         (ParameterGatherer, "before_step", "ParameterGatherer.before_step"),
         (WindowBuilder, "close_step", "WindowBuilder.close_step"),
         (WindowBuilder, "ready", "WindowBuilder.ready"),

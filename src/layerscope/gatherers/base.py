@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from layerscope.observation import site_name
 from layerscope.reducers import HostSummary
 
 #: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
@@ -152,3 +153,37 @@ def outside_compile(body: _Hook) -> _Hook:
             body(self, *args)
 
     return hook  # type: ignore[return-value]
+
+
+#: hook(module_name, gradient_site, gradient): a gatherer's hook on an output's gradient.
+GradHook = Callable[[str, str, torch.Tensor], None]
+
+
+class OutputLeaves:
+    """Per module and leaf of its output: the output's site and the hook for its gradient.
+
+    Made once per leaf, not on every call: most modules return one tensor, and naming its sites
+    and binding its hook would cost more than handing the tensor over. `suffix` follows both
+    site names (``":finite"`` for the finiteness gatherer's).
+    """
+
+    def __init__(self, grad_hook: GradHook, suffix: str = "") -> None:
+        self._grad_hook: GradHook | None = grad_hook
+        self._suffix = suffix
+        self._made: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
+
+    def __call__(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
+        """The output site of leaf `path` of module `name`'s output, and its gradient hook."""
+        leaf = self._made.get((name, path))
+        if leaf is None:
+            grad_site = site_name(name, "output.grad", path) + self._suffix
+            leaf = self._made[name, path] = (
+                site_name(name, "output", path) + self._suffix,
+                functools.partial(self._grad_hook, name, grad_site),  # type: ignore[arg-type]
+            )
+        return leaf
+
+    def release(self) -> None:
+        """Drop the hooks made: they refer back to their gatherer (and its scope)."""
+        self._made.clear()
+        self._grad_hook = None

@@ -18,7 +18,7 @@ that costs too much.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Container
 from functools import partial
 from typing import Any
 
@@ -26,8 +26,14 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from layerscope.gatherers.base import GatherContext, Gatherer, contained, outside_compile
-from layerscope.observation import site_name, tensor_leaves
+from layerscope.gatherers.base import (
+    GatherContext,
+    Gatherer,
+    OutputLeaves,
+    contained,
+    outside_compile,
+)
+from layerscope.observation import tensor_leaves
 
 #: Modules that return ``(result, extras...)``: only the result is observed, at the sites
 #: ``"<module>:output"`` and ``"<module>:output.grad"``. ``nn.MultiheadAttention`` returns
@@ -90,7 +96,7 @@ class ForwardGatherer(Gatherer):
         self._closed = False
         self._modules = context.modules_wanting(*self.kinds)
         self._handles: dict[str, RemovableHandle] = {}
-        self._leaves: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
+        self._leaf = OutputLeaves(self._grad_hook)
         self._calls = Recomputations()
 
     def before_step(self) -> None:
@@ -154,17 +160,6 @@ class ForwardGatherer(Gatherer):
 
     _forward_hook = outside_compile(_observe_call)
 
-    def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
-        """The output site of one leaf of a module's output, and the hook for its gradient."""
-        leaf = self._leaves.get((name, path))
-        if leaf is None:
-            grad_site = site_name(name, "output.grad", path)
-            leaf = self._leaves[name, path] = (
-                site_name(name, "output", path),
-                partial(self._grad_hook, name, grad_site),
-            )
-        return leaf
-
     @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
         if not self._closed:
@@ -176,4 +171,4 @@ class ForwardGatherer(Gatherer):
         for handle in self._handles.values():
             handle.remove()
         self._handles.clear()
-        self._leaves.clear()  # its hooks refer back to this gatherer
+        self._leaf.release()

@@ -15,7 +15,7 @@ clean step costs the counts and nothing more; on a device for every site.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container
+from collections.abc import Container
 from functools import partial
 from typing import Any
 
@@ -25,7 +25,13 @@ from torch.utils.dlpack import to_dlpack
 from torch.utils.hooks import RemovableHandle
 
 from layerscope import _core
-from layerscope.gatherers.base import GatherContext, Gatherer, contained, outside_compile
+from layerscope.gatherers.base import (
+    GatherContext,
+    Gatherer,
+    OutputLeaves,
+    contained,
+    outside_compile,
+)
 from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
 from layerscope.observation import readable_reason, site_name, tensor_leaves
@@ -87,7 +93,7 @@ class FiniteGatherer(Gatherer):
         self._fresh: set[int] = set()
         self._grad_handles: dict[int, RemovableHandle] = {}
         self._calls = Recomputations()
-        self._leaves: dict[tuple[str, str], tuple[str, Callable[[torch.Tensor], None]]] = {}
+        self._leaf = OutputLeaves(self._grad_hook, FINITE_SUFFIX)
         wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
         for name, params in owned_parameters(context.modules, wanting).items():
             for pname, param in params:
@@ -139,17 +145,6 @@ class FiniteGatherer(Gatherer):
 
     _forward_hook = outside_compile(_observe_call)
 
-    def _leaf(self, name: str, path: str) -> tuple[str, Callable[[torch.Tensor], None]]:
-        """The finiteness site of one output leaf and the hook for its gradient, made once."""
-        leaf = self._leaves.get((name, path))
-        if leaf is None:
-            grad_site = site_name(name, "output.grad", path) + FINITE_SUFFIX
-            leaf = self._leaves[name, path] = (
-                site_name(name, "output", path) + FINITE_SUFFIX,
-                partial(self._grad_hook, name, grad_site),
-            )
-        return leaf
-
     @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
         if not self._closed:
@@ -186,3 +181,4 @@ class FiniteGatherer(Gatherer):
             handle.remove()
         self._handles.clear()
         self._grad_handles.clear()
+        self._leaf.release()
