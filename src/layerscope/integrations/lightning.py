@@ -30,13 +30,15 @@ from layerscope.integrations._attached import AttachedScope
 from layerscope.lenses import Lens
 from layerscope.records import Record
 from layerscope.sinks.base import Sink
+from layerscope.sinks.tensorboard import ScalarNames
 
 
 class LoggerSink:
     """Hands scalar records to a Lightning logger (W&B, CSV, MLflow, ...) via ``log_metrics``.
 
-    Metrics are named by :attr:`Record.name` and logged at the record's step; histograms are
-    left to the TensorBoard sink.
+    Metrics are named as the TensorBoard sink names them (:func:`~layerscope.sinks.tensorboard.
+    scalar_name`: ``loss``, ``model.fc2/weight.grad.l2``) and logged at the record's step;
+    histograms are left to the TensorBoard sink.
 
     Example:
         >>> from lightning.pytorch.loggers import CSVLogger
@@ -49,13 +51,14 @@ class LoggerSink:
 
     def __init__(self, logger: Any) -> None:  # noqa: ANN401 - any Lightning logger
         self.logger = logger
+        self._names = ScalarNames()
 
     def write(self, records: Sequence[Record]) -> None:
         """Log the scalar records, one ``log_metrics`` call per step."""
         by_step: dict[int, dict[str, float]] = {}
         for r in records:
             if r.value is not None:
-                by_step.setdefault(r.step, {})[r.name] = float(r.value)
+                by_step.setdefault(r.step, {})[self._names(*r[2:6])[0]] = float(r.value)
         for step in sorted(by_step):
             self.logger.log_metrics(by_step[step], step=step)
 

@@ -64,6 +64,42 @@ def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
     return f"{section}/{what}.{label}" if what else f"{section}/{label}"
 
 
+class ScalarNames:
+    """Gives each (tag, site, quantity, statistic) its :func:`scalar_name`, once and for good.
+
+    Two lenses recording the same thing of the same site would get the same name: the later one
+    is told apart by its tag (``"model.fc1/output.mean (activations)"``).
+
+    Example:
+        >>> names = ScalarNames()
+        >>> names("activations", "fc1:output", "value", "mean")
+        ('model.fc1/output.mean', True)
+        >>> names("mine", "fc1:output", "value", "mean")
+        ('model.fc1/output.mean (mine)', True)
+        >>> names("activations", "fc1:output", "value", "mean")
+        ('model.fc1/output.mean', False)
+
+    """
+
+    def __init__(self) -> None:
+        self.name_of: dict[tuple[str, ...], str] = {}  # (tag, site, quantity, statistic)
+        self.key_of: dict[str, tuple[str, ...]] = {}  # the reverse: every name given so far
+
+    def __call__(self, *key: str) -> tuple[str, bool]:
+        """The name of `key`, and whether it is given now (its first use)."""
+        name = self.name_of.get(key)
+        if name is not None:
+            return name, False
+        name = scalar_name(*key)
+        if name in self.key_of:
+            name = f"{name} ({key[0]})"
+            while name in self.key_of:
+                name += "'"
+        self.name_of[key] = name
+        self.key_of[name] = key
+        return name, True
+
+
 #: How the description of a name written by layerscope starts; the record's fields follow.
 DESCRIPTION = "layerscope record (tag, site, quantity, statistic): "
 
@@ -210,8 +246,7 @@ class TensorBoardSink:
         self._events = EventFile(self.logdir)
         self._events_name = str(self._events.path)
         self._charts: dict[str, dict[str, list[tuple[str, ...]]]] = {}
-        self._name_of: dict[tuple[str, ...], str] = {}  # (tag, site, quantity, statistic)
-        self._key_of: dict[str, tuple[str, ...]] = {}  # the reverse: every name given so far
+        self._names = ScalarNames()
         self.scalars_written = 0
         self.histograms_written = 0
         self.texts_written = 0
@@ -245,7 +280,7 @@ class TensorBoardSink:
             if r.histogram is not None:
                 summary = histogram_summary(r.histogram)
                 if summary is not None:
-                    name, new = self._name(r[2:6])
+                    name, new = self._names(*r[2:6])
                     event = self._summary.histogram_raw(name, **summary)
                     if new:
                         metadata = event.value[0].metadata
@@ -264,20 +299,6 @@ class TensorBoardSink:
             self._events.close()
             self.closed = True
 
-    def _name(self, key: tuple[str, ...]) -> tuple[str, bool]:
-        """The name of a (tag, site, quantity, statistic), and whether it is given now."""
-        name = self._name_of.get(key)
-        if name is not None:
-            return name, False
-        name = scalar_name(*key)
-        if name in self._key_of:  # another lens records the same thing: its tag tells them apart
-            name = f"{name} ({key[0]})"
-            while name in self._key_of:
-                name += "'"
-        self._name_of[key] = name
-        self._key_of[name] = key
-        return name, True
-
     def _write_scalars(self, scalars: Sequence[Record]) -> list[Record]:
         """Write scalars as one event per step holding many values; return the newly named.
 
@@ -288,7 +309,7 @@ class TensorBoardSink:
         new_names = []
         pb2 = self._summary_pb2
         for r in scalars:
-            name, new = self._name(r[2:6])  # tag, site, quantity, statistic
+            name, new = self._names(*r[2:6])  # tag, site, quantity, statistic
             if new:
                 new_names.append(r)
                 metadata = pb2.SummaryMetadata(summary_description=describe(r[2:6]))
@@ -309,10 +330,11 @@ class TensorBoardSink:
             title = scalar_name(r.tag, r.site, r.quantity, "last").removesuffix(".value")
             category = self._charts.setdefault(r.tag, {})
             series = []
+            name_of = self._names.name_of
             for centres, lower, upper in BANDS:
-                names = [self._name_of.get((r.tag, r.site, r.quantity, s)) for s in centres]
+                names = [name_of.get((r.tag, r.site, r.quantity, s)) for s in centres]
                 written = [n for n in names if n is not None]
-                edges = [self._name_of.get((r.tag, r.site, r.quantity, s)) for s in (lower, upper)]
+                edges = [name_of.get((r.tag, r.site, r.quantity, s)) for s in (lower, upper)]
                 if written and None not in edges:
                     series.append((written[0], *edges))
             if len(series) > len(category.get(title, [])):
