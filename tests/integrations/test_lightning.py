@@ -55,19 +55,29 @@ def _loader(batches: int = 10):
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
 
 
+def _trainer(tmp_path, callbacks, **options):
+    """A one-process CPU Trainer that prints nothing; `options` add to or override these."""
+    quiet = {
+        "max_epochs": 1,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
+    return pl.Trainer(callbacks=callbacks, **{**quiet, **options})
+
+
 def _fit(tmp_path, logger, accumulate: int, epochs: int = 1):
     model, probe, callback = Tiny(), Probe(), LayerscopeCallback(flush_every=2)
-    trainer = pl.Trainer(
+    trainer = _trainer(
+        tmp_path,
+        [probe, callback],
         max_epochs=epochs,
-        accelerator="cpu",
         devices=1,
         logger=logger,
-        callbacks=[probe, callback],
         accumulate_grad_batches=accumulate,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
     )
     trainer.fit(model, _loader())
     return model, probe, callback, trainer
@@ -115,16 +125,7 @@ def test_exception_closes_the_scope(tmp_path):
             return super().training_step(batch, batch_idx)
 
     model, callback = Failing(), LayerscopeCallback()
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[callback],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, [callback])
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, _loader())
     assert callback.scope is None
@@ -175,15 +176,7 @@ def _resumable_fit(tmp_path, epochs, saves_to, ckpt_path=None):
         flush_every=3,
     )
     saver = ModelCheckpoint(dirpath=saves_to, filename="last")
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[callback, saver],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, [callback, saver], max_epochs=epochs, enable_checkpointing=True)
     trainer.fit(model, _loader(), ckpt_path=ckpt_path)
     return callback, saver
 
@@ -226,16 +219,7 @@ def test_findings_after_training(tmp_path):
             )
         )
     callback = LayerscopeCallback(flush_every=2)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[callback],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _trainer(tmp_path, [callback])
     trainer.fit(model, _loader())
     assert callback.scope is None  # training has ended
     origins = [f for f in callback.findings() if f.kind == "nan_origin"]
