@@ -103,8 +103,8 @@ def quick_lenses(window: int = 5) -> list[layerscope.lenses.Lens]:
         lenses.GradientDeath(window=window),
         lenses.Distributions(every=window),
         lenses.Optimizer(every=1),
-        lenses.NonFinite(),
-        lenses.Health(checks=[c for c in layerscope.health.CHECKS if c != "nan_origin"]),
+        layerscope.health.NonFinite(),
+        layerscope.health.Health(checks=[c for c in layerscope.health.CHECKS if c != "nan_origin"]),
     ]
 
 

@@ -164,7 +164,11 @@ def test_a_lens_state_that_does_not_load_is_refused_and_nothing_changes():
 
 
 def _health_lenses():
-    return [lenses.Loss(), lenses.DeadUnits(window=4), lenses.Health(checks=("dead_units",))]
+    return [
+        lenses.Loss(),
+        lenses.DeadUnits(window=4),
+        layerscope.health.Health(checks=("dead_units",)),
+    ]
 
 
 def _findings(records, first_step):

@@ -18,7 +18,7 @@ def compiled_run(order: str) -> list[layerscope.records.Record]:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     chosen = [
         lens if not isinstance(lens, lenses.Distributions) else lenses.Distributions(every=1)
-        for lens in lenses.default(optimizer=True)
+        for lens in layerscope.default_lenses(optimizer=True)
     ]
     # aot_eager: dynamo and AOTAutograd as inductor sees them, without compiling kernels
     forward = model if order == "eager" else None

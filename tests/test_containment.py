@@ -16,8 +16,8 @@ from layerscope import lenses
 from layerscope.gatherers.base import OutputLeaves
 from layerscope.gatherers.parameters import ParameterGatherer
 from layerscope.history import RecordHistory
+from layerscope.reduce.windows import WindowBuilder
 from layerscope.scope import Scope
-from layerscope.windows import WindowBuilder
 from models import batches, mlp, train
 
 STEPS = 6

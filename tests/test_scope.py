@@ -418,7 +418,7 @@ def test_a_loss_reported_after_the_optimizer_step_joins_its_step_once():
         mlp(),
         batches("mlp", 12),
         scope_factory=lambda m, o: layerscope.watch(
-            m, optimizer=o, lenses=[*lenses.default(optimizer=True), Judge(tag="judge")]
+            m, optimizer=o, lenses=[*layerscope.default_lenses(optimizer=True), Judge(tag="judge")]
         ),
     )
     # Lenses that judge a step see it whole, the loss included, and once.

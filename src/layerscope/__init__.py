@@ -5,10 +5,21 @@ layer does on the forward and backward pass, reduces it with the C++ streaming s
 :mod:`layerscope.stats`, groups the results through lenses and hands them to sinks.
 """
 
-from layerscope import lenses, stats
+from layerscope import health, lenses, stats
+from layerscope.presets import default_lenses
 from layerscope.records import HistogramValue, Record
 from layerscope.scope import Scope, watch
 
 __version__ = "0.1.0"
 
-__all__ = ["HistogramValue", "Record", "Scope", "__version__", "lenses", "stats", "watch"]
+__all__ = [
+    "HistogramValue",
+    "Record",
+    "Scope",
+    "__version__",
+    "default_lenses",
+    "health",
+    "lenses",
+    "stats",
+    "watch",
+]

@@ -35,10 +35,10 @@ from torch import nn
 
 from layerscope import stats
 from layerscope.docs import error_message
-from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import HistogramValue
-from layerscope.reducers import combine, combine_values
-from layerscope.windows import StepWindows, set_quantiles
+from layerscope.reduce.contract import SiteWindow
+from layerscope.reduce.windows import StepWindows, set_quantiles
+from layerscope.stats.tensors import combine, combine_values
 
 
 def rank_and_size() -> tuple[int, int]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerscope.windows import WindowBuilder
+from layerscope.reduce.windows import WindowBuilder
 
 
 class PassTracker:

@@ -27,17 +27,18 @@ from layerscope.docs import error_message
 from layerscope.drift import changes_since_watch, own_parameters
 from layerscope.gatherers import GATHERERS, GatherContext, Gatherer, OptimizerGatherer
 from layerscope.history import RecordHistory
-from layerscope.lenses import EmitContext, Lens, Needs, default
+from layerscope.lenses import EmitContext, Lens
 from layerscope.lenses.builtin import RELU_LIKE
-from layerscope.lenses.statistics import SiteWindow
 from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.passes import PassTracker
+from layerscope.presets import default_lenses
 from layerscope.records import Record
-from layerscope.reducers import HostSummary
+from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.reduce.windows import StepWindows, WindowBuilder
 from layerscope.sinks.base import GuardedSink, Sink
 from layerscope.sinks.console import LogSink, attach_line
+from layerscope.stats.tensors import HostSummary
 from layerscope.units import unit_axes, unit_axis
-from layerscope.windows import StepWindows, WindowBuilder
 
 log = logging.getLogger("layerscope")
 
@@ -81,7 +82,7 @@ class Scope:
         self.optimizer = optimizer
         self.every = every
         self.flush_every = flush_every
-        chosen = default(optimizer is not None, every) if lenses is None else list(lenses)
+        chosen = default_lenses(optimizer is not None, every) if lenses is None else list(lenses)
         for lens in chosen:
             if not isinstance(lens, Lens):
                 raise ValueError(f"layerscope.watch: lenses must be Lens objects, got {lens!r}")
@@ -884,7 +885,7 @@ def watch(
         model: the module to observe; it is left exactly as it was after ``close()``.
         optimizer: when given, its steps count layerscope's steps and gradients are read at
             each ``optimizer.step()``.
-        lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
+        lenses: what to observe; ``None`` means :func:`layerscope.default_lenses`.
         every: observe every N-th step. The default lenses' slower schedules scale with it
             (parameters and optimizer state every 10·N-th step, distributions every 50·N-th);
             lenses given with an ``every`` or schedule of their own keep it.

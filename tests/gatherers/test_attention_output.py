@@ -163,9 +163,9 @@ def test_the_attention_lens_and_the_output_lenses_do_not_disturb_each_other():
         return losses, scope.records()
 
     plain, _ = run(None)
-    outputs_losses, outputs = run(lenses.default(optimizer=True))
+    outputs_losses, outputs = run(layerscope.default_lenses(optimizer=True))
     heads_losses, heads = run([lenses.Attention()])
-    both_losses, both = run([*lenses.default(optimizer=True), lenses.Attention()])
+    both_losses, both = run([*layerscope.default_lenses(optimizer=True), lenses.Attention()])
     assert plain == outputs_losses == heads_losses == both_losses  # bitwise
     assert any(r.site == "attn:attention.head0" for r in heads)
     assert [r for r in both if r.tag == "attention"] == heads

@@ -13,7 +13,7 @@ from torch import nn
 import layerscope
 from layerscope.lenses import Optimizer
 from layerscope.records import select
-from layerscope.reducers import (
+from layerscope.stats.tensors import (
     DISTRIBUTION_SAMPLE,
     extremes_and_count_below,
     extremes_and_count_below_torch,

@@ -16,7 +16,7 @@ import layerscope
 from layerscope import _core
 from layerscope.gatherers.optimizer import OptimizerGatherer
 from layerscope.lenses import Optimizer
-from layerscope.reducers import HostSummary, summarize_cpu, summary_of_values
+from layerscope.stats.tensors import HostSummary, summarize_cpu, summary_of_values
 
 FIELDS = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
 

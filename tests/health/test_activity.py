@@ -28,8 +28,8 @@ def test_bias_minus_ten_kills_the_relu_and_starves_the_layer_before():
 
 
 def test_the_threshold_is_an_option():
-    from layerscope.lenses import default
-    from layerscope.lenses.health import Health
+    from layerscope import default_lenses as default
+    from layerscope.health import Health
 
     lenses = [
         *default()[:-1],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_models import bert, gpt2, train_lm
-from layerscope import lenses
+from layerscope import health, lenses
 
 #: model builder, the first MLP's input layer, its activation
 MLPS = {
@@ -28,7 +28,7 @@ def planted(name: str, bias: float) -> torch.nn.Module:
 
 
 def activity_lenses() -> list[lenses.Lens]:
-    return [lenses.DeadUnits(window=4), lenses.GradientDeath(window=4), lenses.Health()]
+    return [lenses.DeadUnits(window=4), lenses.GradientDeath(window=4), health.Health()]
 
 
 @pytest.mark.parametrize("name", list(MLPS))

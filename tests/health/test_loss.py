@@ -3,8 +3,8 @@
 from torch import nn
 
 from health_models import act_mlp, kinds, run, teacher_data
-from layerscope.lenses import default
-from layerscope.lenses.health import Health
+from layerscope import default_lenses as default
+from layerscope.health import Health
 
 
 def test_one_poisoned_batch_is_a_spike_at_its_step():

@@ -68,7 +68,7 @@ def test_uniform_attention_early_in_training_is_no_finding():
 
 @pytest.mark.skipif(not hasattr(layerscope.lenses, "Optimizer"), reason="no Optimizer lens yet")
 def test_learning_rate_times_hundred_leaves_the_update_band_end_to_end():
-    lenses = [*layerscope.lenses.default(), layerscope.lenses.Optimizer()]
+    lenses = [*layerscope.default_lenses(), layerscope.lenses.Optimizer()]
     scope, _ = run(act_mlp(nn.ReLU), teacher_data(12), lr=5.0, lenses=lenses)
     assert any(f.kind == "update_ratio_high" for f in scope.findings())
     healthy, _ = run(act_mlp(nn.ReLU), teacher_data(12), lenses=lenses)

@@ -7,8 +7,8 @@ from torch import nn
 
 import layerscope
 from health_models import act_mlp, run, teacher_data
-from layerscope.health import Finding, FindingLog
-from layerscope.lenses import Health, default
+from layerscope import default_lenses as default
+from layerscope.health import Finding, FindingLog, Health
 from layerscope.sinks.console import ConsoleSink
 from layerscope.sinks.report import ReportSink
 

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from health_models import act_mlp, kinds, run, teacher_data
-from layerscope.health import SaturationCheck
-from layerscope.lenses import Health, Loss
-from layerscope.reducers import count_exceeding, count_exceeding_torch
+from layerscope.health import Health, SaturationCheck
+from layerscope.lenses import Loss
+from layerscope.stats.tensors import count_exceeding, count_exceeding_torch
 
 
 def test_tanh_with_weights_times_five_saturates():

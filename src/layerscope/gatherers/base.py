@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from layerscope.observation import site_name
-from layerscope.reducers import HostSummary
+from layerscope.stats.tensors import HostSummary
 
 #: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
 Observe = Callable[[str, str, str, torch.Tensor], None]
@@ -46,8 +46,8 @@ class GatherContext:
         lenses: module name -> the lenses that selected it (gatherers read lens options there,
             e.g. which output leaf holds attention weights).
         summary_suffices: ``summary_suffices(module, kind)``, whether on the current step that
-            site kind is observed, a :class:`~layerscope.reducers.HostSummary` is all its lenses
-            read (no quantiles, histograms, activity, counts or values) and the scope reduces
+            site kind is observed, a :class:`~layerscope.stats.tensors.HostSummary` is all its
+            lenses read (no quantiles, histograms, activity, counts or values) and the scope reduces
             CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
         observe_summary: ... and hand the result over with this callback instead of ``observe``.
         failed: called once when one of the gatherer's :func:`contained` hooks raises.

@@ -12,7 +12,7 @@ reduced eagerly, and the graph resumes after it. Every statistic is kept on ever
 price of a graph break at each observed module on the steps that observe it (unobserved steps
 run the model without these hooks). The finiteness gatherer's hooks, which the NaN search
 keeps on every step, break the graph the same way on every step: leave the
-:class:`~layerscope.lenses.NonFinite` lens out, or observe fewer modules (``names=``), where
+:class:`~layerscope.health.NonFinite` lens out, or observe fewer modules (``names=``), where
 that costs too much.
 """
 

@@ -10,7 +10,7 @@ operating system page by page, and faulting those pages in costs several times t
 Adam's effective step lr / (sqrt(v̂) + eps) falls as v̂ grows, so it is never formed for every
 element: its extremes come from those of v̂, the share of eps-dominated elements from a count
 of v̂ below eps², and only an evenly strided sample of v̂
-(:data:`~layerscope.reducers.DISTRIBUTION_SAMPLE` elements at most) is turned into step sizes
+(:data:`~layerscope.stats.tensors.DISTRIBUTION_SAMPLE` elements at most) is turned into step sizes
 for the statistics that need the values themselves (mean, quantiles).
 
 Two paths compute this. Contiguous float32 CPU parameters, whose state is the same, are read
@@ -37,7 +37,7 @@ from layerscope import _core
 from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.gatherers.parameters import owned_parameters
 from layerscope.observation import is_distributed_tensor, site_name
-from layerscope.reducers import (
+from layerscope.stats.tensors import (
     HostSummary,
     extremes_and_count_below,
     extremes_and_count_below_torch,

@@ -1,35 +1,20 @@
 """Health checks: findings about a training run (what is wrong, where, since when).
 
-The :class:`~layerscope.lenses.Health` lens runs the checks of :data:`CHECKS` on every step it
+The :class:`Health` lens runs the checks of :data:`CHECKS` on every step it
 observes; each check is a small :class:`Check` subclass reading the step's windows and records.
 """
 
 from layerscope.health.activity import DeadUnitsCheck, GradientDeathCheck
 from layerscope.health.attention import AttentionCheck
 from layerscope.health.base import Check, Series, SortedWindow, StepView
+from layerscope.health.catalog import CHECKS
 from layerscope.health.findings import SEVERITY_LEVELS, Finding, FindingLog
 from layerscope.health.gradients import DepthGradientsCheck, GradientSpikeCheck
+from layerscope.health.lenses import Health, NonFinite
 from layerscope.health.loss import LossCheck
 from layerscope.health.nonfinite import NanOriginCheck
 from layerscope.health.optimizer import EpsDominanceCheck, UpdateRatioCheck
 from layerscope.health.saturation import SaturationCheck
-
-#: Every built-in check by name, in the order they run.
-CHECKS: dict[str, type[Check]] = {
-    c.name: c
-    for c in (
-        NanOriginCheck,
-        DeadUnitsCheck,
-        GradientDeathCheck,
-        SaturationCheck,
-        DepthGradientsCheck,
-        GradientSpikeCheck,
-        UpdateRatioCheck,
-        EpsDominanceCheck,
-        LossCheck,
-        AttentionCheck,
-    )
-}
 
 __all__ = [
     "CHECKS",
@@ -43,8 +28,10 @@ __all__ = [
     "FindingLog",
     "GradientDeathCheck",
     "GradientSpikeCheck",
+    "Health",
     "LossCheck",
     "NanOriginCheck",
+    "NonFinite",
     "SaturationCheck",
     "Series",
     "SortedWindow",

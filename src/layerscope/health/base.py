@@ -12,9 +12,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from layerscope.health.findings import Finding
-from layerscope.lenses.base import Needs
-from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs, SiteWindow
 
 
 @dataclass

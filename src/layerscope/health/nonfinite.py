@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from layerscope.gatherers.nonfinite import FINITE_SUFFIX
 from layerscope.health.base import Check, StepView, short
 from layerscope.health.findings import Finding
-from layerscope.lenses.statistics import SiteWindow
+from layerscope.reduce.contract import SiteWindow
 
 #: Site kinds in the order a step computes them: forward, backward, then the rest.
 ORDER = ("output", "output.grad", "weight.grad", "bias.grad", "weight", "bias", "loss")
@@ -33,7 +33,7 @@ class NanOriginCheck(Check):
     gradients in backward order, then parameter gradients, parameters and the loss. While
     non-finite values persist (they spread through the weights after an update) the first
     origin stays the finding; after a step with none the check re-arms. It reads the
-    finiteness counts of the :class:`~layerscope.lenses.NonFinite` lens, taken on every step,
+    finiteness counts of the :class:`~layerscope.health.NonFinite` lens, taken on every step,
     and, where a step has none, the summaries of the sites other lenses observed.
 
     Example:

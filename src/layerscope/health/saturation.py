@@ -18,8 +18,7 @@ from torch import nn
 
 from layerscope.health.base import Check, Series, StepView, short
 from layerscope.health.findings import Finding
-from layerscope.lenses.base import Needs
-from layerscope.lenses.statistics import SiteWindow
+from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.units import activation_family
 
 

@@ -22,7 +22,7 @@ class AttachedScope:
     writes and holds the records.
 
     Args:
-        lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
+        lenses: what to observe; ``None`` means :func:`layerscope.default_lenses`.
         every: observe every N-th step.
         sinks: further sinks.
         flush_every: hand records to the sinks every N steps.

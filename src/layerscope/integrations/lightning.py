@@ -82,7 +82,7 @@ class LayerscopeCallback(AttachedScope, Callback):
     checkpoints (:meth:`state_dict`) and restored when ``fit`` resumes from one.
 
     Args:
-        lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
+        lenses: what to observe; ``None`` means :func:`layerscope.default_lenses`.
         every: observe every N-th step.
         sinks: further sinks.
         flush_every: hand records to the sinks every N steps.

@@ -86,7 +86,7 @@ class LayerscopeCallback(AttachedScope, TrainerCallback):
     (``num_items_in_batch``, GPT-2, BERT), averaged otherwise, as ``Trainer.training_step`` does.
 
     Args:
-        lenses: what to observe; ``None`` means :func:`layerscope.lenses.default`.
+        lenses: what to observe; ``None`` means :func:`layerscope.default_lenses`.
         every: observe every N-th step.
         sinks: further sinks.
         flush_every: hand records to the sinks every N steps.

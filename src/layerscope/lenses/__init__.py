@@ -1,11 +1,12 @@
 """Lenses: what to look at, how to reduce it, when, and under which tag.
 
-``default()`` is the set a one-line :func:`layerscope.watch` uses (with ``Optimizer`` when an
-optimizer is watched); ``Attention`` and ``Recurrent`` are opt-in.
+:func:`layerscope.default_lenses` is the set a one-line :func:`layerscope.watch` uses (these
+with ``Optimizer`` when an optimizer is watched, and the Health lens of :mod:`layerscope.health`);
+``Attention`` and ``Recurrent`` are opt-in.
 """
 
 from layerscope.lenses.attention import Attention
-from layerscope.lenses.base import EmitContext, Lens, Needs
+from layerscope.lenses.base import EmitContext, Lens
 from layerscope.lenses.builtin import (
     Activations,
     DeadUnits,
@@ -15,12 +16,11 @@ from layerscope.lenses.builtin import (
     Loss,
     OutputNorms,
     Parameters,
-    default,
 )
-from layerscope.lenses.health import Health, NonFinite
 from layerscope.lenses.optimizer import Optimizer
 from layerscope.lenses.recurrent import Recurrent
-from layerscope.lenses.statistics import ALL_STATISTICS, SiteWindow
+from layerscope.lenses.statistics import ALL_STATISTICS
+from layerscope.reduce.contract import Needs, SiteWindow
 
 __all__ = [
     "ALL_STATISTICS",
@@ -31,15 +31,12 @@ __all__ = [
     "EmitContext",
     "GradientDeath",
     "GradientNorms",
-    "Health",
     "Lens",
     "Loss",
     "Needs",
-    "NonFinite",
     "Optimizer",
     "OutputNorms",
     "Parameters",
     "Recurrent",
     "SiteWindow",
-    "default",
 ]

@@ -9,9 +9,9 @@ import numpy as np
 from torch import nn
 
 from layerscope.gatherers.attention import HEAD_QUANTITIES
-from layerscope.lenses.base import EmitContext, Lens, Needs
-from layerscope.lenses.statistics import SiteWindow
+from layerscope.lenses.base import EmitContext, Lens
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs, SiteWindow
 
 
 class Attention(Lens):

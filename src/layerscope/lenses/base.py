@@ -15,40 +15,14 @@ from layerscope.lenses.statistics import (
     NORM_STATISTICS,
     QUANTILE_STATISTICS,
     VALUE_STATISTICS,
-    SiteWindow,
     check_statistics,
 )
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs, SiteWindow
 
 ModulePredicate = Callable[[str, nn.Module], bool]
 Schedule = Callable[[int], bool]
 StatisticReader = Callable[[SiteWindow], float]
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a site's reducer must compute for the lenses looking at it on a step.
-
-    ``values``: keep the observed tensor itself (a small vector a gatherer already reduced) in
-    :attr:`SiteWindow.values`, besides its summary.
-    ``exceed`` holds ``(level, absolute)`` pairs: count the elements with ``|x| > level``
-    (absolute) or ``x > level``; the counts reach the lens as ``SiteWindow.exceed``.
-    """
-
-    quantiles: bool = False
-    histogram: bool = False
-    activity: bool = False
-    values: bool = False
-    exceed: frozenset[tuple[float, bool]] = frozenset()
-
-    def __or__(self, other: Needs) -> Needs:
-        return Needs(
-            self.quantiles or other.quantiles,
-            self.histogram or other.histogram,
-            self.activity or other.activity,
-            self.values or other.values,
-            self.exceed | other.exceed,
-        )
 
 
 @dataclass(frozen=True)

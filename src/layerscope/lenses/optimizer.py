@@ -6,9 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
-from layerscope.lenses.statistics import QUANTILE_STATISTICS, VALUE_STATISTICS, SiteWindow
+from layerscope.lenses.base import EmitContext, Lens, owns_parameters
+from layerscope.lenses.statistics import QUANTILE_STATISTICS, VALUE_STATISTICS
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs, SiteWindow
 
 #: How each optimizer state tensor is summarised: its statistic name and how to read it.
 STATE_STATISTIC: dict[str, str] = {

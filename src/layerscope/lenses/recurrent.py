@@ -9,9 +9,9 @@ import numpy as np
 from torch import nn
 
 from layerscope.gatherers.recurrent import GRAD_ROWS, HIDDEN_ROWS, RECURRENT_MODULES, STATE_ROWS
-from layerscope.lenses.base import EmitContext, Lens, Needs
-from layerscope.lenses.statistics import SiteWindow
+from layerscope.lenses.base import EmitContext, Lens
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs, SiteWindow
 
 # (row, quantity, statistic) of each record, following the lenses' convention: element
 # statistics are quantity "value", norms are quantity "l2" with statistic "last".

@@ -4,38 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from layerscope.records import HistogramValue
-from layerscope.reducers import QUANTILE_LEVELS, HostSummary
-
-
-@dataclass
-class SiteWindow:
-    """What one site's observations of one step reduced to.
-
-    ``quantiles`` maps each level of :data:`~layerscope.reducers.QUANTILE_LEVELS` to its value
-    when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
-    from); ``histogram`` is set when one asked for a histogram.
-    ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
-    the step's observations), when a lens asked for it (:attr:`Needs.values`): gatherers that
-    reduce on their own (attention heads, timesteps) hand over such small vectors.
-    when a lens asked for quantiles; ``histogram`` is set when one asked for a histogram;
-    ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
-    """
-
-    site: str
-    module: str
-    kind: str
-    summary: HostSummary
-    quantiles: dict[float, float] | None = None
-    histogram: HistogramValue | None = None
-    quantile_state: Any = None
-    values: np.ndarray | None = None
-    exceed: dict[tuple[float, bool], int] | None = None
+from layerscope.reduce.contract import SiteWindow
+from layerscope.stats.tensors import QUANTILE_LEVELS
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from layerscope import stats
-from layerscope.lenses.base import Needs
-from layerscope.lenses.statistics import SiteWindow
 from layerscope.records import HistogramValue
-from layerscope.reducers import (
+from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.stats.tensors import (
     QUANTILE_LEVELS,
     DeviceSummary,
     HostSummary,

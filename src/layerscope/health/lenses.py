@@ -9,9 +9,12 @@ from typing import Any
 from torch import nn
 
 from layerscope.gatherers.nonfinite import FINITE_KINDS
-from layerscope.health import CHECKS, Check, Finding, FindingLog, StepView
-from layerscope.lenses.base import EmitContext, Lens, Needs, owns_parameters
+from layerscope.health.base import Check, StepView
+from layerscope.health.catalog import CHECKS
+from layerscope.health.findings import Finding, FindingLog
+from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.records import Record
+from layerscope.reduce.contract import Needs
 
 _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
 

@@ -1,0 +1,66 @@
+"""The reduce stage's contract: what a lens asks of a site, and what a site's step reduces to.
+
+Lenses declare :class:`Needs` per site; the window builder computes exactly that and hands each
+lens a :class:`SiteWindow` per observed site and step. Both live here, below the lenses, so that
+the stages above read the contract without reaching into one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from layerscope.records import HistogramValue
+from layerscope.stats.tensors import HostSummary
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a site's reducer must compute for the lenses looking at it on a step.
+
+    ``values``: keep the observed tensor itself (a small vector a gatherer already reduced) in
+    :attr:`SiteWindow.values`, besides its summary.
+    ``exceed`` holds ``(level, absolute)`` pairs: count the elements with ``|x| > level``
+    (absolute) or ``x > level``; the counts reach the lens as ``SiteWindow.exceed``.
+    """
+
+    quantiles: bool = False
+    histogram: bool = False
+    activity: bool = False
+    values: bool = False
+    exceed: frozenset[tuple[float, bool]] = frozenset()
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.quantiles or other.quantiles,
+            self.histogram or other.histogram,
+            self.activity or other.activity,
+            self.values or other.values,
+            self.exceed | other.exceed,
+        )
+
+
+@dataclass
+class SiteWindow:
+    """What one site's observations of one step reduced to.
+
+    ``quantiles`` maps each level of :data:`~layerscope.stats.tensors.QUANTILE_LEVELS` to its value
+    when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
+    from); ``histogram`` is set when one asked for a histogram.
+    ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
+    the step's observations), when a lens asked for it (:attr:`Needs.values`): gatherers that
+    reduce on their own (attention heads, timesteps) hand over such small vectors.
+    ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
+    """
+
+    site: str
+    module: str
+    kind: str
+    summary: HostSummary
+    quantiles: dict[float, float] | None = None
+    histogram: HistogramValue | None = None
+    quantile_state: Any = None
+    values: np.ndarray | None = None
+    exceed: dict[tuple[float, bool], int] | None = None
