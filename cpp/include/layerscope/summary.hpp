@@ -14,6 +14,7 @@
 
 #include "layerscope/buffer.hpp"
 #include "layerscope/detail/channel_activity.hpp"
+#include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/parallel_for.hpp"
 #include "layerscope/detail/summary_simd.hpp"
 
