@@ -45,7 +45,7 @@ setup: $(VENV)/.installed
 
 # Reinstall whenever the package's sources or build files change.
 $(VENV)/.installed: pyproject.toml CMakeLists.txt cpp/CMakeLists.txt \
-    $(shell find cpp/include cpp/bindings src -type f 2>/dev/null)
+    $(shell find cpp/include cpp/extensions cpp/bindings src -type f 2>/dev/null)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet --disable-pip-version-check ninja cmake

@@ -43,6 +43,10 @@ def examples(tmp_path_factory) -> Path:
     )
     _run("cmake", "--install", build)
     assert (prefix / "include" / "layerscope" / "summary.hpp").is_file()
+    # The engine holds statistics only: the extensions (TensorBoard's CRC, the Adam step
+    # kernel) stay out of the installed package.
+    headers = {p.name for p in (prefix / "include").rglob("*.hpp")}
+    assert not headers & {"crc32c.hpp", "optimizer_step.hpp"}
     config = next(prefix.glob("lib*/cmake/layerscope/layerscopeConfig.cmake"))
     assert (config.parent / "layerscopeConfigVersion.cmake").is_file()
     paths = [str(prefix)]

@@ -8,7 +8,8 @@
 
 #include "binding_support.hpp"
 #include "bindings.hpp"
-#include "layerscope/detail/summary_simd.hpp"
+#include "layerscope/detail/cpu_features.hpp"
+#include "layerscope/detail/parallel_for.hpp"
 
 namespace layerscope::bindings {
 
@@ -27,12 +28,12 @@ std::string compiler() {
 #endif
 }
 
-#if defined(LAYERSCOPE_SUMMARY_SSE2)
+#if defined(LAYERSCOPE_HAVE_SSE2)
 constexpr bool kSse2 = true;
 #else
 constexpr bool kSse2 = false;
 #endif
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
 constexpr bool kAvx2 = true;
 #else
 constexpr bool kAvx2 = false;
@@ -56,10 +57,12 @@ void bind_build_info(nb::module_& m) {
         info["simd_sse2"] = kSse2;
         info["simd_avx2_compiled"] = kAvx2;
         info["simd_avx2_runtime"] = detail::cpu_has_avx2_fma();
+        info["hardware_threads"] = static_cast<long>(detail::thread_cap(0));
         return info;
       },
-      "How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, and the SIMD "
-      "paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU).");
+      "How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, the SIMD "
+      "paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU), and "
+      "hardware_threads, the kernels' thread cap when a call gives no max_threads.");
 }
 
 }  // namespace layerscope::bindings

@@ -1,4 +1,4 @@
-// layerscope._core.summarize_step: optimizer_step.hpp as Python sees it.
+// layerscope._core.summarize_step: the extension optimizer_step.hpp as Python sees it.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -11,7 +11,7 @@
 
 #include "binding_support.hpp"
 #include "bindings.hpp"
-#include "layerscope/optimizer_step.hpp"
+#include "layerscope_ext/optimizer_step.hpp"
 
 namespace layerscope::bindings {
 
@@ -41,9 +41,11 @@ void bind_optimizer_step(nb::module_& m) {
       "summarize_step",
       [](std::int64_t size, std::optional<Floats> after, std::optional<Floats> before,
          const std::vector<Floats>& states, std::optional<Floats> second, double correction,
-         double eps, double lr, double level, std::int64_t stride) {
-        StepInputs in;
+         double eps, double lr, double level, std::int64_t stride,
+         std::optional<int> max_threads) {
+        ext::StepInputs in;
         in.size = size;
+        in.max_threads = thread_limit(max_threads, "summarize_step");
         if (after.has_value() != before.has_value())
           throw nb::value_error("summarize_step: give both after and before, or neither");
         if (after) {
@@ -57,12 +59,13 @@ void bind_optimizer_step(nb::module_& m) {
                                    std::to_string(stride)).c_str());
           if (!(correction > 0.0))
             throw nb::value_error("summarize_step: correction must be > 0");
-          in.adam = AdamStep{checked(*second, size, "second"), correction, eps, lr, level, stride};
+          in.adam = ext::AdamStep{checked(*second, size, "second"), correction, eps, lr, level,
+                                  stride};
         }
-        StepSummary s;
+        ext::StepSummary s;
         {
           nb::gil_scoped_release released;
-          s = summarize_step(in);
+          s = ext::summarize_step(in);
         }
         nb::list state_fields;
         for (const Summary& state : s.states) state_fields.append(fields_of(state));
@@ -76,13 +79,15 @@ void bind_optimizer_step(nb::module_& m) {
       nb::arg("size"), nb::arg("after").none(), nb::arg("before").none(), nb::arg("states"),
       nb::arg("second").none(), nb::arg("correction") = 1.0, nb::arg("eps") = 0.0,
       nb::arg("lr") = 0.0, nb::arg("level") = 0.0, nb::arg("stride") = 1,
+      nb::arg("max_threads") = nb::none(),
       "One pass over a parameter's step, every array contiguous float32 on the CPU with `size` "
       "elements. Returns (update, states, adam): update is None without after/before, else "
       "(fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); "
       "states the fields of each state array; adam None without `second`, else (fields of v, "
       "smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step "
       "sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, "
-      "count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them.");
+      "count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them. "
+      "max_threads caps the threads that read a large parameter (None: the hardware's).");
 }
 
 }  // namespace layerscope::bindings

@@ -41,7 +41,8 @@ template <class T> auto numpy_copy(const std::vector<T>& values) {
 
 // summarize() with its arguments checked; the errors name `caller`.
 Summary checked_summarize(const AnyArray& array, std::optional<int> channel_axis, double eps,
-                          std::optional<double> threshold, bool channel_sums, const char* caller) {
+                          std::optional<double> threshold, bool channel_sums,
+                          std::optional<int> max_threads, const char* caller) {
   const BufferView view = view_of(array, channel_axis, caller);
   if (!(eps >= 0.0))
     throw nb::value_error((std::string(caller) + ": eps must be >= 0, got " + std::to_string(eps)).c_str());
@@ -51,6 +52,7 @@ Summary checked_summarize(const AnyArray& array, std::optional<int> channel_axis
   options.eps = eps;
   options.threshold = threshold;
   options.channel_sums = channel_sums;
+  options.max_threads = thread_limit(max_threads, caller);
   nb::gil_scoped_release released;
   return summarize(view, options);
 }
@@ -105,18 +107,21 @@ void bind_summary(nb::module_& m) {
   m.def(
       "summarize",
       [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold, bool channel_sums) {
-        return checked_summarize(array, channel_axis, eps, threshold, channel_sums, "summarize");
+         std::optional<double> threshold, bool channel_sums, std::optional<int> max_threads) {
+        return checked_summarize(array, channel_axis, eps, threshold, channel_sums, max_threads,
+                                 "summarize");
       },
       nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
       nb::arg("threshold") = nb::none(), nb::arg("channel_sums") = true,
-      "One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides.");
+      nb::arg("max_threads") = nb::none(),
+      "One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large "
+      "arrays are read by at most max_threads threads (None: the hardware's).");
 
   m.def(
       "summarize_fields",
       [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold) {
-        Summary s = checked_summarize(array, channel_axis, eps, threshold, false,
+         std::optional<double> threshold, std::optional<int> max_threads) {
+        Summary s = checked_summarize(array, channel_axis, eps, threshold, false, max_threads,
                                       "summarize_fields");
         nb::object active = nb::none();
         if (channel_axis) active = nb::cast(to_numpy(std::move(s.channel_active)));
@@ -124,7 +129,7 @@ void bind_summary(nb::module_& m) {
                               s.nan + s.pos_inf + s.neg_inf, active);
       },
       nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
-      nb::arg("threshold") = nb::none(),
+      nb::arg("threshold") = nb::none(), nb::arg("max_threads") = nb::none(),
       "summarize(..., channel_sums=False) as the tuple (size, count, mean, m2, min, max, l1, "
       "l2, zeros, nonfinite, channel_active or None without a channel axis): one object, for "
       "callers that read every field (the scope's reducers), instead of a Summary's attributes.");

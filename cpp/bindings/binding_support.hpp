@@ -76,6 +76,17 @@ inline BufferView view_of(const AnyArray& array, std::optional<int> channel_axis
   }
 }
 
+/// The kernels' thread cap from Python's max_threads: None gives 0 (the hardware's threads);
+/// anything below 1 is a ValueError naming `caller`.
+inline unsigned thread_limit(std::optional<int> max_threads, const char* caller) {
+  if (!max_threads) return 0;
+  if (*max_threads < 1)
+    throw nb::value_error((std::string(caller) + ": max_threads must be >= 1 (or None for the "
+                           "hardware's threads), got " + std::to_string(*max_threads))
+                              .c_str());
+  return static_cast<unsigned>(*max_threads);
+}
+
 /// A copy of serialized state as Python bytes.
 inline nb::bytes to_bytes(const std::vector<std::uint8_t>& bytes) {
   return nb::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());

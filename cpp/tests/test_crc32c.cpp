@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "layerscope/crc32c.hpp"
+#include "layerscope_ext/crc32c.hpp"
 
-namespace ls = layerscope;
+namespace ls = layerscope::ext;
 
 namespace {
 

@@ -8,10 +8,11 @@
 #include <stdexcept>
 #include <vector>
 
-#include "layerscope/optimizer_step.hpp"
 #include "layerscope/summary.hpp"
+#include "layerscope_ext/optimizer_step.hpp"
 
 namespace ls = layerscope;
+namespace ext = layerscope::ext;
 
 namespace {
 
@@ -63,18 +64,18 @@ Case make_case(std::int64_t n, unsigned seed) {
   return c;
 }
 
-ls::StepSummary run(const Case& c, double level, std::int64_t stride) {
-  ls::StepInputs in;
+ext::StepSummary run(const Case& c, double level, std::int64_t stride) {
+  ext::StepInputs in;
   in.size = static_cast<std::int64_t>(c.after.size());
   in.after = c.after.data();
   in.before = c.before.data();
   in.states = {c.momentum.data()};
-  in.adam = ls::AdamStep{c.second.data(), 0.02, 1e-8, 1e-3, level, stride};
-  return ls::summarize_step(in);
+  in.adam = ext::AdamStep{c.second.data(), 0.02, 1e-8, 1e-3, level, stride};
+  return ext::summarize_step(in);
 }
 
 void check(const Case& c, double level, std::int64_t stride) {
-  const ls::StepSummary got = run(c, level, stride);
+  const ext::StepSummary got = run(c, level, stride);
   std::vector<float> delta(c.after.size());
   double before_sq = 0.0;
   for (std::size_t i = 0; i < delta.size(); ++i) {
@@ -138,7 +139,7 @@ TEST(SummarizeStep, NonFiniteValuesAreCountedAndPropagateIntoTheNorms) {
   c.second[4100] = kInf;      // largest v
   c.second[5] = -1.0f;        // negative v: NaN step size, counted below any level > -1
   check(c, 1e-7, 5);
-  const ls::StepSummary got = run(c, 1e-7, 5);
+  const ext::StepSummary got = run(c, 1e-7, 5);
   EXPECT_EQ(got.update.nan, 1);
   EXPECT_EQ(got.update.neg_inf, 1);
   EXPECT_TRUE(std::isnan(got.update_norm));
@@ -152,7 +153,7 @@ TEST(SummarizeStep, NonFiniteValuesAreCountedAndPropagateIntoTheNorms) {
 TEST(SummarizeStep, EveryNaNSecondMomentGivesNaNExtremesAndNothingBelow) {
   Case c = make_case(100, 3);
   for (float& v : c.second) v = kNaN;
-  const ls::StepSummary got = run(c, 1.0, 1);
+  const ext::StepSummary got = run(c, 1.0, 1);
   EXPECT_TRUE(std::isnan(got.second_smallest));
   EXPECT_TRUE(std::isnan(got.second_largest));
   EXPECT_EQ(got.second_below, 0);
@@ -167,28 +168,28 @@ TEST(SummarizeStep, LevelBetweenTwoFloatsSplitsThemAsRealNumbers) {
 
 TEST(SummarizeStep, PartsLeftOutAreEmptyAndBadInputsThrow) {
   const Case c = make_case(50, 2);
-  ls::StepInputs in;
+  ext::StepInputs in;
   in.size = 50;
   in.states = {c.momentum.data()};
-  const ls::StepSummary got = ls::summarize_step(in);
+  const ext::StepSummary got = ext::summarize_step(in);
   EXPECT_EQ(got.update.size, 0);
   EXPECT_TRUE(std::isnan(got.update_norm));
   EXPECT_EQ(got.second.size, 0);
   EXPECT_TRUE(got.step_sizes.empty());
   expect_same(got.states[0], reference(c.momentum));
-  ls::StepInputs empty;  // no elements at all
-  EXPECT_EQ(ls::summarize_step(empty).update.size, 0);
+  ext::StepInputs empty;  // no elements at all
+  EXPECT_EQ(ext::summarize_step(empty).update.size, 0);
 
-  ls::StepInputs half = in;
+  ext::StepInputs half = in;
   half.after = c.after.data();
-  EXPECT_THROW(ls::summarize_step(half), std::invalid_argument);
-  ls::StepInputs stride = in;
-  stride.adam = ls::AdamStep{c.second.data(), 1.0, 1e-8, 1e-3, 0.0, 0};
-  EXPECT_THROW(ls::summarize_step(stride), std::invalid_argument);
-  ls::StepInputs correction = in;
-  correction.adam = ls::AdamStep{c.second.data(), 0.0, 1e-8, 1e-3, 0.0, 1};
-  EXPECT_THROW(ls::summarize_step(correction), std::invalid_argument);
-  ls::StepInputs null_state = in;
+  EXPECT_THROW(ext::summarize_step(half), std::invalid_argument);
+  ext::StepInputs stride = in;
+  stride.adam = ext::AdamStep{c.second.data(), 1.0, 1e-8, 1e-3, 0.0, 0};
+  EXPECT_THROW(ext::summarize_step(stride), std::invalid_argument);
+  ext::StepInputs correction = in;
+  correction.adam = ext::AdamStep{c.second.data(), 0.0, 1e-8, 1e-3, 0.0, 1};
+  EXPECT_THROW(ext::summarize_step(correction), std::invalid_argument);
+  ext::StepInputs null_state = in;
   null_state.states.push_back(nullptr);
-  EXPECT_THROW(ls::summarize_step(null_state), std::invalid_argument);
+  EXPECT_THROW(ext::summarize_step(null_state), std::invalid_argument);
 }

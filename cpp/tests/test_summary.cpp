@@ -469,11 +469,3 @@ TEST(Summarize, BroadcastViewsOfAnySizeAreReadOnce) {
     expect_same(ls::summarize(v), reference(m), 1e-6);
   }
 }
-
-TEST(SplitWorkers, CountsUnitsBeyondUnsigned) {
-  const std::int64_t huge = std::int64_t{1} << 48;
-  EXPECT_GE(ls::detail::split_workers(huge, std::int64_t{1} << 32, 1 << 20), 1u);
-  EXPECT_GE(ls::detail::split_workers(huge, (std::int64_t{1} << 32) + 1, 1 << 20), 1u);
-  EXPECT_EQ(ls::detail::split_workers(100, 100, 1 << 20), 1u);
-  EXPECT_EQ(ls::detail::split_workers(huge, 1, 1 << 20), 1u);
-}

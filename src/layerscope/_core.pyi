@@ -140,12 +140,12 @@ class Summary:
 
     def __repr__(self) -> str: ...
 
-def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, channel_sums: bool = True) -> Summary:
+def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, channel_sums: bool = True, max_threads: int | None = None) -> Summary:
     """
-    One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides.
+    One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large arrays are read by at most max_threads threads (None: the hardware's).
     """
 
-def summarize_fields(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None) -> tuple:
+def summarize_fields(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, max_threads: int | None = None) -> tuple:
     """
     summarize(..., channel_sums=False) as the tuple (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite, channel_active or None without a channel axis): one object, for callers that read every field (the scope's reducers), instead of a Summary's attributes.
     """
@@ -431,7 +431,7 @@ class ActivityTracker:
 
 def build_info() -> dict:
     """
-    How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, and the SIMD paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU).
+    How the engine was built: compiler, C++ standard (__cplusplus), NDEBUG, the SIMD paths of the summary kernel (compiled in; AVX2+FMA also checked on this CPU), and hardware_threads, the kernels' thread cap when a call gives no max_threads.
     """
 
 def masked_crc32c(data: bytes) -> int:
@@ -439,7 +439,7 @@ def masked_crc32c(data: bytes) -> int:
     The masked CRC-32C of `data`, as TFRecord framing (TensorBoard event files) stores it.
     """
 
-def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1) -> tuple:
+def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1, max_threads: int | None = None) -> tuple:
     """
-    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the fields of each state array; adam None without `second`, else (fields of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them.
+    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the fields of each state array; adam None without `second`, else (fields of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them. max_threads caps the threads that read a large parameter (None: the hardware's).
     """

@@ -14,6 +14,7 @@
 
 #include "layerscope/buffer.hpp"
 #include "layerscope/detail/channel_activity.hpp"
+#include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/parallel_for.hpp"
 #include "layerscope/detail/summary_simd.hpp"
 
@@ -31,6 +32,9 @@ struct SummaryOptions {
   /// no channel axis, which is several times faster for activations whose channels are the
   /// innermost axis.
   bool channel_sums = true;
+  /// At most this many threads read a large buffer (the caller's included); 0: as many as the
+  /// hardware has. The Python package passes torch.get_num_threads().
+  unsigned max_threads = 0;
 };
 
 /// Statistics of one buffer.
@@ -341,7 +345,7 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
     if (view.channel_axis >= 0)
       s.channel_active = channel_activity(view, options.threshold ? *options.threshold : options.eps,
                                           !options.threshold.has_value(), wide,
-                                          kSummaryParallelMin);
+                                          kSummaryParallelMin, options.max_threads);
     return s;
   }
   const std::int64_t channels = view.channels();
@@ -355,7 +359,8 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
   const std::int64_t piece = (length + pieces - 1) / std::max<std::int64_t>(pieces, 1);
   const std::int64_t units = runs * pieces;
   const std::int64_t total = runs * length;
-  const unsigned workers = detail::split_workers(total, units, detail::kSummaryParallelMin);
+  const unsigned workers = detail::split_workers(total, units, detail::kSummaryParallelMin,
+                                                  options.max_threads);
   std::vector<Summary> partial(workers, detail::empty_summary(channels));
 
   visit_dtype(view.dtype, [&](auto tag) {
@@ -391,8 +396,9 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
 }  // namespace detail
 
 /// Summarizes `view` in one pass: float32, float64, float16 or bfloat16, any strides (zero and
-/// negative included), channel axis anywhere. Large buffers are split among the hardware
-/// threads and the partial summaries merged. An empty view gives count 0 (see Summary).
+/// negative included), channel axis anywhere. Large buffers are split among at most
+/// options.max_threads threads and the partial summaries merged. An empty view gives count 0
+/// (see Summary).
 /// Throws std::invalid_argument when options.eps is negative or NaN, or options.threshold NaN.
 inline Summary summarize(const BufferView& view, const SummaryOptions& options = {}) {
   if (!(options.eps >= 0.0))

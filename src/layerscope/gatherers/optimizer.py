@@ -346,6 +346,7 @@ class OptimizerGatherer(Gatherer):
             None if second is None else to_dlpack(second),
             *((adam.correction, adam.eps, adam.lr, adam.eps**2 * adam.correction) if adam else ()),
             *((sample_stride(second),) if second is not None else ()),
+            max_threads=torch.get_num_threads(),
         )
         observe_summary = self.context.observe_summary
         if update is not None:

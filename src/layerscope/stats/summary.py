@@ -7,6 +7,7 @@ accumulators fold the summaries it returns.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from layerscope import _core
@@ -53,11 +54,12 @@ def summarize(
     eps: float = 0.0,
     threshold: float | None = None,
     channel_sums: bool = True,
+    max_threads: int | None = None,
 ) -> Summary:
     """Summarize `array` in one pass over its memory, without copying it.
 
     The GIL is released while the C++ kernel runs; buffers of a million elements or more are
-    shared among the CPU cores.
+    shared among at most `max_threads` threads.
 
     Args:
         array: a numpy array or CPU torch tensor of float32, float64, float16 or bfloat16, of
@@ -71,6 +73,9 @@ def summarize(
         channel_sums: ``False`` keeps only the per-channel activity counts (``channel_count``,
             ``channel_sum`` and ``channel_sum_sq`` come back empty), several times faster when
             the channel axis is the innermost one.
+        max_threads: the most threads that read a large array, the caller's included.
+            ``None``: ``torch.get_num_threads()`` once torch is imported (so the engine
+            follows ``torch.set_num_threads``), else every hardware thread.
 
     Returns:
         The :class:`Summary` of the array.
@@ -79,7 +84,7 @@ def summarize(
         TypeError: for integer, bool or complex arrays, and for tensors outside CPU memory or
             with a sparse layout; the message names the dtype or device.
         ValueError: for a channel axis out of range, a negative or NaN `eps`, a NaN
-            `threshold`.
+            `threshold`, a `max_threads` below 1.
 
     Example:
         >>> import numpy as np
@@ -99,4 +104,11 @@ def summarize(
         eps=eps,
         threshold=threshold,
         channel_sums=channel_sums,
+        max_threads=max_threads if max_threads is not None else _torch_threads(),
     )
+
+
+def _torch_threads() -> int | None:
+    """The intra-op threads of torch, or None (the engine's default) while torch is not loaded."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None

@@ -72,8 +72,11 @@ def summarize_cpu(
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
     # A DLPack capsule, not the tensor: nanobind would otherwise go through the tensor's
     # ``__dlpack__`` method, which costs more than summarizing a small tensor; and the fields
-    # in one tuple, not read one by one off a Summary.
-    return HostSummary(*_core.summarize_fields(to_dlpack(tensor), channel_axis, eps, threshold))
+    # in one tuple, not read one by one off a Summary. The kernel's threads follow torch's.
+    fields = _core.summarize_fields(
+        to_dlpack(tensor), channel_axis, eps, threshold, torch.get_num_threads()
+    )
+    return HostSummary(*fields)
 
 
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:
@@ -175,10 +178,11 @@ def summarize_torch(
 
 def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
     """Elements of a CPU tensor with ``|x| > level`` (absolute) or ``x > level``; one C++ pass."""
+    threads = torch.get_num_threads()
     if absolute:
-        s = _core.summarize(to_dlpack(tensor), None, level, None)
+        s = _core.summarize(to_dlpack(tensor), None, level, None, max_threads=threads)
     else:
-        s = _core.summarize(to_dlpack(tensor), None, 0.0, level)
+        s = _core.summarize(to_dlpack(tensor), None, 0.0, level, max_threads=threads)
     return int(np.asarray(s.channel_active).sum())
 
 
@@ -195,7 +199,13 @@ def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float,
     NaN when every element is); ±Inf count as values.
     """
     # The kernel counts x > threshold; x >= level is x > the next double below level.
-    s = _core.summarize(to_dlpack(tensor), None, 0.0, math.nextafter(level, -math.inf))
+    s = _core.summarize(
+        to_dlpack(tensor),
+        None,
+        0.0,
+        math.nextafter(level, -math.inf),
+        max_threads=torch.get_num_threads(),
+    )
     at_or_above = int(np.asarray(s.channel_active).sum())  # +Inf included, NaN never
     largest = math.inf if s.pos_inf else s.max  # min and max of the kernel skip ±Inf
     smallest = -math.inf if s.neg_inf else (s.min if s.count else largest)

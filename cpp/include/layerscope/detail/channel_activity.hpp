@@ -13,13 +13,9 @@
 #include <vector>
 
 #include "layerscope/buffer.hpp"
+#include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/parallel_for.hpp"
 #include "layerscope/detail/summary_block.hpp"
-
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
-#define LAYERSCOPE_ACTIVITY_AVX2 1
-#endif
 
 namespace layerscope::detail {
 
@@ -27,9 +23,7 @@ template <class T> inline bool is_active(T v, ActiveTest<T> test) noexcept {
   return (test.absolute ? std::fabs(v) : v) > test.limit;  // false for NaN
 }
 
-#if defined(LAYERSCOPE_ACTIVITY_AVX2)
-#define LAYERSCOPE_AVX2_FN __attribute__((target("avx2,fma")))
-
+#if defined(LAYERSCOPE_HAVE_AVX2)
 /// All-ones lanes where x[i..i+8) is active.
 LAYERSCOPE_AVX2_FN inline __m256i active_mask8(const float* x, __m256 limit, bool absolute) {
   __m256 v = _mm256_loadu_ps(x);
@@ -115,7 +109,6 @@ LAYERSCOPE_AVX2_FN inline std::int64_t count_active_avx2(const float* x, std::in
   }
   return whole;
 }
-#undef LAYERSCOPE_AVX2_FN
 #endif
 
 /// Adds each channel's active elements among the runs [begin, end) of `plan` to `counts`.
@@ -127,7 +120,7 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
   using T = std::conditional_t<D == DType::Float64, double, float>;
   constexpr bool kFloat = std::is_same_v<S, float>;
   if (plan.channel_innermost()) {
-#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
     if constexpr (kFloat) {
       if (test.wide && plan.run_stride() == 1) {  // rows of units, counted column-wise
         std::vector<const float*> rows;
@@ -166,7 +159,7 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
   plan.for_each_run(begin, end, [&](const Run& run) {
     const S* p = reinterpret_cast<const S*>(run.data);
     std::int64_t active = 0, i = 0;
-#if defined(LAYERSCOPE_ACTIVITY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
     if constexpr (kFloat)
       if (test.wide && run.stride == 1) i = count_active_avx2(p, run.length, test, active);
 #endif
@@ -177,15 +170,15 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
 }
 
 /// Active elements per channel of `view` (one entry without a channel axis). Large buffers are
-/// split among hardware threads by runs.
+/// split by runs among at most thread_cap(max_threads) threads.
 inline std::vector<std::int64_t> channel_activity(const BufferView& view, double limit,
                                                   bool absolute, bool wide,
-                                                  std::int64_t parallel_min) {
+                                                  std::int64_t parallel_min, unsigned max_threads) {
   const std::int64_t channels = view.channels();
   const RunPlan plan(view);
   const std::int64_t runs = plan.run_count();
   const std::int64_t total = runs * plan.run_length();
-  const unsigned workers = split_workers(total, runs, parallel_min);
+  const unsigned workers = split_workers(total, runs, parallel_min, max_threads);
   std::vector<std::vector<std::int64_t>> partial(
       workers, std::vector<std::int64_t>(static_cast<std::size_t>(channels), 0));
   visit_dtype(view.dtype, [&](auto tag) {

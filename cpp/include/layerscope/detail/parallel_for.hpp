@@ -9,22 +9,31 @@
 
 namespace layerscope::detail {
 
+/// The most threads a kernel may use: `max_threads` as its caller chose (the Python package
+/// passes torch.get_num_threads(), so the engine follows torch's intra-op setting), or what the
+/// hardware offers when 0. The cap travels in each call's options rather than in a setting of
+/// the engine's own, so two callers with different caps never affect each other.
+inline unsigned thread_cap(unsigned max_threads) noexcept {
+  return max_threads > 0 ? max_threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
 /// Number of workers worth using for `work` items when each worker should get at least
-/// `min_per_worker` of them; never more than the hardware offers, never less than one.
-inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker) noexcept {
-  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+/// `min_per_worker` of them; never more than thread_cap(max_threads), never less than one.
+inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker,
+                             unsigned max_threads) noexcept {
   if (work <= 0 || min_per_worker <= 0) return 1;
   const std::int64_t wanted = work / min_per_worker;
-  return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, hardware));
+  return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, thread_cap(max_threads)));
 }
 
 /// Workers for `total` elements cut into `units` pieces of work: one below `parallel_min`
-/// elements, else worker_count(total, parallel_min / 2), and never more than there are units.
-/// Counted in 64 bits throughout: a view of 2^48 elements has more units than `unsigned` holds.
-inline unsigned split_workers(std::int64_t total, std::int64_t units,
-                              std::int64_t parallel_min) noexcept {
+/// elements, else worker_count(total, parallel_min / 2, max_threads), and never more than there
+/// are units. Counted in 64 bits throughout: a view of 2^48 elements has more units than
+/// `unsigned` holds.
+inline unsigned split_workers(std::int64_t total, std::int64_t units, std::int64_t parallel_min,
+                              unsigned max_threads) noexcept {
   if (total < parallel_min) return 1;
-  const unsigned wanted = worker_count(total, parallel_min / 2);
+  const unsigned wanted = worker_count(total, parallel_min / 2, max_threads);
   return static_cast<unsigned>(std::clamp<std::int64_t>(units, 1, wanted));
 }
 

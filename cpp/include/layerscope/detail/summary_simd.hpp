@@ -1,9 +1,9 @@
 // The x86 version of the fast block pass of summary_block.hpp, with 256-bit registers. The
-// AVX2+FMA kernel is compiled for that target function by function and chosen at run time
-// (cpu_has_avx2_fma), so one portable wheel runs everywhere and still uses AVX2 where the CPU
-// has it; elsewhere the portable loop runs, which the compiler vectorises for the baseline ISA
-// (SSE2 on x86-64). bfloat16 is widened in registers (a 16-bit shift), so it costs what
-// float32 costs, at half the memory traffic.
+// AVX2+FMA kernel is compiled and chosen at run time as cpu_features.hpp says, so one portable
+// wheel runs everywhere and still uses AVX2 where the CPU has it; elsewhere the portable loop
+// runs, which the compiler vectorises for the baseline ISA (SSE2 on x86-64). bfloat16 is
+// widened in registers (a 16-bit shift), so it costs what float32 costs, at half the memory
+// traffic.
 #pragma once
 
 #include <cstdint>
@@ -11,27 +11,12 @@
 #include <limits>
 #include <type_traits>
 
+#include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/summary_block.hpp"
-
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
-#define LAYERSCOPE_SUMMARY_AVX2 1
-#endif
 
 namespace layerscope::detail {
 
-/// True when this CPU executes AVX2 and FMA instructions.
-inline bool cpu_has_avx2_fma() noexcept {
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
-#define LAYERSCOPE_AVX2_FN __attribute__((target("avx2,fma")))
-
+#if defined(LAYERSCOPE_HAVE_AVX2)
 /// Sixteen values as two vectors of floats: float32 loaded as is; bfloat16 widened by
 /// interleaving zero low halves (its bits are a float's upper half), one instruction per
 /// vector. The unpack works within 128-bit lanes, so the values come out permuted: harmless,
@@ -204,13 +189,12 @@ LAYERSCOPE_AVX2_FN inline void channel_stretch_avx2(const float* x, int n, Activ
   }
   channel_stretch(x + i, n - i, test, count + i, active + i, sum + i, sum_sq + i);
 }
-#undef LAYERSCOPE_AVX2_FN
 #endif
 
 /// The AVX2 pass for float or bfloat16 input, the zero count derived when the test is |x| > 0.
 template <class In, bool kAbsolute>
 bool fast_block_wide(const In* x, int n, float limit, BlockStats& out) {
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
   if (kAbsolute && limit == 0.0f) return fast_block_avx2<In, kAbsolute, false>(x, n, limit, out);
   return fast_block_avx2<In, kAbsolute, true>(x, n, limit, out);
 #else
@@ -222,7 +206,7 @@ bool fast_block_wide(const In* x, int n, float limit, BlockStats& out) {
 /// The fast path for this element type and CPU.
 template <class T, bool kAbsolute>
 bool fast_block(const T* x, int n, T limit, bool wide, BlockStats& out) {
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
   if constexpr (std::is_same_v<T, float>)
     if (wide) return fast_block_wide<float, kAbsolute>(x, n, limit, out);
 #endif
@@ -234,7 +218,7 @@ bool fast_block(const T* x, int n, T limit, bool wide, BlockStats& out) {
 template <class T>
 void channel_stretch_fast(const T* x, int n, ActiveTest<T> test, std::int64_t* count,
                           std::int64_t* active, double* sum, double* sum_sq) {
-#if defined(LAYERSCOPE_SUMMARY_AVX2)
+#if defined(LAYERSCOPE_HAVE_AVX2)
   if constexpr (std::is_same_v<T, float>) {
     if (test.wide) {
       channel_stretch_avx2(x, n, test, count, active, sum, sum_sq);

@@ -1,3 +1,7 @@
+// Not part of layerscope::core (never installed): a kernel for the Python package's optimizer
+// gatherer, specific to Adam's state, built from the core's block statistics; bound by
+// bind_optimizer_step.cpp.
+//
 // StepSummary: what an optimizer step did to one float32 parameter, read in a single pass over
 // the parameter, its copy from before the step and the optimizer's state buffers: the update's
 // Summary and both norms of the update ratio, a Summary of each state buffer, and for Adam the
@@ -15,11 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/parallel_for.hpp"
 #include "layerscope/detail/summary_simd.hpp"
 #include "layerscope/summary.hpp"
 
-namespace layerscope {
+namespace layerscope::ext {
 
 /// Adam's second moment and the scalars of its effective step size.
 struct AdamStep {
@@ -41,6 +46,9 @@ struct StepInputs {
   const float* before = nullptr;  ///< its copy from before the step; null: no update read
   std::vector<const float*> states;  ///< state buffers summarized one by one (not Adam's v)
   std::optional<AdamStep> adam;      ///< Adam's v and scalars, when its step sizes are read
+  /// At most this many threads read a large parameter (the caller's included); 0: as many as
+  /// the hardware has. The Python package passes torch.get_num_threads().
+  unsigned max_threads = 0;
 };
 
 /// What summarize_step() read. Summaries follow summarize()'s conventions (NaN and ±Inf counted
@@ -64,7 +72,14 @@ struct StepSummary {
   std::vector<float> step_sizes;
 };
 
-namespace detail {
+namespace step_detail {
+
+using detail::ActiveTest;
+using detail::add_block;
+using detail::block_stats;
+using detail::BlockStats;
+using detail::kSummaryBlock;
+using detail::round_down;
 
 /// A plain norm from a Summary of the same values: NaN and Inf propagate as in sqrt(sum x²).
 inline double plain_norm(const Summary& s) {
@@ -132,12 +147,12 @@ inline void summarize_step_blocks(const StepInputs& in, std::int64_t begin, std:
   }
 }
 
-}  // namespace detail
+}  // namespace step_detail
 
 /// Reads every buffer of `in` once, block by block; large parameters (from about a million
-/// elements) are split among the hardware threads. Throws std::invalid_argument for a negative
-/// size, only one of after/before, a null state buffer, or an AdamStep with a null buffer,
-/// a stride below 1 or a correction that is not > 0.
+/// elements) are split among at most in.max_threads threads. Throws std::invalid_argument for
+/// a negative size, only one of after/before, a null state buffer, or an AdamStep with a null
+/// buffer, a stride below 1 or a correction that is not > 0.
 inline StepSummary summarize_step(const StepInputs& in) {
   if (in.size < 0) throw std::invalid_argument("layerscope: size must be >= 0");
   if ((in.after == nullptr) != (in.before == nullptr))
@@ -154,7 +169,8 @@ inline StepSummary summarize_step(const StepInputs& in) {
       throw std::invalid_argument("layerscope: correction must be > 0");
   }
   const std::int64_t blocks = (in.size + detail::kSummaryBlock - 1) / detail::kSummaryBlock;
-  const unsigned workers = detail::split_workers(in.size, blocks, detail::kSummaryParallelMin);
+  const unsigned workers =
+      detail::split_workers(in.size, blocks, detail::kSummaryParallelMin, in.max_threads);
   const bool wide = detail::cpu_has_avx2_fma();
   StepSummary empty;
   empty.states.resize(in.states.size());
@@ -163,7 +179,8 @@ inline StepSummary summarize_step(const StepInputs& in) {
   std::vector<float> sizes;
   if (in.adam) sizes.resize(static_cast<std::size_t>((in.size + in.adam->stride - 1) / in.adam->stride));
   detail::parallel_for(blocks, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-    detail::summarize_step_blocks(in, begin, end, wide, partial[w], before_sq[w], sizes.data());
+    step_detail::summarize_step_blocks(in, begin, end, wide, partial[w], before_sq[w],
+                                       sizes.data());
   });
   StepSummary result = std::move(partial[0]);
   for (unsigned w = 1; w < workers; ++w) {
@@ -177,7 +194,7 @@ inline StepSummary summarize_step(const StepInputs& in) {
   for (Summary* s : {&result.update, &result.second}) s->l2 = std::sqrt(s->sum_sq);
   for (Summary& s : result.states) s.l2 = std::sqrt(s.sum_sq);
   if (in.after != nullptr) {
-    result.update_norm = detail::plain_norm(result.update);
+    result.update_norm = step_detail::plain_norm(result.update);
     result.before_norm = std::sqrt(before_sq[0]);
   }
   if (in.adam) {
@@ -191,4 +208,4 @@ inline StepSummary summarize_step(const StepInputs& in) {
   return result;
 }
 
-}  // namespace layerscope
+}  // namespace layerscope::ext

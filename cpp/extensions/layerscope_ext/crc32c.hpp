@@ -1,3 +1,6 @@
+// Not part of layerscope::core (no statistic; never installed): the Python package's TensorBoard
+// sink frames its event files with it, through bind_crc32c.cpp.
+//
 // CRC-32C (Castagnoli), the checksum of TensorBoard's event files (TFRecord framing), and its
 // "masked" form those files store. Table-driven, eight bytes a step ("slicing by 8"): about a
 // byte a nanosecond, where TensorBoard's pure-Python writer spends ~150 ns a byte.
@@ -7,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace layerscope {
+namespace layerscope::ext {
 
 namespace detail {
 
@@ -51,4 +54,4 @@ inline std::uint32_t masked_crc32c(const void* data, std::size_t size) noexcept 
   return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;
 }
 
-}  // namespace layerscope
+}  // namespace layerscope::ext
