@@ -19,9 +19,9 @@ from torch import nn
 from torch.utils.dlpack import to_dlpack
 
 import layerscope
-from layerscope import _core, reducers
+from layerscope import _core
 from layerscope.lenses import Optimizer
-from layerscope.stats import summarize
+from layerscope.stats import summarize, tensors
 
 TASKS = "/proc/self/task"
 # Large enough that the kernels split it among threads (from 2^20 elements, two per 2^20).
@@ -68,10 +68,10 @@ needs_cores = pytest.mark.skipif(
 @pytest.mark.parametrize(
     "kernel",
     [
-        lambda x: reducers.summarize_cpu(x, None, 0.0, None),
-        lambda x: reducers.summarize_cpu(x.view(-1, 64), 1, 0.0, 0.0),
-        lambda x: reducers.count_exceeding(x, 1.0, absolute=True),
-        lambda x: reducers.extremes_and_count_below(x, 0.5),
+        lambda x: tensors.summarize_cpu(x, None, 0.0, None),
+        lambda x: tensors.summarize_cpu(x.view(-1, 64), 1, 0.0, 0.0),
+        lambda x: tensors.count_exceeding(x, 1.0, absolute=True),
+        lambda x: tensors.extremes_and_count_below(x, 0.5),
         lambda x: summarize(x),
     ],
     ids=["summarize_cpu", "summarize_cpu_channels", "count_exceeding", "extremes", "summarize"],
