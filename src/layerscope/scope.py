@@ -96,14 +96,14 @@ class Scope:
             windows,
             guard,
             plan,
-            model,
-            modules,
-            own_parameters(modules),
-            history,
-            self.world_size,
-            crew.replicated,
-            gate.sharded,
-            flush_every,
+            model=model,
+            modules=modules,
+            params=own_parameters(modules),
+            history=history,
+            world_size=self.world_size,
+            replicated=crew.replicated,
+            sharded=gate.sharded,
+            flush_every=flush_every,
         )
         ref = weakref.ref(self)  # the parts call back through it: no cycle holds the scope
         self._output.remove_hooks = lambda: (s := ref()) is not None and s._remove_hooks()
@@ -146,15 +146,8 @@ class Scope:
 
         self._guard.stop = stop
         if self.rank == 0:  # one writer per run
-            watched = {
-                m
-                for at in plan.kinds_at.values()
-                for m, k in at.items()
-                if k != ("loss",) and (m or len(modules) == 1)
-            }
-            line = attach_line(
-                self.model, len(watched), [x.tag for x in self.lenses], self.logdir, sinks
-            )
+            tags = [lens.tag for lens in self.lenses]
+            line = attach_line(self.model, plan.watched_modules(), tags, self.logdir, sinks)
             self._output.open_sinks(sinks, self.logdir, line)
         clock.start(context)
 
@@ -294,7 +287,7 @@ class Scope:
         # The parts call each other back: nothing follows the plan any more, and the cycles
         # between them go, so the model is freed with the scope's last reference.
         self._plan.followers.clear()
-        self._guard.stop = _nothing
+        self._guard.stop = lambda: None
 
     def __enter__(self) -> Scope:
         return self
@@ -333,10 +326,6 @@ class Scope:
     @force_torch_reducer.setter
     def force_torch_reducer(self, value: bool) -> None:
         self._windows.force_torch = value
-
-
-def _nothing() -> None:
-    pass
 
 
 def _check_arguments(model: object, optimizer: object, every: object, flush_every: object) -> None:

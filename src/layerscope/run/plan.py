@@ -45,6 +45,7 @@ class Plan:
     ) -> None:
         self.lenses = list(lenses)
         self.kinds_at = {id(lens): lens.kinds_by_module(modules.items()) for lens in self.lenses}
+        self._modules = modules
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in lenses]
         self._guard = guard
         self.active: StepPlan = {}
@@ -84,6 +85,18 @@ class Plan:
             name: [lens for lens in self.lenses if name in self.kinds_at[id(lens)]]
             for name in names
         }
+
+    def watched_modules(self) -> int:
+        """How many modules some lens observes (the root only when it is the whole model)."""
+        alone = len(self._modules) == 1
+        return len(
+            {
+                m
+                for at in self.kinds_at.values()
+                for m, k in at.items()
+                if k != ("loss",) and (m or alone)
+            }
+        )
 
     def follow_step(self, step: int, afresh: bool = False) -> None:
         """Make the plan of `step` the active one; tell the followers when it changed.
