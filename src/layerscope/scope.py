@@ -91,7 +91,7 @@ class Scope:
         self._windows = windows = WindowBuilder()
         self._plan = plan = Plan(self.lenses, modules, every, guard)
         self._crew = crew = Crew(guard)
-        self._gate = gate = Gate(modules, windows, guard.notes, plan.site_failed, plan.failed)
+        self._gate = gate = Gate(modules, windows, guard, plan.site_failed, plan.failed)
         self._output = Output(
             windows,
             guard,

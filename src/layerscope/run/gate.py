@@ -11,7 +11,6 @@ its own attributes only.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -22,6 +21,7 @@ from layerscope.lenses.builtin import RELU_LIKE
 from layerscope.observation import is_distributed_tensor, readable_reason
 from layerscope.reduce.contract import Needs
 from layerscope.reduce.windows import WindowBuilder
+from layerscope.run.guard import Guard
 from layerscope.run.plan import StepPlan
 from layerscope.stats.tensors import HostSummary
 from layerscope.units import unit_axes, unit_axis
@@ -37,7 +37,7 @@ class Gate:
     Args:
         modules: every module of the model by qualified name.
         windows: where the step's observations are reduced.
-        notes: the run's notes (:attr:`layerscope.run.guard.Guard.notes`).
+        guard: the run's containment (its notes, the warning for a failed site).
         site_failed: ``site_failed(module, kind)`` takes a site kind out of every plan.
         failed: the site kinds taken out so far.
 
@@ -49,14 +49,15 @@ class Gate:
         self,
         modules: dict[str, nn.Module],
         windows: WindowBuilder,
-        notes: set[str],
+        guard: Guard,
         site_failed: Callable[[str, str], None],
         failed: set[tuple[str, str]],
     ) -> None:
         self._modules = modules
         self._axes = unit_axes(modules)
         self._windows = windows
-        self._notes = notes
+        self._notes = guard.notes
+        self._warn_site = guard.site_failed
         self._take_out = site_failed
         self._failed = failed
         self._active: StepPlan = {}
@@ -114,13 +115,7 @@ class Gate:
 
     def _site_failed(self, module: str, kind: str, site: str, error: Exception) -> None:
         """A site could not be reduced: warn once and observe it no more."""
-        if site not in self._notes:
-            self._notes.add(site)
-            warnings.warn(
-                f"layerscope: could not reduce site {site} ({error!r}); it is skipped from now on",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        self._warn_site(site, error)
         self._take_out(module, kind)
 
     def summary_suffices(self, module: str, kind: str) -> bool:

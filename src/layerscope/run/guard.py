@@ -47,6 +47,15 @@ class Guard:
                 stacklevel=3,
             )
 
+    def site_failed(self, site: str, error: Exception) -> None:
+        """Say once that `site` could not be reduced (the gate then observes it no more)."""
+        if self.first(site):
+            warnings.warn(
+                f"layerscope: could not reduce site {site} ({error!r}); it is skipped from now on",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
     def contained(self, part: str, call: Any, *args: Any) -> bool:  # noqa: ANN401
         """Run a part of the step pipeline; if it raises, observation stops for the run.
 
