@@ -17,7 +17,7 @@ from layerscope.gatherers.base import OutputLeaves
 from layerscope.gatherers.parameters import ParameterGatherer
 from layerscope.history import RecordHistory
 from layerscope.reduce.windows import WindowBuilder
-from layerscope.scope import Scope
+from layerscope.run.gate import Gate
 from models import batches, mlp, train
 
 STEPS = 6
@@ -93,14 +93,14 @@ def test_an_injected_failure_warns_once_and_training_is_unchanged(
 
 def test_a_failing_gradient_hook_leaves_the_gradients_alone(monkeypatch):
     reference = _reference()
-    observe = Scope._observe
+    observe = Gate.observe
 
     def failing_on_gradients(self, module, kind, site, tensor):
         if kind == "output.grad":
             raise RuntimeError("injected failure")
         observe(self, module, kind, site, tensor)
 
-    monkeypatch.setattr(Scope, "_observe", failing_on_gradients)
+    monkeypatch.setattr(Gate, "observe", failing_on_gradients)
     with pytest.warns(RuntimeWarning, match="injected failure") as caught:
         losses, model, scope = _train_observed()
     assert len(caught) == 1
@@ -114,7 +114,7 @@ def test_a_failing_parameter_hook_leaves_training_alone():
     reference = _reference()
 
     def break_parameter_hooks(scope):
-        for gatherer in scope._gatherers:
+        for gatherer in scope._crew.gatherers:
             if isinstance(gatherer, ParameterGatherer):
                 gatherer._fresh = _RaisingSet()
 

@@ -137,7 +137,7 @@ def test_fused_records_match_the_torch_path_on_real_training(kind):
     torch_path = layerscope.watch(model, opt, lenses=[lens])
     torch_path.force_torch_reducer = True
     fallback = layerscope.watch(model, opt, lenses=[UpdateQuantiles()])
-    gatherer = next(g for g in fused._gatherers if isinstance(g, OptimizerGatherer))
+    gatherer = next(g for g in fused._crew.gatherers if isinstance(g, OptimizerGatherer))
     for _ in range(4):
         x, y = torch.randn(64, 160), torch.randint(0, 3, (64,))
         opt.zero_grad()

@@ -115,9 +115,7 @@ class AttachedScope:
         """
         if self.scope is not None:
             scope, self.scope = self.scope, None
-            if failed:
-                scope._abandon_exchange()
-            scope.close()
+            scope.close(failed=failed)
             self._records = scope.records()
             self._findings = scope.findings()
             self._last_state = scope.state_dict()

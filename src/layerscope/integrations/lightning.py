@@ -121,12 +121,12 @@ class LayerscopeCallback(AttachedScope, Callback):
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         logdir, sinks = self._logging(trainer)
         self.attach(pl_module, optimizer, logdir, sinks, trainer.global_step)
-        self.scope.epoch_count = trainer.current_epoch
+        self.scope.align_epoch(trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Records from now on carry the trainer's epoch."""
         if self.scope is not None:
-            self.scope.epoch_count = trainer.current_epoch
+            self.scope.align_epoch(trainer.current_epoch)
 
     def on_train_batch_start(
         self,

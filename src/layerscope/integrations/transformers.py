@@ -194,7 +194,7 @@ class LayerscopeCallback(AttachedScope, TrainerCallback):
     ) -> None:
         """Records from now on carry the Trainer's epoch."""
         if self.scope is not None:
-            self.scope.epoch_count = int(state.epoch or 0)
+            self.scope.align_epoch(int(state.epoch or 0))
 
     def on_train_end(
         self,
