@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView
+from layerscope.lenses import Attention
 
 
 class AttentionCheck(Check):
@@ -28,7 +29,7 @@ class AttentionCheck(Check):
 
     name = "attention"
     options = {"collapse_below": 0.05, "uniform_above": 0.995, "window": 10, "min_steps": 100}
-    reads = frozenset({("entropy_ratio", "mean")})
+    reads = frozenset({Attention.ENTROPY_RATIO})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -37,7 +38,7 @@ class AttentionCheck(Check):
 
     def run(self, view: StepView) -> Iterable[object]:
         """A finding per head that collapsed or stayed uniform."""
-        for r in view.find("entropy_ratio", "mean"):
+        for r in view.find(Attention.ENTROPY_RATIO):
             site = r.site
             self._series.add(site, float(r.value))  # type: ignore[arg-type]
             self._seen[site] = self._seen.get(site, 0) + 1

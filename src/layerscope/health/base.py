@@ -14,6 +14,7 @@ from torch import nn
 from layerscope.health.findings import Finding
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.vocabulary import Key
 
 
 @dataclass
@@ -27,8 +28,8 @@ class StepView:
         records: every record the lenses emitted for the step.
         module_order: module name -> depth index in ``named_modules()`` order.
         module_types: module name -> module class, for the modules the Health lens selected.
-        reads: the (quantity, statistic) pairs the checks find, indexed on the first find
-            (``None``: every pair). Indexing only those skips most of a step's records.
+        reads: the record keys the checks find, indexed on the first find (``None``: every
+            key). Indexing only those skips most of a step's records.
 
     """
 
@@ -37,19 +38,23 @@ class StepView:
     records: Sequence[Record]
     module_order: Mapping[str, int]
     module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
-    reads: frozenset[tuple[str, str]] | None = None
-    # (quantity, statistic) -> finite records: built on the first find, as every check finds.
+    reads: frozenset[Key] | None = None
+    # key -> finite records: built on the first find, as every check finds.
     _index: dict[tuple[str, str], list[Record]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
-    def find(self, quantity: str, statistic: str, tag: str | None = None) -> list[Record]:
-        """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
+    def find(self, key: Key, tag: str | None = None) -> list[Record]:
+        """The step's finite scalar records of `key` (and `tag`, if given).
+
+        `key` is one a lens exports (``GradientNorms.GLOBAL_L2``), or any (quantity, statistic).
+        """
         if self._index is None:
             self._index = self._build_index()
-        found = self._index.get((quantity, statistic))
-        if found is None and self.reads is not None:  # a pair no check declared: look it up
-            found = self._index[quantity, statistic] = [
+        found = self._index.get(key)
+        if found is None and self.reads is not None:  # a key no check declared: look it up
+            quantity, statistic = key
+            found = self._index[key] = [
                 r
                 for r in self.records
                 if r.quantity == quantity and r.statistic == statistic and r.is_finite
@@ -99,9 +104,9 @@ class Check:
 
     name: ClassVar[str] = "check"
     options: ClassVar[dict[str, Any]] = {}
-    #: The (quantity, statistic) pairs of records the check finds (``None``: it may read any);
-    #: the step's records are indexed for these only.
-    reads: ClassVar[frozenset[tuple[str, str]] | None] = None
+    #: The keys of the records the check finds, as the lenses that write them export them
+    #: (``None``: it may read any); the step's records are indexed for these only.
+    reads: ClassVar[frozenset[Key] | None] = None
 
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Severity names and the number a finding record carries as its value.
-SEVERITY_LEVELS: dict[str, int] = {"info": 1, "warning": 2, "error": 3}
+from layerscope.vocabulary import SEVERITY_LEVELS
 
 
 @dataclass(frozen=True)

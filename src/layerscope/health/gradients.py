@@ -9,6 +9,7 @@ from torch import nn
 
 from layerscope.health.base import Check, Series, StepView, short
 from layerscope.health.findings import Finding, times_text
+from layerscope.lenses import GradientNorms
 
 #: Normalisation layers: their weight gradients follow a different scale, so depth ignores them.
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
@@ -36,7 +37,7 @@ class DepthGradientsCheck(Check):
 
     name = "depth_gradients"
     options = {"log10_vanishing": -4.0, "log10_exploding": 4.0, "window": 5, "min_layers": 3}
-    reads = frozenset({("l2", "last")})
+    reads = frozenset({GradientNorms.L2})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -46,7 +47,7 @@ class DepthGradientsCheck(Check):
     def run(self, view: StepView) -> Iterable[Finding]:
         """At most one finding per step: vanishing or exploding, naming first and last layer."""
         norms: dict[str, float] = {}
-        for r in view.find("l2", "last"):
+        for r in view.find(GradientNorms.L2):
             if not r.site.endswith("weight.grad"):  # most are output and bias norms
                 continue
             module_type = view.module_types.get(r.site.partition(":")[0])
@@ -113,7 +114,7 @@ class GradientSpikeCheck(Check):
 
     name = "gradient_spikes"
     options = {"factor": 10.0, "growth": 1000.0, "window": 20, "min_steps": 5}
-    reads = frozenset({("global_l2", "last")})
+    reads = frozenset({GradientNorms.GLOBAL_L2})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -123,7 +124,7 @@ class GradientSpikeCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A spike finding, and an exploding-over-time finding, each when it applies."""
-        for r in view.find("global_l2", "last"):
+        for r in view.find(GradientNorms.GLOBAL_L2):
             value = float(r.value)  # type: ignore[arg-type]
             known = self._recent.count("")
             median = self._recent.median("")

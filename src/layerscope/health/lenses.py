@@ -15,6 +15,7 @@ from layerscope.health.findings import Finding, FindingLog
 from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs
+from layerscope.vocabulary import FINDING, Key
 
 _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
 
@@ -88,7 +89,7 @@ class Health(Lens):
                     f"(checks={sorted(names)})"
                 )
         self.log = FindingLog(close_after)
-        # What StepView indexes; a check added later that reads other pairs finds them anyway.
+        # What StepView indexes; a check added later that reads other keys finds them anyway.
         self._reads = _reads_of(self.checks)
         self._types: dict[str, type[nn.Module]] = {}
         self._failed: set[str] = set()
@@ -143,7 +144,7 @@ class Health(Lens):
                 epoch=ctx.epoch,
                 tag=self.tag,
                 site=f.site,
-                quantity="finding",
+                quantity=FINDING,
                 statistic=f.kind,
                 value=float(f.level),
                 text=f.text,
@@ -223,9 +224,9 @@ class NonFinite(Health):
         return Needs(values=True)
 
 
-def _reads_of(checks: Iterable[Check]) -> frozenset[tuple[str, str]] | None:
-    """The record pairs the checks find (None when one of them may read any)."""
-    reads: set[tuple[str, str]] = set()
+def _reads_of(checks: Iterable[Check]) -> frozenset[Key] | None:
+    """The record keys the checks find (None when one of them may read any)."""
+    reads: set[Key] = set()
     for check in checks:
         if check.reads is None:
             return None

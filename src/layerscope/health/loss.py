@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, SortedWindow, StepView, median
 from layerscope.health.findings import Finding
+from layerscope.lenses import Loss
 
 
 class LossCheck(Check):
@@ -37,7 +38,7 @@ class LossCheck(Check):
         "plateau_window": 50,
         "plateau_tolerance": 0.01,
     }
-    reads = frozenset({("loss", "last")})
+    reads = frozenset({Loss.LOSS})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -50,7 +51,7 @@ class LossCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """Spike, divergence and plateau findings, each when it applies."""
-        for r in view.find("loss", "last"):
+        for r in view.find(Loss.LOSS):
             if r.site:
                 continue
             loss = float(r.value)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding, parameter_name, share_text
+from layerscope.lenses import Optimizer
 
 
 class UpdateRatioCheck(Check):
@@ -34,7 +35,7 @@ class UpdateRatioCheck(Check):
 
     name = "update_ratio"
     options = {"band": (-5.0, -0.5), "window": 5, "bias_warmup": 10}
-    reads = frozenset({("update_ratio", "last")})
+    reads = frozenset({Optimizer.UPDATE_RATIO})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -46,7 +47,7 @@ class UpdateRatioCheck(Check):
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
-        for r in view.find("update_ratio", "last"):
+        for r in view.find(Optimizer.UPDATE_RATIO):
             if r.step < self.bias_warmup and "bias" in r.site.partition(":")[2]:
                 continue  # a bias growing from zero: 1/k after k steps, whatever the rate
             value = float(r.value)  # type: ignore[arg-type]
@@ -110,7 +111,7 @@ class EpsDominanceCheck(Check):
 
     name = "eps_dominance"
     options = {"fraction": 0.5, "noise": 1e-6, "window": 5}
-    reads = frozenset({("eps_dominance", "fraction"), ("exp_avg_sq", "mean")})
+    reads = frozenset({Optimizer.EPS_DOMINANCE, Optimizer.EXP_AVG_SQ})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -120,11 +121,11 @@ class EpsDominanceCheck(Check):
         """A finding per parameter mostly ruled by eps over the window."""
         rms = {
             r.site: math.sqrt(r.value)  # type: ignore[arg-type]
-            for r in view.find("exp_avg_sq", "mean")
+            for r in view.find(Optimizer.EXP_AVG_SQ)
             if r.value > 0  # type: ignore[operator]
         }
         typical = median(rms.values()) if rms else 0.0
-        for r in view.find("eps_dominance", "fraction"):
+        for r in view.find(Optimizer.EPS_DOMINANCE):
             if r.site in rms and rms[r.site] < self.noise * typical:
                 continue  # round-off of a gradient that is zero in exact arithmetic
             self._series.add(r.site, float(r.value))  # type: ignore[arg-type]

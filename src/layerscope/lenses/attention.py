@@ -12,6 +12,7 @@ from layerscope.gatherers.attention import HEAD_QUANTITIES
 from layerscope.lenses.base import EmitContext, Lens
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.vocabulary import Key
 
 
 class Attention(Lens):
@@ -49,6 +50,13 @@ class Attention(Lens):
     default_tag = "attention"
     kinds = ("attention",)
     default_modules = (nn.MultiheadAttention,)
+    #: Per head (site ``"m:attention.head<h>"``): each quantity of the gatherer, as a mean.
+    HEAD_KEYS: tuple[Key, ...] = tuple(Key(quantity, "mean") for quantity in HEAD_QUANTITIES)
+    #: Entropy over its largest possible value, per head.
+    ENTROPY_RATIO = Key("entropy_ratio", "mean")
+    #: Heads silent over the window, per attention module (site ``"m:attention"``).
+    DEAD_HEADS_COUNT = Key("dead_heads", "count")
+    DEAD_HEADS_FRACTION = Key("dead_heads", "fraction")
 
     def __init__(
         self,
@@ -94,11 +102,11 @@ class Attention(Lens):
             return []
         out = []
         for head in range(v.shape[1]):
-            for row, quantity in enumerate(HEAD_QUANTITIES):
+            for row, key in enumerate(self.HEAD_KEYS):
                 value = float(v[row, head])
-                if quantity == "output_l2" and math.isnan(value):
+                if key.quantity == "output_l2" and math.isnan(value):
                     continue
-                out.append(self.record(ctx, f"{w.site}.head{head}", quantity, "mean", value))
+                out.append(self.record(ctx, f"{w.site}.head{head}", *key, value))
         norms = v[HEAD_QUANTITIES.index("output_l2")]
         if np.isfinite(norms).all():
             silent = norms <= self.dead_tolerance * norms.max()
@@ -111,6 +119,6 @@ class Attention(Lens):
             count = np.where(silent, count + 1, 0)
             self._silent[w.site] = count
             dead = int((count >= self.window).sum())
-            out.append(self.record(ctx, w.site, "dead_heads", "count", dead))
-            out.append(self.record(ctx, w.site, "dead_heads", "fraction", dead / len(norms)))
+            out.append(self.record(ctx, w.site, *self.DEAD_HEADS_COUNT, dead))
+            out.append(self.record(ctx, w.site, *self.DEAD_HEADS_FRACTION, dead / len(norms)))
         return out

@@ -16,6 +16,7 @@ from layerscope.lenses.statistics import (
     QUANTILE_STATISTICS,
     VALUE_STATISTICS,
     check_statistics,
+    statistic_key,
 )
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
@@ -355,8 +356,5 @@ class Lens:
 
 def _reader(name: str) -> tuple[str, str, StatisticReader | None]:
     """The quantity and statistic a statistic is recorded under, and how to read it."""
-    if name == "histogram":
-        return "value", "histogram", None
-    if name in NORM_STATISTICS:
-        return name, "last", NORM_STATISTICS[name]
-    return "value", name, VALUE_STATISTICS[name]
+    quantity, statistic = statistic_key(name)
+    return quantity, statistic, NORM_STATISTICS.get(name) or VALUE_STATISTICS.get(name)
