@@ -52,7 +52,8 @@ class Attention(Lens):
     default_modules = (nn.MultiheadAttention,)
     #: Per head (site ``"m:attention.head<h>"``): each quantity of the gatherer, as a mean.
     HEAD_KEYS: tuple[Key, ...] = tuple(Key(quantity, "mean") for quantity in HEAD_QUANTITIES)
-    #: Entropy over its largest possible value, per head.
+    #: Entropy (nats), and entropy over its largest possible value, per head.
+    ENTROPY = Key("entropy", "mean")
     ENTROPY_RATIO = Key("entropy_ratio", "mean")
     #: Heads silent over the window, per attention module (site ``"m:attention"``).
     DEAD_HEADS_COUNT = Key("dead_heads", "count")
