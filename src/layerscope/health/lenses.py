@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -88,11 +89,22 @@ class Health(Lens):
                     f"Health: options given for check {key!r}, which is not run "
                     f"(checks={sorted(names)})"
                 )
-        self.log = FindingLog(close_after)
+        # The findings so far: a resumed run reports nothing twice. Checks judge the windows
+        # merged across ranks, so one log (the first instance's, rank 0's) holds them all.
+        self.log: FindingLog
+        self.add_state(
+            "log",
+            FindingLog(close_after),
+            merge="first",
+            save=FindingLog.state_dict,
+            load=functools.partial(_finding_log, close_after),
+        )
+        # The checks that failed and were disabled stay disabled.
+        self.failed: set[str]
+        self.add_state("failed", set(), merge="union", save=sorted, load=set)
         # What StepView indexes; a check added later that reads other keys finds them anyway.
         self._reads = _reads_of(self.checks)
         self._types: dict[str, type[nn.Module]] = {}
-        self._failed: set[str] = set()
         super().__init__(**lens_options)
 
     # -- selection and needs ---------------------------------------------------------------------
@@ -127,12 +139,12 @@ class Health(Lens):
         view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types, self._reads)
         seen: list[Finding] = []
         for check in self.checks:
-            if check.name in self._failed:
+            if check.name in self.failed:
                 continue
             try:
                 seen.extend(check.run(view))
             except Exception as error:  # noqa: BLE001 - a failing check must not kill training
-                self._failed.add(check.name)
+                self.failed.add(check.name)
                 warnings.warn(
                     f"layerscope: health check {check.name!r} failed and is disabled: {error!r}",
                     RuntimeWarning,
@@ -155,20 +167,6 @@ class Health(Lens):
     def findings(self) -> list[Finding]:
         """Every finding so far, oldest first."""
         return self.log.findings()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The findings so far and the checks that failed, for checkpoints.
-
-        The checks' own recent-value windows are not kept: after a resume they refill over
-        their window before judging trends again.
-        """
-        return {"findings": self.log.state_dict(), "failed": sorted(self._failed)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: findings already reported are not reported again."""
-        if "findings" in state:  # a state saved before findings were checkpointed has none
-            self.log.load_state_dict(state["findings"])
-        self._failed = set(state.get("failed", ()))
 
 
 class NonFinite(Health):
@@ -222,6 +220,13 @@ class NonFinite(Health):
     def needs_at(self, module: str, kind: str) -> Needs:
         """The counts themselves, at every site."""
         return Needs(values=True)
+
+
+def _finding_log(close_after: int, state: Mapping[str, Any]) -> FindingLog:
+    """A finding log restored from its :meth:`~FindingLog.state_dict`."""
+    log = FindingLog(close_after)
+    log.load_state_dict(state)
+    return log
 
 
 def _reads_of(checks: Iterable[Check]) -> frozenset[Key] | None:

@@ -183,6 +183,13 @@ class GradientNorms(Lens):
         return out
 
 
+#: How an ActivityTracker state becomes plain bytes and back (``add_state``'s save and load).
+TRACKER_PLAIN: dict[str, Any] = {
+    "save": stats.ActivityTracker.serialize,
+    "load": stats.ActivityTracker.deserialize,
+}
+
+
 def has_units(module: nn.Module) -> bool:
     """Whether `module`'s output has units whose activity means something, by what it does.
 
@@ -215,19 +222,10 @@ class _UnitActivity(Lens):
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"{type(self).__name__}: window must be a positive integer")
         self.window = window
-        self._trackers: dict[str, stats.ActivityTracker] = {}
+        self.trackers: dict[str, stats.ActivityTracker]
+        # site -> its units' activity over the window; two merge into the union of their steps
+        self.add_state("trackers", {}, merge="merge", keyed=True, **TRACKER_PLAIN)
         super().__init__(**kwargs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The activity trackers of every site, serialized."""
-        return {"trackers": {site: t.serialize() for site, t in self._trackers.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the activity trackers."""
-        self._trackers = {
-            site: stats.ActivityTracker.deserialize(data)
-            for site, data in state.get("trackers", {}).items()
-        }
 
     def selects(self, name: str, module: nn.Module) -> bool:
         """Modules with units (:func:`has_units`) unless ``modules=`` names the types."""
@@ -245,9 +243,9 @@ class _UnitActivity(Lens):
         if active is None or active.size == 0:
             return []
         units = active.size
-        tracker = self._trackers.get(w.site)
+        tracker = self.trackers.get(w.site)
         if tracker is None or tracker.units != units:
-            tracker = self._trackers[w.site] = stats.ActivityTracker(units, self.window)
+            tracker = self.trackers[w.site] = stats.ActivityTracker(units, self.window)
         tracker.update(ctx.step, active)
         step, epoch, tag, site = ctx.step, ctx.epoch, self.tag, w.site
         fraction = float(np.count_nonzero(active) / units)
