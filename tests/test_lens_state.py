@@ -122,7 +122,7 @@ def test_a_declared_state_round_trips_through_a_weights_only_checkpoint():
     again = Health()
     again.load_state_dict(health.state_dict())
     assert again.failed == {"loss"}
-    assert set(health.state_dict()) == {"log", "failed"}
+    assert set(health.state_dict()) == {"log", "failed", "checks"}
 
 
 class Remembering(lenses.Loss):

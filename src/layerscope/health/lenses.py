@@ -102,6 +102,8 @@ class Health(Lens):
         # The checks that failed and were disabled stay disabled.
         self.failed: set[str]
         self.add_state("failed", set(), merge="union", save=sorted, load=set)
+        # Each check's own state (its windows of recent values), under its name.
+        self.add_children("checks", _by_name(self.checks))
         # What StepView indexes; a check added later that reads other keys finds them anyway.
         self._reads = _reads_of(self.checks)
         self._types: dict[str, type[nn.Module]] = {}
@@ -220,6 +222,14 @@ class NonFinite(Health):
     def needs_at(self, module: str, kind: str) -> Needs:
         """The counts themselves, at every site."""
         return Needs(values=True)
+
+
+def _by_name(checks: Sequence[Check]) -> dict[str, Check]:
+    """The checks by name; a name given twice gets its place appended (``"loss#2"``)."""
+    out: dict[str, Check] = {}
+    for i, check in enumerate(checks):
+        out[check.name if check.name not in out else f"{check.name}#{i}"] = check
+    return out
 
 
 def _finding_log(close_after: int, state: Mapping[str, Any]) -> FindingLog:

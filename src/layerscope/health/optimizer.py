@@ -43,7 +43,8 @@ class UpdateRatioCheck(Check):
             raise ValueError(
                 f"Health: update_ratio.band must be (low, high) with low < high, got {self.band}"
             )
-        self._series = Series(self.window)
+        self.series: Series
+        self.add_series("series", self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
@@ -53,10 +54,10 @@ class UpdateRatioCheck(Check):
             value = float(r.value)  # type: ignore[arg-type]
             if not math.isfinite(value):
                 continue  # ‖Δw‖ / ‖w‖ of an all-zero parameter (a fresh bias) is undefined
-            self._series.add(r.site, math.log10(value) if value > 0 else -math.inf)
-            if not self._series.full(r.site):
+            self.series.add(r.site, math.log10(value) if value > 0 else -math.inf)
+            if not self.series.full(r.site):
                 continue
-            median = self._series.median(r.site)
+            median = self.series.median(r.site)
             low, high = self.band
             evidence = {"log10_update_ratio": median}
             name = parameter_name(r.site)
@@ -115,7 +116,8 @@ class EpsDominanceCheck(Check):
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._series = Series(self.window)
+        self.series: Series
+        self.add_series("series", self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter mostly ruled by eps over the window."""
@@ -128,9 +130,9 @@ class EpsDominanceCheck(Check):
         for r in view.find(Optimizer.EPS_DOMINANCE):
             if r.site in rms and rms[r.site] < self.noise * typical:
                 continue  # round-off of a gradient that is zero in exact arithmetic
-            self._series.add(r.site, float(r.value))  # type: ignore[arg-type]
-            share = self._series.median(r.site)
-            if self._series.full(r.site) and share >= self.fraction:
+            self.series.add(r.site, float(r.value))  # type: ignore[arg-type]
+            share = self.series.median(r.site)
+            if self.series.full(r.site) and share >= self.fraction:
                 yield self.finding(
                     "eps_dominated",
                     "warning",

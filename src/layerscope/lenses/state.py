@@ -45,8 +45,8 @@ MERGES: dict[str, Callable[[Any, Any], Any]] = {
     "min": _extreme(min),
     # sequences, mine first (an earlier piece of the run, or a lower rank)
     "cat": lambda a, b: a + b,
-    # whatever this instance holds (rank 0's, or the earlier piece's)
-    "first": lambda a, b: a,
+    # whatever this instance holds (rank 0's, or the earlier piece's), unless it holds nothing
+    "first": lambda a, b: b if a is None else a,
     # sets
     "union": lambda a, b: a | b,
     # the value's own exact merge: Moments (count-weighted, Chan's formula), ActivityTracker
@@ -157,11 +157,36 @@ class Stateful:
         specs[name] = StateSpec(default, merge, keyed, save or _plain, load or _plain)
         setattr(self, name, specs[name].fresh())
 
+    def add_children(self, name: str, children: Mapping[str, Stateful]) -> None:
+        """Declare parts with state of their own (a lens's checks), saved and merged under `name`.
+
+        Each child's :meth:`state_dict` is kept under its key; loading and merging go to the
+        child itself, which stays the same object.
+        """
+        if name in self._state_specs() or name in self._child_groups():
+            raise ValueError(f"{type(self).__name__}.add_children: {name!r} is declared twice")
+        self._child_groups()[name] = dict(children)
+
     def _state_specs(self) -> dict[str, StateSpec]:
         specs = self.__dict__.get("_states")
         if specs is None:
             specs = self.__dict__["_states"] = {}
         return specs
+
+    def _child_groups(self) -> dict[str, dict[str, Stateful]]:
+        groups = self.__dict__.get("_children")
+        if groups is None:
+            groups = self.__dict__["_children"] = {}
+        return groups
+
+    def _check_names(self, state: Mapping[str, Any], where: str) -> None:
+        names = [*self._state_specs(), *self._child_groups()]
+        unknown = [name for name in state if name not in names]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.{where}: unknown state {unknown[0]!r}; "
+                f"it declares {', '.join(names) or 'none'}"
+            )
 
     @property
     def declared_states(self) -> Mapping[str, StateSpec]:
@@ -170,9 +195,12 @@ class Stateful:
 
     def state_dict(self) -> dict[str, Any]:
         """Every declared state, as plain Python values (for checkpoints)."""
-        return {
+        out = {
             name: spec.to_plain(getattr(self, name)) for name, spec in self._state_specs().items()
         }
+        for name, children in self._child_groups().items():
+            out[name] = {key: child.state_dict() for key, child in children.items()}
+        return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; a declared state it lacks is reset to its default.
@@ -180,24 +208,28 @@ class Stateful:
         Raises:
             ValueError: `state` names a state this instance does not declare.
         """
-        specs = self._state_specs()
-        unknown = [name for name in state if name not in specs]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: unknown state {unknown[0]!r}; "
-                f"it declares {', '.join(specs) or 'none'}"
-            )
+        self._check_names(state, "load_state_dict")
         loaded = {
             name: spec.from_plain(state[name]) if name in state else spec.fresh()
-            for name, spec in specs.items()
+            for name, spec in self._state_specs().items()
         }
-        for name, value in loaded.items():  # all rebuilt first: a bad state changes nothing
+        for name, children in self._child_groups().items():
+            parts = state.get(name, {})
+            for key, child in children.items():
+                if key in parts:
+                    child.load_state_dict(parts[key])
+                else:
+                    child.reset_state()
+        for name, value in loaded.items():  # rebuilt before any is set: a bad one changes none
             setattr(self, name, value)
 
     def reset_state(self) -> None:
         """Set every declared state back to its default."""
         for name, spec in self._state_specs().items():
             setattr(self, name, spec.fresh())
+        for children in self._child_groups().values():
+            for child in children.values():
+                child.reset_state()
 
     def merge_state(self, other: Stateful | Mapping[str, Any]) -> None:
         """Fold in another instance's state (or its :meth:`state_dict`) by the declared rules.
@@ -209,13 +241,13 @@ class Stateful:
             ValueError: `other` holds a state this instance does not declare.
         """
         state = other.state_dict() if isinstance(other, Stateful) else other
-        specs = self._state_specs()
-        unknown = [name for name in state if name not in specs]
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.merge_state: unknown state {unknown[0]!r}; "
-                f"it declares {', '.join(specs) or 'none'}"
-            )
+        self._check_names(state, "merge_state")
+        specs, groups = self._state_specs(), self._child_groups()
         for name, plain in state.items():
+            if name in groups:
+                for key, part in plain.items():
+                    if key in groups[name]:
+                        groups[name][key].merge_state(part)
+                continue
             spec = specs[name]
             setattr(self, name, spec.combine(getattr(self, name), spec.from_plain(plain)))
