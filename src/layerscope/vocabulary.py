@@ -71,7 +71,7 @@ def severity_name(level: float | None, unknown: str = "finding") -> str:
 
 
 class FindingLayout(NamedTuple):
-    """How a finding record reads in one place: the line, and how sites and the model read.
+    """How a finding record reads in one place: the line, how a site is quoted, the model named.
 
     The line is a ``str.format`` template over ``severity``, ``step``, ``where`` and ``kind``
     (the record's statistic) and ``text`` (the finding's message and suggestion, or its kind);
@@ -79,7 +79,7 @@ class FindingLayout(NamedTuple):
     """
 
     line: str
-    site: str = "{}"
+    quote: str = "{}"
     model: str = "model"
     escape: Callable[[str], str] | None = None
 
@@ -133,7 +133,7 @@ def finding_text(record: Record, layout: str = "line") -> str:
             f"finding_text: unknown layout {layout!r}; choose from {', '.join(FINDING_LAYOUTS)}"
         )
     escape = spec.escape or str
-    where = spec.site.format(escape(record.site)) if record.site else spec.model
+    where = spec.quote.format(escape(record.site)) if record.site else spec.model
     if layout == "console" and not record.text:
         value = "" if record.value is None else f" ({record.value:.3g})"
         return f"warning: step {record.step}: {record.tag}: {where}: {record.statistic}{value}"

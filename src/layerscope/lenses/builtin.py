@@ -133,7 +133,7 @@ class GradientNorms(Lens):
     L2 = statistic_key("l2")
     #: The norm of all selected parameter gradients together (site ``""``).
     GLOBAL_L2 = Key("global_l2", LAST)
-    #: Each module's share of the square of the global norm (site: the module).
+    #: Each module's share of the square of the global norm, at the module's site.
     SHARE = Key("share", LAST)
 
     def __init__(self, *, of: Iterable[str] = ("weight", "bias", "output"), **kwargs: Any) -> None:  # noqa: ANN401
