@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layerscope.records import Record, finding_line
+from layerscope.lenses import DeadUnits, GradientNorms, Loss
+from layerscope.records import Record
+from layerscope.vocabulary import finding_text, is_finding
 
 #: name -> (planted faults, learning rate)
 VARIANTS: dict[str, tuple[bool, float]] = {"healthy": (False, 0.05), "bad": (True, 5.0)}
@@ -98,17 +100,19 @@ class Findings:
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> Findings:
         """Read the latest dead fractions, weight-gradient norms, loss and findings from records."""
-        dead_fractions = [r for r in records if r.quantity == "dead" and r.statistic == "fraction"]
+        dead_fractions = [r for r in records if DeadUnits.DEAD_FRACTION.of(r)]
         dead = latest(r for r in dead_fractions if r.site.endswith(":output"))
         gradient_dead = latest(r for r in dead_fractions if r.site.endswith(":output.grad"))
-        norms = latest(r for r in records if r.quantity == "l2" and r.site.endswith(":weight.grad"))
-        losses = latest(r for r in records if r.quantity == "loss")
+        norms = latest(
+            r for r in records if GradientNorms.L2.of(r) and r.site.endswith(":weight.grad")
+        )
+        losses = latest(r for r in records if Loss.LOSS.of(r))
         return cls(
             dead={site.partition(":")[0]: v for site, v in dead.items()},
             gradient_dead={site.partition(":")[0]: v for site, v in gradient_dead.items()},
             grad_norms={site.partition(":")[0]: v for site, v in norms.items()},
-            loss=losses.get("loss", math.nan),
-            health=[finding_line(r) for r in records if r.quantity == "finding"],
+            loss=losses.get(Loss.LOSS.quantity, math.nan),
+            health=[finding_text(r) for r in records if is_finding(r)],
         )
 
     def lines(self, name: str) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from operator import attrgetter
 
 from layerscope.records import Record
+from layerscope.vocabulary import is_finding
 
 
 class RecordHistory:
@@ -44,7 +45,7 @@ class RecordHistory:
             self._records = [r for r in self._records if self._keeps(r) or r.step == newest]
 
     def _keeps(self, record: Record) -> bool:
-        return record.step % self.stride == 0 or record.quantity == "finding"
+        return record.step % self.stride == 0 or is_finding(record)
 
     def _drop_unaligned(self, step: int) -> None:
         """Once a newer step arrives, the records of `step` (at the end) go unless kept."""

@@ -94,23 +94,6 @@ class Record(NamedTuple):
         return self.value is not None and math.isfinite(self.value)
 
 
-#: A finding record's value is its severity level.
-SEVERITIES: dict[int, str] = {1: "info", 2: "warning", 3: "error"}
-
-
-def finding_line(record: Record) -> str:
-    """One line for a finding record: severity, step, site and its text.
-
-    Example:
-        >>> finding_line(Record(19, 0, "health", "act1:output", "finding", "dead_units", 3.0,
-        ...                     text="act1 is dead; fix it"))
-        'error, step 19, act1:output: act1 is dead; fix it'
-    """
-    severity = SEVERITIES.get(int(record.value or 0), "finding")
-    where = record.site or "model"
-    return f"{severity}, step {record.step}, {where}: {record.text or record.statistic}"
-
-
 #: The columns of a table of records (:func:`records_to_rows`, ``to_pandas``).
 RECORD_COLUMNS: tuple[str, ...] = (
     "step",

@@ -6,19 +6,20 @@ from collections.abc import Iterable
 
 from layerscope.health.base import Check, StepView, short
 from layerscope.health.findings import Finding
+from layerscope.lenses.builtin import DeadUnits, GradientDeath
 
 
 class _DeadFraction(Check):
     """Shared reading of ``dead.fraction`` records (DeadUnits / GradientDeath lenses)."""
 
     options = {"fraction": 0.6}
-    reads = frozenset({("dead", "fraction")})
+    reads = frozenset({DeadUnits.DEAD_FRACTION, GradientDeath.DEAD_FRACTION})
     kind = "dead"
-    what = "output"
+    what = DeadUnits.kinds[0]
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per site whose dead fraction reaches ``fraction`` (error when all dead)."""
-        for r in view.find("dead", "fraction"):
+        for r in view.find(DeadUnits.DEAD_FRACTION):
             if r.site.partition(":")[2] != self.what or r.value < self.fraction:  # type: ignore[operator]
                 continue
             value = float(r.value)  # type: ignore[arg-type]
@@ -50,7 +51,7 @@ class DeadUnitsCheck(_DeadFraction):
 
     name = "dead_units"
     kind = "dead_units"
-    what = "output"
+    what = DeadUnits.kinds[0]
 
     def words(self, site: str, value: float) -> tuple[str, str]:
         """What is wrong with the layer, and what to try."""
@@ -73,7 +74,7 @@ class GradientDeathCheck(_DeadFraction):
 
     name = "gradient_death"
     kind = "gradient_death"
-    what = "output.grad"
+    what = GradientDeath.kinds[0]
 
     def words(self, site: str, value: float) -> tuple[str, str]:
         """What is wrong with the layer, and what to try."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView
+from layerscope.lenses import Attention
 
 
 class AttentionCheck(Check):
@@ -28,23 +29,25 @@ class AttentionCheck(Check):
 
     name = "attention"
     options = {"collapse_below": 0.05, "uniform_above": 0.995, "window": 10, "min_steps": 100}
-    reads = frozenset({("entropy_ratio", "mean")})
+    reads = frozenset({Attention.ENTROPY_RATIO})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._series = Series(self.window)
-        self._seen: dict[str, int] = {}
+        self.series: Series
+        self.add_series("series", self.window)
+        self.seen: dict[str, int]  # head site -> observed steps
+        self.add_state("seen", {}, merge="sum", keyed=True)
 
     def run(self, view: StepView) -> Iterable[object]:
         """A finding per head that collapsed or stayed uniform."""
-        for r in view.find("entropy_ratio", "mean"):
+        for r in view.find(Attention.ENTROPY_RATIO):
             site = r.site
-            self._series.add(site, float(r.value))  # type: ignore[arg-type]
-            self._seen[site] = self._seen.get(site, 0) + 1
-            if not self._series.full(site):
+            self.series.add(site, float(r.value))  # type: ignore[arg-type]
+            self.seen[site] = self.seen.get(site, 0) + 1
+            if not self.series.full(site):
                 continue
-            values = self._series.values(site)
-            median = self._series.median(site)
+            values = self.series.values(site)
+            median = self.series.median(site)
             head = site.partition(":")[2].removeprefix("attention.") or site
             module = site.partition(":")[0] or "model"
             if median < self.collapse_below:
@@ -57,7 +60,7 @@ class AttentionCheck(Check):
                     f"{module} {head} attends to a single position (entropy ratio {median:.3f})",
                     "lower the learning rate, add attention dropout, or check the mask",
                 )
-            elif self._seen[site] >= self.min_steps and min(values) > self.uniform_above:
+            elif self.seen[site] >= self.min_steps and min(values) > self.uniform_above:
                 yield self.finding(
                     "attention_uniform",
                     "info",

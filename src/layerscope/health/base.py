@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left, insort
 from collections import deque
@@ -12,8 +13,10 @@ from typing import Any, ClassVar
 from torch import nn
 
 from layerscope.health.findings import Finding
+from layerscope.lenses.state import Stateful
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.vocabulary import Key
 
 
 @dataclass
@@ -27,8 +30,8 @@ class StepView:
         records: every record the lenses emitted for the step.
         module_order: module name -> depth index in ``named_modules()`` order.
         module_types: module name -> module class, for the modules the Health lens selected.
-        reads: the (quantity, statistic) pairs the checks find, indexed on the first find
-            (``None``: every pair). Indexing only those skips most of a step's records.
+        reads: the record keys the checks find, indexed on the first find (``None``: every
+            key). Indexing only those skips most of a step's records.
 
     """
 
@@ -37,19 +40,23 @@ class StepView:
     records: Sequence[Record]
     module_order: Mapping[str, int]
     module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
-    reads: frozenset[tuple[str, str]] | None = None
-    # (quantity, statistic) -> finite records: built on the first find, as every check finds.
+    reads: frozenset[Key] | None = None
+    # key -> finite records: built on the first find, as every check finds.
     _index: dict[tuple[str, str], list[Record]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
-    def find(self, quantity: str, statistic: str, tag: str | None = None) -> list[Record]:
-        """The step's finite scalar records of `quantity` / `statistic` (and `tag`, if given)."""
+    def find(self, key: Key, tag: str | None = None) -> list[Record]:
+        """The step's finite scalar records of `key` (and `tag`, if given).
+
+        `key` is one a lens exports (``GradientNorms.GLOBAL_L2``), or any (quantity, statistic).
+        """
         if self._index is None:
             self._index = self._build_index()
-        found = self._index.get((quantity, statistic))
-        if found is None and self.reads is not None:  # a pair no check declared: look it up
-            found = self._index[quantity, statistic] = [
+        found = self._index.get(key)
+        if found is None and self.reads is not None:  # a key no check declared: look it up
+            quantity, statistic = key
+            found = self._index[key] = [
                 r
                 for r in self.records
                 if r.quantity == quantity and r.statistic == statistic and r.is_finite
@@ -78,13 +85,15 @@ class StepView:
         return self.module_order.get(site.partition(":")[0], -1)
 
 
-class Check:
+class Check(Stateful):
     """Base of every health check: a name, options with defaults, and :meth:`run`.
 
     A subclass sets ``name`` (the option group in ``Health(name={...})``), ``options`` (the
     defaults), and implements :meth:`run`; a check that needs extra per-site statistics also
     overrides :meth:`needs_at`. Options are validated here: an unknown one is a ValueError
-    naming it and the accepted ones.
+    naming it and the accepted ones. What it keeps across steps it declares with
+    :meth:`add_state` (:meth:`add_series` for a window of recent values); the Health lens
+    checkpoints and merges that with its own.
 
     Example:
         >>> class Quiet(Check):
@@ -99,9 +108,9 @@ class Check:
 
     name: ClassVar[str] = "check"
     options: ClassVar[dict[str, Any]] = {}
-    #: The (quantity, statistic) pairs of records the check finds (``None``: it may read any);
-    #: the step's records are indexed for these only.
-    reads: ClassVar[frozenset[tuple[str, str]] | None] = None
+    #: The keys of the records the check finds, as the lenses that write them export them
+    #: (``None``: it may read any); the step's records are indexed for these only.
+    reads: ClassVar[frozenset[Key] | None] = None
 
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():
@@ -138,6 +147,20 @@ class Check:
                     f"Health: option {self.name}.{key} must be a positive integer, "
                     f"got {getattr(self, key)!r}"
                 )
+
+    def add_series(self, name: str, size: int) -> None:
+        """Declare a :class:`Series` of the last `size` values per key as state `name`.
+
+        Two merge as one stream: the other's values follow this one's (a later piece of the
+        run), the last `size` kept.
+        """
+        self.add_state(
+            name,
+            Series(size),
+            merge="merge",
+            save=Series.plain,
+            load=functools.partial(Series.from_plain, size),
+        )
 
     def needs_at(self, module: str, module_type: type[nn.Module], kind: str) -> Needs:
         """Extra statistics this check needs at a site; none by default."""
@@ -202,6 +225,25 @@ class Series:
         """The keys seen so far."""
         return list(self._values)
 
+    def merge(self, other: Series) -> None:
+        """Append `other`'s values after this one's, per key (the last ``size`` kept)."""
+        for key, values in other._values.items():
+            for value in values:
+                self.add(key, value)
+
+    def plain(self) -> dict[str, list[float]]:
+        """The kept values per key, oldest first, as plain lists."""
+        return {key: list(values) for key, values in self._values.items()}
+
+    @classmethod
+    def from_plain(cls, size: int, plain: Mapping[str, Sequence[float]]) -> Series:
+        """A series of `size` holding :meth:`plain`'s values."""
+        series = cls(size)
+        for key, values in plain.items():
+            for value in values:
+                series.add(str(key), float(value))
+        return series
+
 
 class SortedWindow:
     """The last ``size`` values of one series, kept sorted too: a median is a lookup, not a sort.
@@ -240,6 +282,51 @@ class SortedWindow:
     def median(self) -> float:
         """The median of the window (NaN when empty), as :func:`median` computes it."""
         return _middle(self._sorted) if self._sorted else math.nan
+
+    def values(self) -> list[float]:
+        """The window's values in the order they arrived."""
+        return list(self._arrived)
+
+
+class Stretches:
+    """The last two ``size``-long stretches of one series: the newer pushes into the older.
+
+    Example:
+        >>> s = Stretches(2)
+        >>> for v in (1.0, 2.0, 3.0, 4.0, 5.0):
+        ...     s.add(v)
+        >>> s.older.values(), s.newer.values()
+        ([2.0, 3.0], [4.0, 5.0])
+
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.older = SortedWindow(size)
+        self.newer = SortedWindow(size)
+
+    def add(self, value: float) -> None:
+        """Add `value` to the newer stretch; its oldest value moves to the older one."""
+        pushed_out = self.newer.add(value)
+        if pushed_out is not None:
+            self.older.add(pushed_out)
+
+    def values(self) -> list[float]:
+        """Both stretches' values in the order they arrived."""
+        return [*self.older.values(), *self.newer.values()]
+
+    def merge(self, other: Stretches) -> None:
+        """Continue with `other`'s values, as if they had come after this one's."""
+        for value in other.values():
+            self.add(value)
+
+    @classmethod
+    def from_values(cls, size: int, values: Sequence[float]) -> Stretches:
+        """Stretches of `size` that saw `values` (the last ``2 * size`` of them suffice)."""
+        stretches = cls(size)
+        for value in values:
+            stretches.add(float(value))
+        return stretches
 
 
 def short(site: str) -> str:

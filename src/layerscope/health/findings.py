@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Severity names and the number a finding record carries as its value.
-SEVERITY_LEVELS: dict[str, int] = {"info": 1, "warning": 2, "error": 3}
+from layerscope.vocabulary import SEVERITY_LEVELS
 
 
 @dataclass(frozen=True)
@@ -342,8 +341,8 @@ class FindingLog:
     def state_dict(self) -> dict[str, Any]:
         """The log as plain values, for checkpoints: a resumed run reports nothing twice."""
         return {
-            "findings": [_plain(f) for f in self._findings.values()],
-            "history": [_plain(f) for f in self._history],
+            "findings": [finding_to_plain(f) for f in self._findings.values()],
+            "history": [finding_to_plain(f) for f in self._history],
             "unseen": [[kind, site, n] for (kind, site), n in self._unseen.items()],
             "last_step": self._last_step,
         }
@@ -355,8 +354,8 @@ class FindingLog:
             ValueError: `state` is not a :meth:`state_dict` (a finding lacks a field...).
         """
         try:
-            findings = [_finding(d) for d in state["findings"]]
-            history = [_finding(d) for d in state["history"]]
+            findings = [finding_from_plain(d) for d in state["findings"]]
+            history = [finding_from_plain(d) for d in state["history"]]
             unseen = {(str(kind), str(site)): int(n) for kind, site, n in state["unseen"]}
             last = state["last_step"]
         except (KeyError, TypeError, ValueError) as error:
@@ -369,14 +368,16 @@ class FindingLog:
         self._last_step = None if last is None else int(last)
 
 
-def _plain(f: Finding) -> dict[str, Any]:
+def finding_to_plain(f: Finding) -> dict[str, Any]:
+    """A finding as plain Python values, for checkpoints."""
     fields = dataclasses.asdict(f)
     fields["sites"] = list(f.sites)
     fields["evidence"] = {str(k): float(v) for k, v in f.evidence.items()}
     return fields
 
 
-def _finding(fields: Mapping[str, Any]) -> Finding:
+def finding_from_plain(fields: Mapping[str, Any]) -> Finding:
+    """The finding :func:`finding_to_plain` made plain."""
     return Finding(
         **{**fields, "sites": tuple(fields["sites"]), "evidence": dict(fields["evidence"])}
     )

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from layerscope.health.base import Check, Series, StepView, short
+from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding, times_text
+from layerscope.lenses import GradientNorms
 
 #: Normalisation layers: their weight gradients follow a different scale, so depth ignores them.
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
@@ -36,17 +37,19 @@ class DepthGradientsCheck(Check):
 
     name = "depth_gradients"
     options = {"log10_vanishing": -4.0, "log10_exploding": 4.0, "window": 5, "min_layers": 3}
-    reads = frozenset({("l2", "last")})
+    reads = frozenset({GradientNorms.L2})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._largest = Series(self.window)  # log10 of the first layers' largest / last
-        self._smallest = Series(self.window)  # ... and of their smallest / last
+        self.largest: Series  # log10 of the first layers' largest / last
+        self.smallest: Series  # ... and of their smallest / last
+        self.add_series("largest", self.window)
+        self.add_series("smallest", self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """At most one finding per step: vanishing or exploding, naming first and last layer."""
         norms: dict[str, float] = {}
-        for r in view.find("l2", "last"):
+        for r in view.find(GradientNorms.L2):
             if not r.site.endswith("weight.grad"):  # most are output and bias norms
                 continue
             module_type = view.module_types.get(r.site.partition(":")[0])
@@ -59,11 +62,11 @@ class DepthGradientsCheck(Check):
         early = [norms[site] for site in ordered[: max(1, (len(ordered) - 1) // 4)]]
         if min(early) <= 0 or norms[last] <= 0:
             return
-        self._largest.add("", math.log10(max(early) / norms[last]))
-        self._smallest.add("", math.log10(min(early) / norms[last]))
-        if not self._largest.full(""):
+        self.largest.add("", math.log10(max(early) / norms[last]))
+        self.smallest.add("", math.log10(min(early) / norms[last]))
+        if not self.largest.full(""):
             return
-        largest, smallest = self._largest.median(""), self._smallest.median("")
+        largest, smallest = self.largest.median(""), self.smallest.median("")
         if largest < self.log10_vanishing:
             ratio = largest
         elif smallest > self.log10_exploding:
@@ -113,38 +116,43 @@ class GradientSpikeCheck(Check):
 
     name = "gradient_spikes"
     options = {"factor": 10.0, "growth": 1000.0, "window": 20, "min_steps": 5}
-    reads = frozenset({("global_l2", "last")})
+    reads = frozenset({GradientNorms.GLOBAL_L2})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._recent = Series(self.window)
-        self._early = Series(self.min_steps)
-        self._last = Series(self.min_steps)
+        self.recent: Series
+        self.add_series("recent", self.window)
+        # The first min_steps values of the run: two pieces' merge keeps the earlier's first.
+        self.early: list[float]
+        self.add_state("early", [], merge="cat")
+        self.latest: Series
+        self.add_series("latest", self.min_steps)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A spike finding, and an exploding-over-time finding, each when it applies."""
-        for r in view.find("global_l2", "last"):
+        for r in view.find(GradientNorms.GLOBAL_L2):
             value = float(r.value)  # type: ignore[arg-type]
-            known = self._recent.count("")
-            median = self._recent.median("")
-            self._recent.add("", value)
-            if not self._early.full(""):
-                self._early.add("", value)
-            self._last.add("", value)
-            if known >= self.min_steps and median > 0 and value > self.factor * median:
+            known = self.recent.count("")
+            middle = self.recent.median("")
+            self.recent.add("", value)
+            if len(self.early) < self.min_steps:
+                self.early.append(value)
+            self.latest.add("", value)
+            if known >= self.min_steps and middle > 0 and value > self.factor * middle:
                 yield self.finding(
                     "gradient_spike",
                     "warning",
                     view,
                     [],
-                    {"global_l2": value, "median": median},
-                    f"the global gradient norm jumped to {value:.3g}, {value / median:.0f}x its "
+                    {"global_l2": value, "median": middle},
+                    f"the global gradient norm jumped to {value:.3g}, {value / middle:.0f}x its "
                     "recent median",
                     "look for a bad batch; clip gradients or lower the learning rate",
                 )
-            early = self._early.median("")
-            if self._early.full("") and known >= 2 * self.min_steps and early > 0:
-                recent = self._last.median("")
+            first = self.early[: self.min_steps]
+            early = median(first) if first else math.nan
+            if len(first) == self.min_steps and known >= 2 * self.min_steps and early > 0:
+                recent = self.latest.median("")
                 if recent > self.growth * early:
                     yield self.finding(
                         "exploding_gradients",

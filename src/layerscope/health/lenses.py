@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from layerscope.health.findings import Finding, FindingLog
 from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs
+from layerscope.vocabulary import FINDING, Key
 
 _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
 
@@ -87,11 +89,24 @@ class Health(Lens):
                     f"Health: options given for check {key!r}, which is not run "
                     f"(checks={sorted(names)})"
                 )
-        self.log = FindingLog(close_after)
-        # What StepView indexes; a check added later that reads other pairs finds them anyway.
+        # The findings so far: a resumed run reports nothing twice. Checks judge the windows
+        # merged across ranks, so one log (the first instance's, rank 0's) holds them all.
+        self.log: FindingLog
+        self.add_state(
+            "log",
+            FindingLog(close_after),
+            merge="first",
+            save=FindingLog.state_dict,
+            load=functools.partial(_finding_log, close_after),
+        )
+        # The checks that failed and were disabled stay disabled.
+        self.failed: set[str]
+        self.add_state("failed", set(), merge="union", save=sorted, load=set)
+        # Each check's own state (its windows of recent values), under its name.
+        self.add_children("checks", _by_name(self.checks))
+        # What StepView indexes; a check added later that reads other keys finds them anyway.
         self._reads = _reads_of(self.checks)
         self._types: dict[str, type[nn.Module]] = {}
-        self._failed: set[str] = set()
         super().__init__(**lens_options)
 
     # -- selection and needs ---------------------------------------------------------------------
@@ -126,12 +141,12 @@ class Health(Lens):
         view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types, self._reads)
         seen: list[Finding] = []
         for check in self.checks:
-            if check.name in self._failed:
+            if check.name in self.failed:
                 continue
             try:
                 seen.extend(check.run(view))
             except Exception as error:  # noqa: BLE001 - a failing check must not kill training
-                self._failed.add(check.name)
+                self.failed.add(check.name)
                 warnings.warn(
                     f"layerscope: health check {check.name!r} failed and is disabled: {error!r}",
                     RuntimeWarning,
@@ -143,7 +158,7 @@ class Health(Lens):
                 epoch=ctx.epoch,
                 tag=self.tag,
                 site=f.site,
-                quantity="finding",
+                quantity=FINDING,
                 statistic=f.kind,
                 value=float(f.level),
                 text=f.text,
@@ -154,20 +169,6 @@ class Health(Lens):
     def findings(self) -> list[Finding]:
         """Every finding so far, oldest first."""
         return self.log.findings()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The findings so far and the checks that failed, for checkpoints.
-
-        The checks' own recent-value windows are not kept: after a resume they refill over
-        their window before judging trends again.
-        """
-        return {"findings": self.log.state_dict(), "failed": sorted(self._failed)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: findings already reported are not reported again."""
-        if "findings" in state:  # a state saved before findings were checkpointed has none
-            self.log.load_state_dict(state["findings"])
-        self._failed = set(state.get("failed", ()))
 
 
 class NonFinite(Health):
@@ -223,9 +224,24 @@ class NonFinite(Health):
         return Needs(values=True)
 
 
-def _reads_of(checks: Iterable[Check]) -> frozenset[tuple[str, str]] | None:
-    """The record pairs the checks find (None when one of them may read any)."""
-    reads: set[tuple[str, str]] = set()
+def _by_name(checks: Sequence[Check]) -> dict[str, Check]:
+    """The checks by name; a name given twice gets its place appended (``"loss#2"``)."""
+    out: dict[str, Check] = {}
+    for i, check in enumerate(checks):
+        out[check.name if check.name not in out else f"{check.name}#{i}"] = check
+    return out
+
+
+def _finding_log(close_after: int, state: Mapping[str, Any]) -> FindingLog:
+    """A finding log restored from its :meth:`~FindingLog.state_dict`."""
+    log = FindingLog(close_after)
+    log.load_state_dict(state)
+    return log
+
+
+def _reads_of(checks: Iterable[Check]) -> frozenset[Key] | None:
+    """The record keys the checks find (None when one of them may read any)."""
+    reads: set[Key] = set()
     for check in checks:
         if check.reads is None:
             return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
-from layerscope.health.base import Check, Series, SortedWindow, StepView, median
+from layerscope.health.base import Check, Series, StepView, Stretches, median
 from layerscope.health.findings import Finding
+from layerscope.lenses import Loss
 
 
 class LossCheck(Check):
@@ -37,31 +39,39 @@ class LossCheck(Check):
         "plateau_window": 50,
         "plateau_tolerance": 0.01,
     }
-    reads = frozenset({("loss", "last")})
+    reads = frozenset({Loss.LOSS})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._recent = Series(self.window)
-        self._latest = Series(self.min_steps)
+        self.recent: Series
+        self.latest: Series
+        self.add_series("recent", self.window)
+        self.add_series("latest", self.min_steps)
         # The plateau's two stretches: the newer pushes its oldest loss into the older.
-        self._older = SortedWindow(int(self.plateau_window))
-        self._newer = SortedWindow(int(self.plateau_window))
-        self._first: float | None = None
+        size = int(self.plateau_window)
+        self.plateau: Stretches
+        self.add_state(
+            "plateau",
+            Stretches(size),
+            merge="merge",
+            save=Stretches.values,
+            load=functools.partial(Stretches.from_values, size),
+        )
+        self.first: float | None  # the first loss of the run
+        self.add_state("first", None, merge="first")
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """Spike, divergence and plateau findings, each when it applies."""
-        for r in view.find("loss", "last"):
+        for r in view.find(Loss.LOSS):
             if r.site:
                 continue
             loss = float(r.value)  # type: ignore[arg-type]
-            history = self._recent.values("")
-            self._recent.add("", loss)
-            self._latest.add("", loss)
-            pushed_out = self._newer.add(loss)
-            if pushed_out is not None:
-                self._older.add(pushed_out)
-            if self._first is None:
-                self._first = loss
+            history = self.recent.values("")
+            self.recent.add("", loss)
+            self.latest.add("", loss)
+            self.plateau.add(loss)
+            if self.first is None:
+                self.first = loss
             yield from self._spike(view, loss, history)
             yield from self._divergence(view)
             yield from self._plateau(view)
@@ -71,7 +81,7 @@ class LossCheck(Check):
             return
         middle = median(history)
         mad = median(abs(v - middle) for v in history)
-        jump = max(self.spike_mads * mad, self.spike_jump * (self._first or 0.0))
+        jump = max(self.spike_mads * mad, self.spike_jump * (self.first or 0.0))
         if middle > 0 and loss > self.spike_factor * middle and loss - middle > jump:
             yield self.finding(
                 "loss_spike",
@@ -84,10 +94,10 @@ class LossCheck(Check):
             )
 
     def _divergence(self, view: StepView) -> Iterable[Finding]:
-        first = self._first
-        if first is None or first <= 0 or not self._latest.full(""):
+        first = self.first
+        if first is None or first <= 0 or not self.latest.full(""):
             return
-        recent = self._latest.median("")
+        recent = self.latest.median("")
         if recent > self.divergence_factor * first:
             yield self.finding(
                 "loss_divergence",
@@ -100,9 +110,9 @@ class LossCheck(Check):
             )
 
     def _plateau(self, view: StepView) -> Iterable[Finding]:
-        if not self._older.full():
+        if not self.plateau.older.full():
             return
-        before, after = self._older.median(), self._newer.median()
+        before, after = self.plateau.older.median(), self.plateau.newer.median()
         if before > 0 and (before - after) / before < self.plateau_tolerance:
             yield self.finding(
                 "loss_plateau",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from layerscope.gatherers.nonfinite import FINITE_SUFFIX
 from layerscope.health.base import Check, StepView, short
-from layerscope.health.findings import Finding
+from layerscope.health.findings import Finding, finding_from_plain, finding_to_plain
 from layerscope.reduce.contract import SiteWindow
 
 #: Site kinds in the order a step computes them: forward, backward, then the rest.
@@ -24,6 +25,14 @@ def nonfinite_of(w: SiteWindow) -> tuple[int, int]:
         calls = max(w.summary.count // 2, 1)
         return round(float(w.values[0]) * calls), round(float(w.values[1]) * calls)
     return w.summary.nonfinite, w.summary.size
+
+
+def _origin_plain(origin: Finding | None) -> dict[str, Any] | None:
+    return None if origin is None else finding_to_plain(origin)
+
+
+def _origin_finding(plain: Mapping[str, Any] | None) -> Finding | None:
+    return None if plain is None else finding_from_plain(plain)
 
 
 class NanOriginCheck(Check):
@@ -48,7 +57,9 @@ class NanOriginCheck(Check):
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._origin: Finding | None = None
+        # The origin while non-finite values persist; the first instance's (the earlier) wins.
+        self.origin: Finding | None
+        self.add_state("origin", None, merge="first", save=_origin_plain, load=_origin_finding)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """The origin finding while any observed site is non-finite."""
@@ -64,12 +75,12 @@ class NanOriginCheck(Check):
                 hits.append((_RANK[w.kind], i, site.removesuffix(FINITE_SUFFIX), bad, size, w))
         if not hits:
             if any(w.kind != "loss" for w in view.windows.values()):
-                self._origin = None  # a whole clean step, not just a late loss: re-arm
+                self.origin = None  # a whole clean step, not just a late loss: re-arm
             return
-        if self._origin is None:
+        if self.origin is None:
             _, _, site, bad, size, w = min(hits, key=lambda h: h[:2])
             where = "backward pass" if ".grad" in w.kind else "forward pass"
-            self._origin = self.finding(
+            self.origin = self.finding(
                 "nan_origin",
                 "error",
                 view,
@@ -80,4 +91,4 @@ class NanOriginCheck(Check):
                 "look for log/sqrt/division of non-positive values there, or lower the "
                 "learning rate; torch.autograd.detect_anomaly() pinpoints the op",
             )
-        yield self._origin
+        yield self.origin

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding, parameter_name, share_text
+from layerscope.lenses import Optimizer
 
 
 class UpdateRatioCheck(Check):
@@ -34,7 +35,7 @@ class UpdateRatioCheck(Check):
 
     name = "update_ratio"
     options = {"band": (-5.0, -0.5), "window": 5, "bias_warmup": 10}
-    reads = frozenset({("update_ratio", "last")})
+    reads = frozenset({Optimizer.UPDATE_RATIO})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -42,20 +43,21 @@ class UpdateRatioCheck(Check):
             raise ValueError(
                 f"Health: update_ratio.band must be (low, high) with low < high, got {self.band}"
             )
-        self._series = Series(self.window)
+        self.series: Series
+        self.add_series("series", self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
-        for r in view.find("update_ratio", "last"):
+        for r in view.find(Optimizer.UPDATE_RATIO):
             if r.step < self.bias_warmup and "bias" in r.site.partition(":")[2]:
                 continue  # a bias growing from zero: 1/k after k steps, whatever the rate
             value = float(r.value)  # type: ignore[arg-type]
             if not math.isfinite(value):
                 continue  # ‖Δw‖ / ‖w‖ of an all-zero parameter (a fresh bias) is undefined
-            self._series.add(r.site, math.log10(value) if value > 0 else -math.inf)
-            if not self._series.full(r.site):
+            self.series.add(r.site, math.log10(value) if value > 0 else -math.inf)
+            if not self.series.full(r.site):
                 continue
-            median = self._series.median(r.site)
+            median = self.series.median(r.site)
             low, high = self.band
             evidence = {"log10_update_ratio": median}
             name = parameter_name(r.site)
@@ -110,26 +112,27 @@ class EpsDominanceCheck(Check):
 
     name = "eps_dominance"
     options = {"fraction": 0.5, "noise": 1e-6, "window": 5}
-    reads = frozenset({("eps_dominance", "fraction"), ("exp_avg_sq", "mean")})
+    reads = frozenset({Optimizer.EPS_DOMINANCE, Optimizer.EXP_AVG_SQ})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self._series = Series(self.window)
+        self.series: Series
+        self.add_series("series", self.window)
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter mostly ruled by eps over the window."""
         rms = {
             r.site: math.sqrt(r.value)  # type: ignore[arg-type]
-            for r in view.find("exp_avg_sq", "mean")
+            for r in view.find(Optimizer.EXP_AVG_SQ)
             if r.value > 0  # type: ignore[operator]
         }
         typical = median(rms.values()) if rms else 0.0
-        for r in view.find("eps_dominance", "fraction"):
+        for r in view.find(Optimizer.EPS_DOMINANCE):
             if r.site in rms and rms[r.site] < self.noise * typical:
                 continue  # round-off of a gradient that is zero in exact arithmetic
-            self._series.add(r.site, float(r.value))  # type: ignore[arg-type]
-            share = self._series.median(r.site)
-            if self._series.full(r.site) and share >= self.fraction:
+            self.series.add(r.site, float(r.value))  # type: ignore[arg-type]
+            share = self.series.median(r.site)
+            if self.series.full(r.site) and share >= self.fraction:
                 yield self.finding(
                     "eps_dominated",
                     "warning",

@@ -61,7 +61,8 @@ class SaturationCheck(Check):
             )
         if not 0 < self.tanh_limit < 1 or self.tail <= 0:
             raise ValueError("Health: saturation.tanh_limit must be in (0, 1) and tail positive")
-        self._series = Series(self.window)
+        self.series: Series
+        self.add_series("series", self.window)
         self._levels_of: dict[type[nn.Module], frozenset[tuple[float, bool]]] = {}
 
     def _levels(self, module_type: type[nn.Module]) -> frozenset[tuple[float, bool]]:
@@ -107,13 +108,11 @@ class SaturationCheck(Check):
             share = self.saturated(w, module_type)
             if share is None:
                 continue
-            self._series.add(site, share)
-            values = self._series.values(site)
+            self.series.add(site, share)
+            values = self.series.values(site)
             mean = sum(values) / len(values)
             tail = activation_family(module_type) == "smooth_relu"
-            if not self._series.full(site) or mean < (
-                self.tail_fraction if tail else self.fraction
-            ):
+            if not self.series.full(site) or mean < (self.tail_fraction if tail else self.fraction):
                 continue
             kind = "negative_tail" if tail else "saturation"
             message = (

@@ -8,10 +8,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from layerscope import stats
 from layerscope.gatherers.attention import HEAD_QUANTITIES
 from layerscope.lenses.base import EmitContext, Lens
+from layerscope.lenses.builtin import TRACKER_PLAIN
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.vocabulary import Key
 
 
 class Attention(Lens):
@@ -49,6 +52,14 @@ class Attention(Lens):
     default_tag = "attention"
     kinds = ("attention",)
     default_modules = (nn.MultiheadAttention,)
+    #: Per head (site ``"m:attention.head<h>"``): each quantity of the gatherer, as a mean.
+    HEAD_KEYS: tuple[Key, ...] = tuple(Key(quantity, "mean") for quantity in HEAD_QUANTITIES)
+    #: Entropy (nats), and entropy over its largest possible value, per head.
+    ENTROPY = Key("entropy", "mean")
+    ENTROPY_RATIO = Key("entropy_ratio", "mean")
+    #: Heads silent over the window, per attention module (site ``"m:attention"``).
+    DEAD_HEADS_COUNT = Key("dead_heads", "count")
+    DEAD_HEADS_FRACTION = Key("dead_heads", "fraction")
 
     def __init__(
         self,
@@ -69,19 +80,13 @@ class Attention(Lens):
         self.output_path = output_path
         self.dead_tolerance = float(dead_tolerance)
         self.window = window
-        self._silent: dict[str, np.ndarray] = {}  # site -> consecutive silent steps per head
+        # site -> per head, whether it spoke (was not silent) on each of the last window steps:
+        # a head that never spoke over a full window is dead
+        self.speaking: dict[str, stats.ActivityTracker]
+        self.add_state("speaking", {}, merge="merge", keyed=True, **TRACKER_PLAIN)
         if output_path is not None:
             self.default_modules = None  # any module the user names holds the weights
         super().__init__(**kwargs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Silent-step counts per head, for checkpoints."""
-        return {"silent": {site: count.tolist() for site, count in self._silent.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        silent = state.get("silent", {})
-        self._silent = {site: np.asarray(count, np.int64) for site, count in silent.items()}
 
     def needs(self, kind: str) -> Needs:
         """Ask for the gatherer's per-head vectors, whole."""
@@ -94,23 +99,19 @@ class Attention(Lens):
             return []
         out = []
         for head in range(v.shape[1]):
-            for row, quantity in enumerate(HEAD_QUANTITIES):
+            for row, key in enumerate(self.HEAD_KEYS):
                 value = float(v[row, head])
-                if quantity == "output_l2" and math.isnan(value):
+                if key.quantity == "output_l2" and math.isnan(value):
                     continue
-                out.append(self.record(ctx, f"{w.site}.head{head}", quantity, "mean", value))
+                out.append(self.record(ctx, f"{w.site}.head{head}", *key, value))
         norms = v[HEAD_QUANTITIES.index("output_l2")]
         if np.isfinite(norms).all():
-            silent = norms <= self.dead_tolerance * norms.max()
-            count = self._silent.get(w.site)
-            count = (
-                np.zeros(len(norms), np.int64)
-                if count is None or count.shape != norms.shape
-                else count
-            )
-            count = np.where(silent, count + 1, 0)
-            self._silent[w.site] = count
-            dead = int((count >= self.window).sum())
-            out.append(self.record(ctx, w.site, "dead_heads", "count", dead))
-            out.append(self.record(ctx, w.site, "dead_heads", "fraction", dead / len(norms)))
+            spoke = norms > self.dead_tolerance * norms.max()
+            tracker = self.speaking.get(w.site)
+            if tracker is None or tracker.units != len(norms):
+                tracker = self.speaking[w.site] = stats.ActivityTracker(len(norms), self.window)
+            tracker.update(ctx.step, spoke)
+            dead = tracker.dead_count()
+            out.append(self.record(ctx, w.site, *self.DEAD_HEADS_COUNT, dead))
+            out.append(self.record(ctx, w.site, *self.DEAD_HEADS_FRACTION, dead / len(norms)))
         return out

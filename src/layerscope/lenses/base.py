@@ -5,17 +5,18 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from layerscope.docs import error_message
 from layerscope.gatherers import AttentionGatherer, ForwardGatherer, RecurrentGatherer
+from layerscope.lenses.state import Stateful
 from layerscope.lenses.statistics import (
     NORM_STATISTICS,
     QUANTILE_STATISTICS,
     VALUE_STATISTICS,
     check_statistics,
+    statistic_key,
 )
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
@@ -82,7 +83,7 @@ def owns_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
-class Lens:
+class Lens(Stateful):
     """Base class of every lens.
 
     A lens selects modules (by type, by name glob, or by predicate — all given conditions must
@@ -98,6 +99,10 @@ class Lens:
         first: additionally observe each of the first K steps.
         schedule: a custom ``step -> bool``; replaces ``every``/``first`` when given.
         tag: the group its plots share; defaults to the lens's own.
+
+    What a lens keeps across steps it declares with :meth:`add_state` (with the rule by which
+    two instances' states merge); :meth:`state_dict`, :meth:`load_state_dict` and
+    :meth:`merge_state` follow from the declarations. A stateless lens declares nothing.
 
     Example:
         >>> from torch import nn
@@ -312,13 +317,6 @@ class Lens:
             self._readers_of = self.statistics
         return self._reader_list
 
-    def state_dict(self) -> dict[str, Any]:
-        """State carried across steps (for checkpoints); stateless lenses return ``{}``."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-
     def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Records judging the whole step, given every record the lenses emitted for it.
 
@@ -355,8 +353,5 @@ class Lens:
 
 def _reader(name: str) -> tuple[str, str, StatisticReader | None]:
     """The quantity and statistic a statistic is recorded under, and how to read it."""
-    if name == "histogram":
-        return "value", "histogram", None
-    if name in NORM_STATISTICS:
-        return name, "last", NORM_STATISTICS[name]
-    return "value", name, VALUE_STATISTICS[name]
+    quantity, statistic = statistic_key(name)
+    return quantity, statistic, NORM_STATISTICS.get(name) or VALUE_STATISTICS.get(name)

@@ -11,9 +11,11 @@ from torch import nn
 
 from layerscope import stats
 from layerscope.lenses.base import EmitContext, Lens, owns_parameters
+from layerscope.lenses.statistics import statistic_key
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.units import CONVOLUTIONS, has_weight_matrix, is_activation
+from layerscope.vocabulary import LAST, Key
 
 #: Modules whose output units are "active" only when positive.
 RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.Hardtanh)
@@ -127,6 +129,12 @@ class GradientNorms(Lens):
 
     default_tag = "gradients"
     default_statistics = ("l2",)
+    #: The norm of each gradient (with the default statistics).
+    L2 = statistic_key("l2")
+    #: The norm of all selected parameter gradients together (site ``""``).
+    GLOBAL_L2 = Key("global_l2", LAST)
+    #: Each module's share of the square of the global norm, at the module's site.
+    SHARE = Key("share", LAST)
 
     def __init__(self, *, of: Iterable[str] = ("weight", "bias", "output"), **kwargs: Any) -> None:  # noqa: ANN401
         of = tuple(of)
@@ -168,11 +176,18 @@ class GradientNorms(Lens):
             squares[w.module] = squares.get(w.module, 0.0) + w.summary.l2**2
         if squares:
             total = sum(squares.values())
-            out.append(self.record(ctx, "", "global_l2", "last", math.sqrt(total)))
+            out.append(self.record(ctx, "", *self.GLOBAL_L2, math.sqrt(total)))
             for module in sorted(squares, key=lambda m: ctx.module_order.get(m, 0)):
                 share = squares[module] / total if total > 0 else math.nan
-                out.append(self.record(ctx, module or "model", "share", "last", share))
+                out.append(self.record(ctx, module or "model", *self.SHARE, share))
         return out
+
+
+#: How an ActivityTracker state becomes plain bytes and back (``add_state``'s save and load).
+TRACKER_PLAIN: dict[str, Any] = {
+    "save": stats.ActivityTracker.serialize,
+    "load": stats.ActivityTracker.deserialize,
+}
 
 
 def has_units(module: nn.Module) -> bool:
@@ -197,24 +212,20 @@ class _UnitActivity(Lens):
     """
 
     default_statistics = ("mean",)  # unused; the lens emits its own quantities
+    #: The share of units active on the step.
+    ACTIVE_FRACTION = Key("active", "fraction")
+    #: The share and number of units inactive over the whole window (once it is full).
+    DEAD_FRACTION = Key("dead", "fraction")
+    DEAD_COUNT = Key("dead", "count")
 
     def __init__(self, *, window: int = 20, **kwargs: Any) -> None:  # noqa: ANN401
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"{type(self).__name__}: window must be a positive integer")
         self.window = window
-        self._trackers: dict[str, stats.ActivityTracker] = {}
+        self.trackers: dict[str, stats.ActivityTracker]
+        # site -> its units' activity over the window; two merge into the union of their steps
+        self.add_state("trackers", {}, merge="merge", keyed=True, **TRACKER_PLAIN)
         super().__init__(**kwargs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The activity trackers of every site, serialized."""
-        return {"trackers": {site: t.serialize() for site, t in self._trackers.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the activity trackers."""
-        self._trackers = {
-            site: stats.ActivityTracker.deserialize(data)
-            for site, data in state.get("trackers", {}).items()
-        }
 
     def selects(self, name: str, module: nn.Module) -> bool:
         """Modules with units (:func:`has_units`) unless ``modules=`` names the types."""
@@ -232,18 +243,18 @@ class _UnitActivity(Lens):
         if active is None or active.size == 0:
             return []
         units = active.size
-        tracker = self._trackers.get(w.site)
+        tracker = self.trackers.get(w.site)
         if tracker is None or tracker.units != units:
-            tracker = self._trackers[w.site] = stats.ActivityTracker(units, self.window)
+            tracker = self.trackers[w.site] = stats.ActivityTracker(units, self.window)
         tracker.update(ctx.step, active)
         step, epoch, tag, site = ctx.step, ctx.epoch, self.tag, w.site
         fraction = float(np.count_nonzero(active) / units)
-        out = [Record(step, epoch, tag, site, "active", "fraction", fraction)]
+        out = [Record(step, epoch, tag, site, *self.ACTIVE_FRACTION, fraction)]
         if tracker.steps_observed() >= self.window:
             dead = tracker.dead_count()
             # dead / units is the tracker's dead_fraction() to the bit, without a second call
-            out.append(Record(step, epoch, tag, site, "dead", "fraction", dead / units))
-            out.append(Record(step, epoch, tag, site, "dead", "count", float(dead)))
+            out.append(Record(step, epoch, tag, site, *self.DEAD_FRACTION, dead / units))
+            out.append(Record(step, epoch, tag, site, *self.DEAD_COUNT, float(dead)))
         return out
 
 
@@ -288,6 +299,11 @@ class Loss(Lens):
 
     default_tag = "loss"
     kinds = ("loss",)
+    #: The loss of the step (the mean of a vector of per-sample losses), and their spread.
+    LOSS = Key("loss", LAST)
+    LOSS_STD = Key("loss", "std")
+    LOSS_MIN = Key("loss", "min")
+    LOSS_MAX = Key("loss", "max")
 
     def selects(self, name: str, module: nn.Module) -> bool:
         """The loss is not a module's: the lens selects the whole model once."""
@@ -296,12 +312,12 @@ class Loss(Lens):
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
         """The loss value and, for per-sample losses, its spread."""
         s = w.summary
-        out = [self.record(ctx, "", "loss", "last", s.mean)]
+        out = [self.record(ctx, "", *self.LOSS, s.mean)]
         if s.size > 1:
             std = math.sqrt(s.variance) if s.count else math.nan
             out += [
-                self.record(ctx, "", "loss", "std", std),
-                self.record(ctx, "", "loss", "min", s.min),
-                self.record(ctx, "", "loss", "max", s.max),
+                self.record(ctx, "", *self.LOSS_STD, std),
+                self.record(ctx, "", *self.LOSS_MIN, s.min),
+                self.record(ctx, "", *self.LOSS_MAX, s.max),
             ]
         return out

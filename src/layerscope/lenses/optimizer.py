@@ -10,6 +10,7 @@ from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.lenses.statistics import QUANTILE_STATISTICS, VALUE_STATISTICS
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.vocabulary import LAST, Key
 
 #: How each optimizer state tensor is summarised: its statistic name and how to read it.
 STATE_STATISTIC: dict[str, str] = {
@@ -21,6 +22,8 @@ STATE_STATISTIC: dict[str, str] = {
     "grad_avg": "l2",
     "sum": "mean",
 }
+#: The key each optimizer state tensor is recorded under.
+STATE_KEYS: dict[str, Key] = {name: Key(name, stat) for name, stat in STATE_STATISTIC.items()}
 
 #: Step-size statistics read off the ``step_size_extremes`` site of a sampled parameter.
 EXTREMES = frozenset({"min", "max"})
@@ -65,6 +68,17 @@ class Optimizer(Lens):
     default_tag = "optimizer"
     kinds = ("optimizer.state", "optimizer.step_size", "optimizer.update", "optimizer.lr")
     default_statistics = ("mean", "min", "max", "median")
+    #: ‖Δw‖ of the step, and ‖Δw‖ / ‖w‖ (w before the step), per parameter site.
+    UPDATE = Key("update", "l2")
+    UPDATE_RATIO = Key("update_ratio", LAST)
+    #: The share of an Adam parameter's elements whose denominator is mostly eps.
+    EPS_DOMINANCE = Key("eps_dominance", "fraction")
+    #: Adam's mean second moment of a parameter.
+    EXP_AVG_SQ = STATE_KEYS["exp_avg_sq"]
+    #: The learning rate of each parameter group (site ``"param_group[i]"``).
+    LR = Key("lr", LAST)
+    #: The quantity of the effective step sizes; their statistic is the lens's statistic.
+    STEP_SIZE = "step_size"
 
     def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(**kwargs)
@@ -96,7 +110,7 @@ class Optimizer(Lens):
         """Turn one optimizer site into records."""
         s = w.summary
         if w.kind == "optimizer.lr":
-            return [self.record(ctx, w.site, "lr", "last", s.mean)]
+            return [self.record(ctx, w.site, *self.LR, s.mean)]
         site, _, what = w.site.rpartition(".")
         if w.kind == "optimizer.step_size":
             # A sampled parameter's min and max over every element come from its extremes site.
@@ -105,16 +119,16 @@ class Optimizer(Lens):
             def value(name: str) -> float:
                 return VALUE_STATISTICS[name](whole if name in EXTREMES else w)
 
-            return [self.record(ctx, site, "step_size", n, value(n)) for n in self.statistics]
+            return [self.record(ctx, site, self.STEP_SIZE, n, value(n)) for n in self.statistics]
         if what == "step_size_extremes":
             return []  # read with the step_size site
         if what == "update":
-            return [self.record(ctx, site, "update", "l2", s.l2)]
+            return [self.record(ctx, site, *self.UPDATE, s.l2)]
         if what == "update_ratio":
-            return [self.record(ctx, site, "update_ratio", "last", s.mean)]
+            return [self.record(ctx, site, *self.UPDATE_RATIO, s.mean)]
         if what == "eps_dominance":
-            return [self.record(ctx, site, "eps_dominance", "fraction", s.mean)]
-        statistic = STATE_STATISTIC.get(what)
-        if statistic is None:
+            return [self.record(ctx, site, *self.EPS_DOMINANCE, s.mean)]
+        key = STATE_KEYS.get(what)
+        if key is None:
             return []
-        return [self.record(ctx, site, what, statistic, s.l2 if statistic == "l2" else s.mean)]
+        return [self.record(ctx, site, *key, s.l2 if key.statistic == "l2" else s.mean)]

@@ -10,12 +10,12 @@ from torch import nn
 
 from layerscope.gatherers.recurrent import GRAD_ROWS, HIDDEN_ROWS, RECURRENT_MODULES, STATE_ROWS
 from layerscope.lenses.base import EmitContext, Lens
+from layerscope.lenses.statistics import statistic_key
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
 
-# (row, quantity, statistic) of each record, following the lenses' convention: element
-# statistics are quantity "value", norms are quantity "l2" with statistic "last".
-_MOMENTS = (("mean", "value", "mean"), ("std", "value", "std"), ("l2", "l2", "last"))
+# (row, quantity, statistic) of each record, keyed as every lens keys these statistics.
+_MOMENTS = tuple((row, *statistic_key(row)) for row in ("mean", "std", "l2"))
 
 
 class Recurrent(Lens):

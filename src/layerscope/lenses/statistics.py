@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from layerscope.reduce.contract import SiteWindow
 from layerscope.stats.tensors import QUANTILE_LEVELS
+from layerscope.vocabulary import HISTOGRAM, LAST, VALUE, Key
 
 
 def _quantile(level: float) -> Callable[[SiteWindow], float]:
@@ -44,7 +45,24 @@ NORM_STATISTICS: dict[str, Callable[[SiteWindow], float]] = {
 QUANTILE_STATISTICS = frozenset(
     {"median", "iqr", *(f"q{round(level * 100):02d}" for level in QUANTILE_LEVELS)}
 )
-ALL_STATISTICS: tuple[str, ...] = (*VALUE_STATISTICS, *NORM_STATISTICS, "histogram")
+ALL_STATISTICS: tuple[str, ...] = (*VALUE_STATISTICS, *NORM_STATISTICS, HISTOGRAM)
+
+
+def statistic_key(name: str) -> Key:
+    """The key a lens records statistic `name` under.
+
+    Norms are quantity NAME statistic ``"last"`` (one number per tensor), the others quantity
+    ``"value"`` statistic NAME (a statistic of the tensor's elements).
+
+    Example:
+        >>> statistic_key("l2"), statistic_key("median")
+        (Key(quantity='l2', statistic='last'), Key(quantity='value', statistic='median'))
+    """
+    if name in NORM_STATISTICS:
+        return Key(name, LAST)
+    if name in VALUE_STATISTICS or name == HISTOGRAM:
+        return Key(VALUE, name)
+    raise ValueError(f"statistic_key: unknown statistic {name!r}; choose from {ALL_STATISTICS}")
 
 
 def check_statistics(owner: str, statistics: tuple[str, ...]) -> tuple[str, ...]:

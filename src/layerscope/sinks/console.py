@@ -13,14 +13,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from layerscope.records import SEVERITIES, Record, finding_line
+from layerscope.lenses import GradientNorms, Loss, Optimizer
+from layerscope.lenses.builtin import DeadUnits, GradientDeath
+from layerscope.records import Record
 from layerscope.sinks._optional import require
+from layerscope.vocabulary import SEVERITY_LEVELS, Key, finding_text, is_finding, severity_name
 
 #: The logger of layerscope's messages. Configure it as any other: ``setLevel(logging.WARNING)``
 #: keeps warning and error findings only, ``setLevel(logging.CRITICAL)`` silences it.
 LOGGER = logging.getLogger("layerscope")
-#: A finding's severity level (its record's value) -> the logging level it is logged at.
-LOG_LEVELS: dict[int, int] = {1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+#: A finding's severity level (its record's value) -> the logging level it is logged at: the
+#: logging level of the same name.
+LOG_LEVELS: dict[int, int] = {
+    level: logging.getLevelName(name.upper()) for name, level in SEVERITY_LEVELS.items()
+}
 
 
 class _FallbackHandler(logging.StreamHandler):
@@ -72,7 +78,7 @@ class LogSink:
     """Logs each finding once, when it is first reported, through the ``layerscope`` logger.
 
     Info findings are logged at INFO, warnings at WARNING, errors at ERROR, as
-    :func:`~layerscope.records.finding_line` writes them. When the program has configured no
+    :func:`~layerscope.vocabulary.finding_text` writes them. When the program has configured no
     logging, they are printed to stderr; configure or silence them through
     ``logging.getLogger("layerscope")``.
 
@@ -95,9 +101,9 @@ class LogSink:
     def write(self, records: Sequence[Record]) -> None:
         """Log the finding records among `records`."""
         for r in records:
-            if r.quantity == "finding":
-                level = LOG_LEVELS.get(int(r.value or 2), logging.WARNING)
-                self.logger.log(level, finding_line(r))
+            if is_finding(r):
+                level = LOG_LEVELS.get(r.value, logging.WARNING)  # type: ignore[call-overload]
+                self.logger.log(level, finding_text(r))
 
     def close(self) -> None:
         """Nothing to finish."""
@@ -145,34 +151,26 @@ class Column:
         """Format the value for a cell."""
         return f"{100 * value:.1f}%" if self.percent else f"{value:.3g}"
 
+    @classmethod
+    def of(cls, title: str, key: Key, what: str | None = None, percent: bool = False) -> Column:
+        """A column filled by the records of one key.
+
+        Example:
+            >>> Column.of("dead %", DeadUnits.DEAD_FRACTION, "output").statistics
+            ('fraction',)
+        """
+        return cls(title, (key.quantity,), (key.statistic,), what, percent)
+
 
 #: The quantities the built-in lenses emit: DeadUnits (``active`` / ``dead`` of outputs),
 #: GradientDeath (``dead`` of output gradients), GradientNorms and Optimizer.
 DEFAULT_COLUMNS: tuple[Column, ...] = (
-    Column("active %", ("active",), ("fraction",), "output", percent=True),
-    Column("dead %", ("dead",), ("fraction",), "output", percent=True),
-    Column("no gradient %", ("dead",), ("fraction",), "output.grad", percent=True),
-    Column("weight grad norm", ("l2",), ("last",), "weight.grad"),
-    Column("update / weight", ("update_ratio",), ("last",), "weight"),
+    Column.of("active %", DeadUnits.ACTIVE_FRACTION, DeadUnits.kinds[0], percent=True),
+    Column.of("dead %", DeadUnits.DEAD_FRACTION, DeadUnits.kinds[0], percent=True),
+    Column.of("no gradient %", GradientDeath.DEAD_FRACTION, GradientDeath.kinds[0], percent=True),
+    Column.of("weight grad norm", GradientNorms.L2, "weight.grad"),
+    Column.of("update / weight", Optimizer.UPDATE_RATIO, "weight"),
 )
-
-
-def finding_text(record: Record) -> str:
-    """One line for a finding record: its message and suggestion when it has them.
-
-    Example:
-        >>> finding_text(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 0.5))
-        'step 4: health: fc1:output: dead_units (0.5)'
-        >>> finding_text(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 2.0,
-        ...                     text="fc1 is dead; lower the learning rate"))
-        'step 4: fc1:output: dead_units: fc1 is dead; lower the learning rate'
-
-    """
-    where = record.site or "model"
-    if record.text:
-        return f"step {record.step}: {where}: {record.statistic}: {record.text}"
-    value = "" if record.value is None else f" ({record.value:.3g})"
-    return f"step {record.step}: {record.tag}: {where}: {record.statistic}{value}"
 
 
 def summary_rows(
@@ -274,13 +272,13 @@ class ConsoleSink:
     def write(self, records: Sequence[Record]) -> None:
         """Print new findings; keep the rest for the table."""
         for r in records:
-            if r.quantity == "finding":
+            if is_finding(r):
                 key = (r.tag, r.site, r.statistic)
                 if key not in self._seen:
                     self._seen.add(key)
-                    severity = SEVERITIES.get(int(r.value or 2), "warning") if r.text else "warning"
-                    style = "bold red" if severity == "error" else "bold yellow"
-                    self._print(f"{severity}: " + finding_text(r), style=style)
+                    error = r.text and severity_name(r.value) == "error"
+                    style = "bold red" if error else "bold yellow"
+                    self._print(finding_text(r, "console"), style=style)
             else:
                 self.records.append(r)
 
@@ -303,7 +301,7 @@ class ConsoleSink:
                 cells = [row[0].ljust(widths[0])]
                 cells += [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
                 self._print("  ".join(cells))
-        losses = [r for r in self.records if r.quantity == "loss" and r.value is not None]
+        losses = [r for r in self.records if Loss.LOSS.of(r) and r.value is not None]
         if losses:
             last = max(losses, key=lambda r: r.step)
             self._print(f"loss at step {last.step}: {last.value:.4g}")

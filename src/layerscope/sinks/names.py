@@ -10,32 +10,36 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from layerscope.lenses import Attention, DeadUnits, GradientNorms, Loss, Optimizer
+from layerscope.lenses.optimizer import STATE_KEYS
+from layerscope.lenses.statistics import statistic_key
 from layerscope.records import Record
+from layerscope.vocabulary import HISTOGRAM, LAST, VALUE
 
 #: quantity -> (human name, unit of its values)
 QUANTITIES: dict[str, tuple[str, str]] = {
-    "loss": ("Loss", ""),
-    "value": ("Values", "value"),
-    "l2": ("L2 norm", "L2 norm"),
-    "rms": ("RMS", "root mean square"),
-    "global_l2": ("Global gradient L2 norm", "L2 norm"),
-    "share": ("Share of the gradient norm", "share of the total"),
-    "dead": ("Dead units", ""),
-    "active": ("Active units", ""),
-    "update": ("Update", ""),
-    "update_ratio": ("Update / weight ratio", "ratio"),
-    "momentum_buffer": ("Momentum buffer", ""),
-    "exp_avg": ("Adam first moment", ""),
-    "exp_avg_sq": ("Adam second moment", ""),
-    "lr": ("Learning rate", "learning rate"),
+    Loss.LOSS.quantity: ("Loss", ""),
+    VALUE: ("Values", "value"),
+    GradientNorms.L2.quantity: ("L2 norm", "L2 norm"),
+    statistic_key("rms").quantity: ("RMS", "root mean square"),
+    GradientNorms.GLOBAL_L2.quantity: ("Global gradient L2 norm", "L2 norm"),
+    GradientNorms.SHARE.quantity: ("Share of the gradient norm", "share of the total"),
+    DeadUnits.DEAD_FRACTION.quantity: ("Dead units", ""),
+    DeadUnits.ACTIVE_FRACTION.quantity: ("Active units", ""),
+    Optimizer.UPDATE.quantity: ("Update", ""),
+    Optimizer.UPDATE_RATIO.quantity: ("Update / weight ratio", "ratio"),
+    STATE_KEYS["momentum_buffer"].quantity: ("Momentum buffer", ""),
+    STATE_KEYS["exp_avg"].quantity: ("Adam first moment", ""),
+    STATE_KEYS["exp_avg_sq"].quantity: ("Adam second moment", ""),
+    Optimizer.LR.quantity: ("Learning rate", "learning rate"),
     "attention": ("Attention", ""),
-    "entropy": ("Entropy", "nats"),
+    Attention.ENTROPY.quantity: ("Entropy", "nats"),
 }
 
 #: statistic -> (how it reads after the quantity's name, unit it gives the values, or "")
 STATISTICS: dict[str, tuple[str, str]] = {
-    "last": ("", ""),
-    "value": ("", ""),
+    LAST: ("", ""),
+    VALUE: ("", ""),
     "mean": ("mean", ""),
     "std": ("standard deviation", ""),
     "median": ("median", ""),
@@ -47,7 +51,7 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "count": ("(count)", "units"),
     "zero_fraction": ("fraction exactly zero", "fraction of elements"),
     "nonfinite_fraction": ("fraction NaN or Inf", "fraction of elements"),
-    "histogram": ("distribution", "value"),
+    HISTOGRAM: ("distribution", "value"),
 }
 
 #: what is observed at a site (the part after the colon) -> how it reads
@@ -127,7 +131,7 @@ def quantity_title(quantity: str, statistic: str, kind: str = "") -> str:
     """
     name = QUANTITIES.get(quantity, (_words(quantity).capitalize(), ""))[0]
     reads = STATISTICS.get(statistic, (_words(statistic), ""))[0]
-    if quantity == "value" and kind:
+    if quantity == VALUE and kind:
         subject = _plural(kind_name(kind)).capitalize()
         return f"{subject}: {reads}" if reads else subject
     title = f"{name} {reads}".strip() if reads else name
@@ -154,7 +158,7 @@ def unit(quantity: str, statistic: str) -> str:
     by_quantity = QUANTITIES.get(quantity, ("", ""))[1]
     if by_quantity:
         return by_quantity
-    if statistic in ("last", "value"):
+    if statistic in (LAST, VALUE):
         return _words(quantity)
     return _words(statistic)
 

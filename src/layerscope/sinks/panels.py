@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerscope.lenses import GradientNorms
 from layerscope.records import Record
 from layerscope.sinks import names, plots
+from layerscope.vocabulary import is_finding
 
 #: Statistics drawn as a centre line with bands rather than as lines of their own.
 BAND_STATISTICS: frozenset[str] = frozenset({"mean", "std", "median", "q25", "q75", "min", "max"})
@@ -84,7 +86,7 @@ def plan_panels(
     groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     histograms: dict[tuple[str, str], list[Record]] = {}
     for r in records:
-        if r.quantity == "finding":
+        if is_finding(r):
             continue
         if r.histogram is not None:
             histograms.setdefault((r.site, r.quantity), []).append(r)
@@ -109,7 +111,8 @@ def plan_panels(
     for (quantity, statistic, kind), rs in across.items():
         title = names.quantity_title(quantity, statistic, kind)
         ylabel = names.unit(quantity, statistic)
-        lines.append(Panel("stack" if quantity == "share" else "lines", title, ylabel, rs))
+        stack = quantity == GradientNorms.SHARE.quantity  # shares of one whole stack up
+        lines.append(Panel("stack" if stack else "lines", title, ylabel, rs))
         if len({r.site for r in rs}) >= profile_min_layers:
             profiles.append(Panel("profile", f"{title}, by depth", ylabel, rs))
     bands = [

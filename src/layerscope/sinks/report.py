@@ -29,6 +29,7 @@ from layerscope.sinks.panels import (
     spread,
     top_sites,
 )
+from layerscope.vocabulary import is_finding
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,14 +105,14 @@ class Report:
         """The tags with something to plot, in order of first appearance."""
         seen: dict[str, None] = {}
         for r in self.records:
-            if r.quantity != "finding" and (r.value is not None or r.histogram is not None):
+            if not is_finding(r) and (r.value is not None or r.histogram is not None):
                 seen.setdefault(r.tag, None)
         return list(seen)
 
     @property
     def findings(self) -> list[Record]:
         """The health findings among the records, by step."""
-        return sorted((r for r in self.records if r.quantity == "finding"), key=lambda r: r.step)
+        return sorted((r for r in self.records if is_finding(r)), key=lambda r: r.step)
 
     def figure(self, tag: str) -> Figure:
         """Build the figure of one tag."""

@@ -14,8 +14,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from layerscope.records import SEVERITIES, Record
+from layerscope.records import Record
 from layerscope.sinks import names
+from layerscope.vocabulary import finding_text, is_finding, severity_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,10 +42,6 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
-def _severity(record: Record) -> str:
-    return SEVERITIES.get(int(record.value or 0), "finding")
-
-
 def findings_markdown(findings: Sequence[Record]) -> str:
     """The findings as a Markdown list, one entry per finding, the full text of each.
 
@@ -57,12 +54,7 @@ def findings_markdown(findings: Sequence[Record]) -> str:
         <BLANKLINE>
 
     """
-    lines = ["# Findings", ""]
-    for r in findings:
-        where = f"`{r.site}`" if r.site else "the model"
-        lines.append(
-            f"- **{_severity(r)}**, step {r.step}, {where} ({r.statistic}): {r.text or r.statistic}"
-        )
+    lines = ["# Findings", "", *(f"- {finding_text(r, 'markdown')}" for r in findings)]
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +81,7 @@ def latest_table(records: Sequence[Record], order: Sequence[str]) -> list[tuple[
     """
     series: dict[tuple[str, str, str], list[Record]] = {}
     for r in records:
-        if r.value is not None and r.histogram is None and r.quantity != "finding":
+        if r.value is not None and r.histogram is None and not is_finding(r):
             series.setdefault((r.site, r.quantity, r.statistic), []).append(r)
     sites = names.sort_sites(list(dict.fromkeys(site for site, _, _ in series)), order)
     rows = []
@@ -119,9 +111,6 @@ def render_html(
     figures = report.figures() if figures is None else figures
     esc = html.escape
 
-    def text(prose: str) -> str:  # apostrophes stay as typed: the page reads as the findings
-        return html.escape(prose, quote=False)
-
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -140,12 +129,7 @@ def render_html(
     if report.findings:
         out.append('<ul class="findings">')
         for r in report.findings:
-            severity = _severity(r)
-            where = f"<code>{esc(r.site)}</code>" if r.site else "the model"
-            out.append(
-                f'<li class="{severity}"><span class="severity">{severity}</span> '
-                f"step {r.step}, {where} ({esc(r.statistic)}): {text(r.text or r.statistic)}</li>"
-            )
+            out.append(f'<li class="{severity_name(r.value)}">{finding_text(r, "html")}</li>')
         out.append("</ul>")
     else:
         out.append("<p>No findings were recorded.</p>")

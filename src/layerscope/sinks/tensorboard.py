@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from layerscope.lenses import Loss
 from layerscope.records import HistogramValue, Record
 from layerscope.sinks._optional import require
 from layerscope.sinks.event_file import EventFile
+from layerscope.vocabulary import LAST, VALUE, finding_text, is_finding
 
 #: Bands of a margin chart: the candidates for its centre line (the first written wins), and
 #: the statistics of its lower and upper edges. Only statistics a lens records: no helper
@@ -47,15 +49,15 @@ def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
         'optimizer/param_group[0].lr'
 
     """  # noqa: E501
-    if statistic == "last":
+    if statistic == LAST:
         label = quantity
-    elif quantity == "value":
+    elif quantity == VALUE:
         label = statistic
     else:
         label = f"{quantity}.{statistic}"
     if not site:
-        if quantity == "loss":
-            return "loss" if statistic == "last" else f"loss/{statistic}"
+        if quantity == Loss.LOSS.quantity:
+            return "loss" if statistic == LAST else f"loss/{statistic}"
         return f"model/{label}"
     if site.startswith("param_group["):  # the optimizer's, not a module's
         return f"optimizer/{site}.{label}"
@@ -185,23 +187,6 @@ def histogram_summary(histogram: HistogramValue) -> dict[str, Any] | None:
     }
 
 
-def finding_markdown(record: Record) -> str:
-    """The text a finding record shows in TensorBoard's text tab.
-
-    Example:
-        >>> finding_markdown(Record(4, 0, "health", "fc1:output", "finding", "dead_units", 2.0,
-        ...                         text="fc1 is dead; lower the learning rate"))
-        '**warning** at `fc1:output`, step 4: fc1 is dead; lower the learning rate'
-
-    """
-    from layerscope.health.findings import SEVERITY_LEVELS
-
-    names = {v: k for k, v in SEVERITY_LEVELS.items()}
-    severity = names.get(int(record.value or 0), "finding")
-    where = f"`{record.site}`" if record.site else "the model"
-    return f"**{severity}** at {where}, step {record.step}: {record.text or record.statistic}"
-
-
 class TensorBoardSink:
     """Writes records to a TensorBoard log directory.
 
@@ -269,11 +254,11 @@ class TensorBoardSink:
             )
         self._events_name = str(self._events.path)
         for r in records:
-            if r.quantity == "finding":  # health findings are prose: TensorBoard's text tab
-                text = self._summary.text(f"{r.tag}/{r.statistic}", finding_markdown(r))
+            if is_finding(r):  # health findings are prose: TensorBoard's text tab
+                text = self._summary.text(f"{r.tag}/{r.statistic}", finding_text(r, "markdown"))
                 self._events.add(text, r.step)
                 self.texts_written += 1
-        records = [r for r in records if r.quantity != "finding"]
+        records = [r for r in records if not is_finding(r)]
         scalars = [r for r in records if r.histogram is None and r.value is not None]
         new_names = self._write_scalars(scalars)
         for r in records:
