@@ -250,31 +250,6 @@ def test_no_grad_evaluation_is_not_observed():
     assert len(scope.records()) == n  # the step with only evaluation passes adds nothing
 
 
-def test_module_used_twice_counts_both_calls():
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.shared = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.shared(torch.relu(self.shared(x)))
-
-    model = Twice()
-    x = torch.randn(3, 4)
-    with layerscope.watch(model, lenses=[lenses.Activations(statistics=("mean", "max"))]) as scope:
-        model(x).sum().backward()
-        scope.step()
-    first = model.shared(x)
-    second = model.shared(torch.relu(first))
-    both = torch.cat([first, second]).detach()
-    assert _value(scope.records(), site="shared:output", statistic="mean") == pytest.approx(
-        both.mean().item(), rel=1e-6
-    )
-    assert _value(scope.records(), site="shared:output", statistic="max") == pytest.approx(
-        both.max().item()
-    )
-
-
 def test_inplace_relu_gives_the_same_gradients_as_out_of_place():
     data = batches("mlp", 3)
     runs = []
