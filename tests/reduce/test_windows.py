@@ -22,6 +22,7 @@ import layerscope
 from layerscope import lenses
 from layerscope.records import select
 from layerscope.reduce import Needs, WindowBuilder
+from layerscope.reduce.windows import PENDING_LIMIT
 from layerscope.stats.tensors import QUANTILE_LEVELS
 from oracle import assert_summary, fields, summary_oracle
 
@@ -131,3 +132,14 @@ def test_module_used_twice_counts_both_calls():
     (largest,) = select(scope.records(), site="shared:output", statistic="max")
     assert mean.value == pytest.approx(both.mean().item(), rel=1e-6)
     assert largest.value == pytest.approx(both.max().item())
+
+
+def test_past_the_pending_limit_host_summaries_are_merged_exactly():
+    """A step that never closes keeps at most PENDING_LIMIT observations of a site apart; the
+    host summaries past it are merged, so the window is still that of the concatenation."""
+    g = torch.Generator().manual_seed(4)
+    parts = [torch.randn(2, 3, generator=g) * (1 + i % 7) for i in range(PENDING_LIMIT + 45)]
+    got = window(parts, force_torch=False, passes=False)
+    whole = torch.cat(parts)
+    assert_same_window(got, window([whole], force_torch=False, passes=False))
+    assert_summary(fields(got.summary), summary_oracle(whole, 1))
