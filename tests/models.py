@@ -79,3 +79,12 @@ def train(
     if scope is not None:
         scope.close()
     return losses, scope
+
+
+def record_value(records: list, **fields: object) -> float:
+    """The value of the one record matching `fields` (fails when none or several match)."""
+    from layerscope.records import select
+
+    found = select(records, **fields)
+    assert len(found) == 1, (fields, found)
+    return found[0].value

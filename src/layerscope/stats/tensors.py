@@ -63,7 +63,7 @@ class DeviceSummary:
 
     packed: torch.Tensor  # float64, fields in _FIELDS order
     channel_active: torch.Tensor | None = None
-    sample: torch.Tensor | None = field(default=None)  # float32 subsample for quantiles
+    sample: torch.Tensor | None = field(default=None)  # float32 (float64 input: float64) subsample
 
 
 def summarize_cpu(
@@ -126,6 +126,11 @@ def summary_of_values(values: Sequence[float]) -> HostSummary:
     return summary
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or float64 as it is: float32 would make 1e39 infinite and 1e-50 zero."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def summarize_torch(
     tensor: torch.Tensor,
     channel_axis: int | None,
@@ -135,7 +140,7 @@ def summarize_torch(
 ) -> DeviceSummary:
     """Summarize a tensor with torch ops on its own device; no host synchronisation."""
     x = tensor.detach()
-    xf = x.float()
+    xf = _wide(x)
     device = x.device
 
     def scalar(value: float) -> torch.Tensor:  # a fill kernel: no host-to-device copy
@@ -188,7 +193,7 @@ def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
 
 def count_exceeding_torch(tensor: torch.Tensor, level: float, absolute: bool) -> torch.Tensor:
     """The same count as :func:`count_exceeding`, left on the tensor's device."""
-    x = tensor.detach().float()
+    x = _wide(tensor.detach())
     return ((x.abs() if absolute else x) > level).sum()
 
 
