@@ -124,6 +124,7 @@ class Scope:
 
         self._gatherers: list[Gatherer] = []
         self._busy: list[Gatherer] = []  # those with something to observe on this step
+        self._producers: dict[str, Gatherer] = {}  # site kind -> the gatherer that makes it
         self._handles: list[Any] = []
         self._optimizer_handles: list[Any] = []
         self._global_hook: Any = None
@@ -199,6 +200,7 @@ class Scope:
             },
             summary_suffices=self._summary_suffices,
             observe_summary=self._observe_summary,
+            summarized=self._summarized,
             failed=self._gatherer_failed,
         )
         every_kind = {kind for kinds in wanted.values() for kind in kinds}
@@ -213,6 +215,7 @@ class Scope:
                 self._gatherers.append(gatherer)
                 gatherer.__init__(context)  # type: ignore[misc]
         self._replicated = {k for g in self._gatherers if g.replicated for k in g.kinds}
+        self._producers = {k: g for g in self._gatherers for k in g.kinds}
 
     # -- the user's calls ----------------------------------------------------------------------
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -256,6 +259,7 @@ class Scope:
             if isinstance(gatherer, OptimizerGatherer):  # it maps the optimizer's parameters
                 gatherer.remove()
                 self._gatherers[i] = OptimizerGatherer(context)
+                self._producers.update(dict.fromkeys(OptimizerGatherer.kinds, self._gatherers[i]))
         self._active = {}  # the gatherers follow the plan afresh
         self._plan_step()
 
@@ -409,6 +413,7 @@ class Scope:
         # cycle collector late in interpreter shutdown, after torch.distributed has gone.
         self._gatherers = []
         self._busy = []
+        self._producers = {}
         self._context = None  # its callbacks are the scope's: another cycle
         if self._passes is not None:
             self._passes.remove()
@@ -570,6 +575,7 @@ class Scope:
                 pass
         self._gatherers = [g for g in self._gatherers if not g.failed]
         self._busy = [g for g in self._busy if not g.failed]
+        self._active = {}  # the gatherers left follow the plan afresh (some relied on those gone)
 
     def _warn_once(self, part: str, error: Exception, consequence: str) -> None:
         """Say once, loudly, that `part` of layerscope failed and what it costs the run."""
@@ -644,6 +650,10 @@ class Scope:
 
     def _enabled(self, module: str, kind: str) -> bool:
         return (module, kind) in self._active
+
+    def _summarized(self, module: str, kind: str) -> bool:
+        producer = self._producers.get(kind)
+        return (module, kind) in self._active and producer is not None and not producer.failed
 
     def _finish_step(self) -> None:
         if self._broken:
