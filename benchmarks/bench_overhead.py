@@ -17,10 +17,19 @@ steps per switch, and each ratio is the mean step time over the plain loop's —
 steps observing more (parameters and optimizer state on every 10·every-th step, distributions on
 every 50·every-th) weigh in their true proportion, as they do in a training run's throughput; each
 layerscope variant is timed over at least one whole such cycle.
+Then, per model, layerscope's own time in an ordinary observed step (``every=1``, a step that
+observes neither parameters nor distributions: the median observed step less the median plain
+one) next to the time of its kernels alone: the same reductions (the fused summaries and the
+finiteness sums) run in isolation on copies of the tensors that step reduced, the floor of
+reading the data once. A GPT-2-small-shaped transformer (12 layers, 768 wide, 12 heads, from a
+config, no download) runs a few steps plain, at ``every=1`` and at ``every=10`` (ten steps a
+round: one observed, nine idle), where a user would feel the cost.
 Then a long run with the default lenses measures how much host memory grows.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
-(layerscope's worst ratio over the three models), ``wandb``, ``tb_histograms``,
+(layerscope's worst ratio over the three models), ``own_vs_kernels`` (the worst ratio of
+layerscope's own time to its kernels'), ``gpt2_every1`` / ``gpt2_every10``, ``wandb``,
+``tb_histograms``,
 ``grad_norm_loop`` (the same, for the others), ``memory_growth_mb`` (RSS growth between step
 1,000 and step 10,000: the in-memory record history filling up to its cap) and
 ``memory_growth_second_half_mb`` (step 5,000 to 10,000).
@@ -239,6 +248,129 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     return ratios
 
 
+def own_time(name: str, steps: int) -> float:
+    """Layerscope's own time per ordinary observed step over its kernels' alone; printed."""
+    import layerscope.gatherers.nonfinite as finite
+    import layerscope.reduce.windows as windows
+
+    torch.manual_seed(0)
+    model, make_batch = MODELS[name]()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = [make_batch() for _ in range(8)]
+    plain: list[float] = []
+    observed: list[float] = []
+    watched = Watched(model, opt)
+    for block in range(2 * -(-steps // 10) + 2):  # blocks of ten, in turns; the first two settle
+        after = watched.start() if block % 2 else None
+        for i in range(10):
+            scope = watched.scope
+            ordinary = scope is not None and scope.step_count % 10 not in (0, 9)
+            start = time.perf_counter()
+            training_step(model, opt, batches[i % len(batches)], after)
+            elapsed = time.perf_counter() - start
+            if block >= 2 and (scope is None or ordinary):  # no parameters, nor distributions
+                (observed if scope is not None else plain).append(elapsed)
+        watched.stop()
+    scope = layerscope.watch(model, optimizer=opt)
+    scope.load_state_dict(watched.state)
+    after = lambda loss: scope.step(loss=loss)  # noqa: E731
+    # The reductions of one ordinary step, on copies of its tensors.
+    calls: list[tuple[Callable[..., object], tuple]] = []
+    summarize, count = windows.summarize_cpu, finite.nonfinite_count
+
+    def summarize_kept(tensor: torch.Tensor, *args: object) -> object:
+        calls.append((summarize, (tensor.detach().clone(), *args)))
+        return summarize(tensor, *args)
+
+    def count_kept(tensor: torch.Tensor) -> object:
+        calls.append((count, (tensor.detach().clone(),)))
+        return count(tensor)
+
+    while scope.step_count % 10 in (0, 9):
+        training_step(model, opt, batches[0], after)
+    windows.summarize_cpu, finite.nonfinite_count = summarize_kept, count_kept
+    try:
+        training_step(model, opt, batches[0], after)
+    finally:
+        windows.summarize_cpu, finite.nonfinite_count = summarize, count
+    scope.close()
+    kernel_times = []
+    for _ in range(max(steps, 5)):
+        start = time.perf_counter()
+        for call, args in calls:
+            call(*args)
+        kernel_times.append(time.perf_counter() - start)
+    own = statistics.median(observed) - statistics.median(plain)
+    kernels = statistics.median(kernel_times)
+    print(
+        f"{name:12s} own time {own * 1e3:6.3f} ms per observed step, its kernels alone "
+        f"{kernels * 1e3:6.3f} ms ({len(calls)} tensors): {own / kernels:.2f}x"
+    )
+    return own / kernels
+
+
+class LanguageModel(nn.Module):
+    """A GPT-2-small-shaped GPT2LMHeadModel from a config; logits as (tokens, vocabulary)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import transformers
+
+        config = transformers.GPT2Config(
+            n_layer=12,
+            n_embd=768,
+            n_head=12,
+            vocab_size=8192,  # GPT-2's 50257 would make the head most of the step
+            n_positions=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            use_cache=False,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+        self.lm = transformers.GPT2LMHeadModel(config)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm(ids).logits.flatten(0, 1)
+
+
+def measure_gpt2(steps: int, rounds: int) -> dict[str, float]:
+    """Plain, every=1 and every=10 on the GPT-2-small-shaped model, in interleaved rounds."""
+    torch.manual_seed(0)
+    model = LanguageModel()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batches = [(torch.randint(0, 8192, (2, 64)), torch.randint(0, 8192, (128,))) for _ in range(2)]
+    runs: dict[str, Variant] = {"plain": Variant(model, opt, None)}
+    for every in (1, 10):
+        runs[f"every{every}"] = Watched(model, opt, every=every)
+    times: dict[str, list[float]] = {}
+    for variant in runs.values():  # warm-up
+        after = variant.start()
+        training_step(variant.model, variant.opt, batches[0], after)
+        variant.stop()
+    for round_ in range(rounds):
+        order = list(runs.items())
+        random.Random(round_).shuffle(order)
+        for label, variant in order:
+            after = variant.start()
+            # every=10: whole periods of ten steps, one observed and nine idle
+            timed = -(-steps // 10) * 10 if label == "every10" else steps
+            training_step(variant.model, variant.opt, batches[0], after)  # settles
+            for i in range(timed):
+                start = time.perf_counter()
+                training_step(variant.model, variant.opt, batches[i % 2], after)
+                times.setdefault(label, []).append(time.perf_counter() - start)
+            variant.stop()
+    plain = statistics.fmean(times["plain"])
+    ratios = {label: statistics.fmean(times[label]) / plain for label in runs}
+    print(
+        f"{'gpt2-small':12s} plain {plain * 1e3:7.1f} ms/step  "
+        + "  ".join(f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain")
+    )
+    return {f"gpt2_{label}": ratio for label, ratio in ratios.items() if label != "plain"}
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -276,16 +408,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="timed steps per round and variant")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
     parser.add_argument("--memory-steps", type=int, default=10_000)
+    parser.add_argument("--gpt2-steps", type=int, default=10, help="timed GPT-2 steps per round")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.rounds, args.memory_steps = 2, 2, 200
+        args.steps, args.rounds, args.memory_steps, args.gpt2_steps = 2, 2, 200, 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     results = {name: measure_model(name, args.steps, args.rounds) for name in MODELS}
     summary = {}
     for label in next(iter(results.values())):
         if label != "plain":
             summary[label] = max(r[label] for r in results.values())
+    summary["own_vs_kernels"] = max(own_time(name, 10 * args.steps) for name in MODELS)
+    summary.update(measure_gpt2(args.gpt2_steps, max(1, args.rounds // 3)))
     summary["memory_growth_mb"], summary["memory_growth_second_half_mb"] = memory_growth(
         args.memory_steps
     )

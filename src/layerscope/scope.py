@@ -129,6 +129,7 @@ class Scope:
             lenses=plan.lenses_at(list(wanted)),
             summary_suffices=gate.summary_suffices,
             observe_summary=gate.observe_summary,
+            summarized=crew.summarized,
             failed=crew.failed,
         )
         crew.install(context, self.model)

@@ -3,7 +3,10 @@
 import torch
 from torch import nn
 
+import layerscope
 from health_models import kinds, run, teacher_data
+from layerscope.health import NonFinite
+from layerscope.lenses import Activations
 
 
 class LogLinear(nn.Linear):
@@ -101,3 +104,53 @@ def test_with_every_10_a_nan_born_in_the_backward_pass_is_found_on_its_step():
     scope, _ = run(model, teacher_data(12), every=10)
     origins = [f for f in scope.findings() if f.kind == "nan_origin"]
     assert [(f.sites, f.step) for f in origins] == [(("2:output.grad",), 7)]
+
+
+def test_a_site_summarized_on_the_step_is_read_once():
+    # Step 0 summarizes every output (every=10): the finiteness search reads those summaries
+    # and adds no hook of its own; step 1 summarizes none, and the search hooks every module.
+    model = faulty_mlp(nn.Linear(32, 32))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    hooks = []
+    with layerscope.watch(model, opt, every=10) as scope:
+        for x, y in teacher_data(2):
+            hooks.append([len(m._forward_hooks) for m in model])
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            scope.step()
+    assert hooks == [[1] * 7, [1] * 7]
+    assert {r.step for r in scope.records()} == {0}
+
+
+def test_the_origin_is_found_among_summarized_and_counted_sites_alike():
+    # Only layer 4's output is summarized: the NaN born at layer 2 (counted) comes first...
+    lenses = [Activations(names=["4"]), NonFinite()]
+    scope, _ = run(faulty_mlp(LogLinear(32, 32, armed_at=3)), teacher_data(5), lenses=lenses)
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("2:output",), 3)]
+    # ... and a NaN born at layer 4 (summarized) before layer 6's (counted)
+    model = faulty_mlp(nn.Linear(32, 32))
+    model[4] = LogLinear(32, 16, armed_at=3)
+    scope, _ = run(model, teacher_data(5), lenses=lenses)
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("4:output",), 3)]
+
+
+class Huge(nn.Module):
+    """Outputs 3e38 everywhere (a float32 sum of it overflows, every element finite)."""
+
+    def forward(self, x):
+        return x * 0 + 3e38
+
+
+class Zero(nn.Module):
+    def forward(self, x):
+        return x * 0
+
+
+def test_a_finite_tensor_whose_sum_overflows_is_no_alarm():
+    model = faulty_mlp(nn.Linear(32, 32))
+    model[3] = nn.Sequential(Huge(), Zero())
+    scope, _ = run(model, teacher_data(3), every=10)
+    assert [f for f in scope.findings() if f.kind == "nan_origin"] == []

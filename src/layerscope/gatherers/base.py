@@ -50,6 +50,9 @@ class GatherContext:
             lenses read (no quantiles, histograms, activity, counts or values) and the scope reduces
             CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
         observe_summary: ... and hand the result over with this callback instead of ``observe``.
+        summarized: ``summarized(module, kind)``, whether on the current step a live gatherer
+            hands that site kind to the scope, which summarizes it: the summary's non-finite
+            count is then known, and the finiteness gatherer need not read the tensor again.
         failed: called once when one of the gatherer's :func:`contained` hooks raises.
     """
 
@@ -61,6 +64,7 @@ class GatherContext:
     lenses: dict[str, list[Any]] = field(default_factory=dict)
     summary_suffices: Callable[[str, str], bool] = lambda module, kind: False
     observe_summary: ObserveSummary = lambda module, kind, site, summary: None
+    summarized: Callable[[str, str], bool] = lambda module, kind: False
     failed: Failed = _warn_failed
 
     def modules_wanting(self, *kinds: str) -> dict[str, nn.Module]:

@@ -5,11 +5,17 @@ lenses' schedules.
 
 A NaN born on a step no other lens observes spreads through the weights at the update; by the
 next observed step every site holds one, and its origin is lost. So this gatherer counts
-non-finite elements on every step: one fused pass per tensor (the C++ kernel on the CPU; on a
-device two torch ops whose 0-d result stays there until the flush). It hands over a vector
-``[nonfinite, size]`` at the site ``"<site>:finite"`` (``"fc1:output:finite"``), of kind
-``"<kind>.finite"``: on the CPU only for the sites that hold a non-finite value, so that a
-clean step costs the counts and nothing more; on a device for every site.
+non-finite elements on every step: one pass per tensor (a torch sum on the CPU, the exact C++
+count only when the sum is not finite; on a device two torch ops whose 0-d result stays there
+until the flush). It hands over a vector ``[nonfinite, size]`` at the site ``"<site>:finite"``
+(``"fc1:output:finite"``), of kind ``"<kind>.finite"``: on the CPU only for the sites that hold
+a non-finite value, so that a clean step costs the counts and nothing more; on a device for
+every site.
+
+The data is read once: a site another gatherer hands to the scope on the step is summarized
+there, and its summary's non-finite count is the one the NaN search reads
+(:func:`~layerscope.health.nonfinite.nonfinite_of`); this gatherer hooks and counts only the
+sites no other lens observes on the step.
 """
 
 from __future__ import annotations
@@ -80,7 +86,8 @@ class FiniteGatherer(Gatherer):
 
     Sites are the observed site followed by ``":finite"``: ``"fc1:output:finite"``,
     ``"fc1:output.grad:finite"``, ``"fc1:weight.grad:finite"``. A parameter shared by several
-    modules is counted once (:func:`~layerscope.gatherers.parameters.owned_parameters`).
+    modules is counted once (:func:`~layerscope.gatherers.parameters.owned_parameters`). Sites
+    the scope summarizes on the step (``context.summarized``) are left to their summaries.
     """
 
     kinds = FINITE_KINDS
@@ -90,23 +97,31 @@ class FiniteGatherer(Gatherer):
         self._closed = False
         self._handles: dict[str, RemovableHandle] = {}
         self._outputs = context.modules_wanting("output.finite", "output.grad.finite")
-        self._grads: list[tuple[str, str, str, nn.Parameter]] = []
-        self._fresh: set[int] = set()
-        self._grad_handles: dict[int, RemovableHandle] = {}
+        #: (module, finiteness kind, the kind it counts, site, parameter)
+        self._grads: list[tuple[str, str, str, str, nn.Parameter]] = []
         self._calls = Recomputations()
         self._leaf = OutputLeaves(self._grad_hook, FINITE_SUFFIX)
         wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
         for name, params in owned_parameters(context.modules, wanting).items():
             for pname, param in params:
-                kind = f"{parameter_kind(pname)}.grad.finite"
-                if kind in context.wanted[name] and param.requires_grad:
+                counted = f"{parameter_kind(pname)}.grad"
+                kind = counted + ".finite"
+                if kind in context.wanted[name]:
                     site = site_name(name, "", f"{pname}.grad") + FINITE_SUFFIX
-                    self._grads.append((name, kind, site, param))
+                    self._grads.append((name, kind, counted, site, param))
+
+    def _counts(self, name: str, kind: str) -> bool:
+        """Whether this step counts `kind` (``"output"``...) of module `name` here."""
+        context = self.context
+        return context.enabled(name, kind + ".finite") and not context.summarized(name, kind)
 
     def follow(self, plan: Container[tuple[str, str]]) -> None:
-        """Hook the modules and parameters the plan observes, and only those."""
+        """Hook the modules whose outputs or gradients the plan counts here, and only those.
+
+        Parameter gradients need no hook: they are read at the step (:meth:`before_step`).
+        """
         for name, module in self._outputs.items():
-            wanted = (name, "output.finite") in plan or (name, "output.grad.finite") in plan
+            wanted = self._counts(name, "output") or self._counts(name, "output.grad")
             handle = self._handles.get(name)
             if wanted and handle is None and not self._closed:
                 hook = partial(self._forward_hook, name, isinstance(module, RESULT_FIRST))
@@ -114,23 +129,13 @@ class FiniteGatherer(Gatherer):
             elif not wanted and handle is not None:
                 handle.remove()
                 del self._handles[name]
-        for index, (name, kind, _, param) in enumerate(self._grads):
-            wanted = (name, kind) in plan
-            handle = self._grad_handles.get(index)
-            if wanted and handle is None:
-                arrived = partial(self._arrived, index)
-                self._grad_handles[index] = param.register_post_accumulate_grad_hook(arrived)
-            elif not wanted and handle is not None:
-                handle.remove()
-                del self._grad_handles[index]
 
     @contained
     def _observe_call(
         self, name: str, result_first: bool, module: nn.Module, args: Any, output: Any
     ) -> None:  # noqa: ANN401
-        enabled = self.context.enabled
-        want_output = enabled(name, "output.finite")
-        want_grad = enabled(name, "output.grad.finite")
+        want_output = self._counts(name, "output")
+        want_grad = self._counts(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
         if result_first and isinstance(output, tuple) and output:
@@ -161,25 +166,24 @@ class FiniteGatherer(Gatherer):
             counts = torch.tensor([float(bad), float(tensor.numel())], dtype=torch.float64)
             self.context.observe(name, kind, site, counts)
 
-    @contained
-    def _arrived(self, index: int, param: torch.Tensor) -> None:
-        self._fresh.add(index)
-
     def before_step(self) -> None:
-        """Count the parameter gradients that arrived since the last step."""
+        """Count the parameter gradients the optimizer is about to apply.
+
+        Read here, not from a hook per parameter as they accumulate: what the step applies,
+        for no call per parameter and micro-batch.
+        """
         self._calls.clear()
-        enabled = self.context.enabled
-        for index in sorted(self._fresh):
-            name, kind, site, param = self._grads[index]
-            if param.grad is not None and enabled(name, kind):
-                self._observe(name, kind, site, param.grad)
-        self._fresh.clear()
+        context = self.context
+        for name, kind, counted, site, param in self._grads:
+            grad = param.grad
+            if grad is not None and context.enabled(name, kind):
+                if not context.summarized(name, counted):
+                    self._observe(name, kind, site, grad)
 
     def remove(self) -> None:
         """Remove every hook; tensor hooks pending on live graphs become no-ops."""
         self._closed = True
-        for handle in (*self._handles.values(), *self._grad_handles.values()):
+        for handle in self._handles.values():
             handle.remove()
         self._handles.clear()
-        self._grad_handles.clear()
         self._leaf.release()

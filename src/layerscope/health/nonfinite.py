@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from layerscope.gatherers.nonfinite import FINITE_SUFFIX
+from layerscope.gatherers.nonfinite import FINITE_KINDS, FINITE_SUFFIX
 from layerscope.health.base import Check, StepView, short
 from layerscope.health.findings import Finding, finding_from_plain, finding_to_plain
 from layerscope.reduce.contract import SiteWindow
@@ -14,6 +14,24 @@ from layerscope.reduce.contract import SiteWindow
 ORDER = ("output", "output.grad", "weight.grad", "bias.grad", "weight", "bias", "loss")
 _RANK = {kind: i for i, kind in enumerate(ORDER)}
 _RANK.update({f"{kind}.finite": i for kind, i in _RANK.items()})
+
+
+#: The kinds the finiteness gatherer counts, which it leaves to their summaries on the steps
+#: that summarize them.
+_COUNTED = frozenset(kind.removesuffix(".finite") for kind in FINITE_KINDS)
+
+
+def _counted(w: SiteWindow, selected: Mapping[str, object]) -> bool:
+    """Whether a step with finiteness counts reads `w`.
+
+    A count, the loss, or the summary of a site of the modules the counts cover (`selected`),
+    which the finiteness gatherer left to that summary.
+    """
+    return (
+        w.kind.endswith(".finite")
+        or w.kind == "loss"
+        or (w.kind in _COUNTED and w.module in selected)
+    )
 
 
 def nonfinite_of(w: SiteWindow) -> tuple[int, int]:
@@ -67,7 +85,9 @@ class NanOriginCheck(Check):
         # is 0/0 by definition); finiteness counts where the step has them.
         windows = [(site, w) for site, w in view.windows.items() if w.kind in _RANK]
         if any(w.kind.endswith(".finite") for _, w in windows):
-            windows = [(s, w) for s, w in windows if w.kind.endswith(".finite") or w.kind == "loss"]
+            # The counts, the loss, and the summaries of the sites the counts were not taken
+            # at because the step summarized them (the data is read once).
+            windows = [(s, w) for s, w in windows if _counted(w, view.module_types)]
         hits = []
         for i, (site, w) in enumerate(windows):
             bad, size = nonfinite_of(w)

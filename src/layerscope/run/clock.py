@@ -87,8 +87,8 @@ class Clock:
 
     def replan(self, afresh: bool = False) -> None:
         """Follow the plan of the step in progress (after a boundary or a jump)."""
-        self._crew.drop_failed()
-        self._plan.follow_step(self.step_count, afresh)
+        dropped = self._crew.drop_failed()
+        self._plan.follow_step(self.step_count, afresh or dropped)
 
     # -- the user's calls ----------------------------------------------------------------------
     def step(self, loss: torch.Tensor | float | None) -> None:

@@ -7,6 +7,8 @@ on observing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from layerscope.distributed import check_parameters_readable
@@ -25,6 +27,7 @@ class Crew:
         gatherers: the installed gatherers, in :data:`~layerscope.gatherers.GATHERERS` order.
         busy: those with something to observe in the current plan.
         replicated: site kinds that are the same on every rank (taken from rank 0).
+        producers: site kind -> the gatherer that makes it.
     """
 
     def __init__(self, guard: Guard) -> None:
@@ -32,11 +35,14 @@ class Crew:
         self.gatherers: list[Gatherer] = []
         self.busy: list[Gatherer] = []
         self.replicated: set[str] = set()
+        self.producers: dict[str, Gatherer] = {}
+        self._enabled: Callable[[str, str], bool] = lambda module, kind: False
         self._dropped: list[Gatherer] = []  # failed, removed at the next boundary
 
     def install(self, context: GatherContext, model: nn.Module) -> None:
         """Install the gatherers of every site kind some lens reads."""
         every_kind = {kind for kinds in context.wanted.values() for kind in kinds}
+        self._enabled = context.enabled
         check_parameters_readable(
             model, every_kind & {k for g in GATHERERS if g.replicated for k in g.kinds}
         )
@@ -47,6 +53,16 @@ class Crew:
                 self.gatherers.append(gatherer)
                 gatherer.__init__(context)  # type: ignore[misc]
         self.replicated.update(k for g in self.gatherers if g.replicated for k in g.kinds)
+        self.producers = {k: g for g in self.gatherers for k in g.kinds}
+
+    def summarized(self, module: str, kind: str) -> bool:
+        """Whether the current plan has a live gatherer hand `kind` at `module` to the gate.
+
+        The gate then summarizes it, non-finite count included: the finiteness gatherer need
+        not read that tensor again.
+        """
+        producer = self.producers.get(kind)
+        return producer is not None and not producer.failed and self._enabled(module, kind)
 
     def follow(self, plan: StepPlan) -> None:
         """Tell every gatherer the new plan; only those with work in it act at boundaries."""
@@ -88,10 +104,14 @@ class Crew:
         )
         self._dropped.append(gatherer)
 
-    def drop_failed(self) -> None:
-        """Remove the gatherers that failed since the last boundary."""
+    def drop_failed(self) -> bool:
+        """Remove the gatherers that failed since the last boundary; whether there were any.
+
+        The gatherers left then follow the plan afresh: some left sites to those gone (the
+        finiteness gatherer reads no tensor another gatherer summarizes).
+        """
         if not self._dropped:
-            return
+            return False
         dropped, self._dropped = self._dropped, []
         for gatherer in dropped:
             try:
@@ -100,6 +120,7 @@ class Crew:
                 pass
         self.gatherers = [g for g in self.gatherers if not g.failed]
         self.busy = [g for g in self.busy if not g.failed]
+        return True
 
     def renew_optimizer(self, context: GatherContext) -> None:
         """Map the parameters of a new optimizer (``context.optimizer``) afresh."""
@@ -107,6 +128,7 @@ class Crew:
             if isinstance(gatherer, OptimizerGatherer):
                 gatherer.remove()
                 self.gatherers[i] = OptimizerGatherer(context)
+                self.producers.update(dict.fromkeys(OptimizerGatherer.kinds, self.gatherers[i]))
 
     def remove(self, quiet: bool = False) -> None:
         """Remove every gatherer's hooks; each failure is said once unless `quiet`."""
@@ -122,3 +144,4 @@ class Crew:
         # cycle, so the scope (and the model it holds) is freed with its last reference.
         self.gatherers = []
         self.busy = []
+        self.producers = {}
