@@ -37,7 +37,7 @@ from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.reduce.windows import StepWindows, WindowBuilder
 from layerscope.sinks.base import GuardedSink, Sink
 from layerscope.sinks.console import LogSink, attach_line
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 from layerscope.units import unit_axes, unit_axis
 
 log = logging.getLogger("layerscope")
@@ -715,7 +715,7 @@ class Scope:
         needs = self._active.get((module, kind))
         return needs == Needs() and not self._closed and not self._windows.force_torch
 
-    def _observe_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+    def _observe_summary(self, module: str, kind: str, site: str, summary: SiteSummary) -> None:
         """Take a summary a gatherer reduced on the host (after :meth:`_summary_suffices`)."""
         if (module, kind) in self._active and not self._closed and summary.size:
             self._windows.add_summary(module, kind, site, summary)

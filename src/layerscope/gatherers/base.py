@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from layerscope.observation import site_name
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 
 #: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
 Observe = Callable[[str, str, str, torch.Tensor], None]
 #: observe_summary(module_name, kind, site, summary): hand a summary the gatherer reduced itself.
-ObserveSummary = Callable[[str, str, str, HostSummary], None]
+ObserveSummary = Callable[[str, str, str, SiteSummary], None]
 #: failed(gatherer, where, error): a gatherer's hook raised; the scope disables that gatherer.
 Failed = Callable[["Gatherer", str, Exception], None]
 _Hook = TypeVar("_Hook", bound=Callable[..., Any])
@@ -46,7 +46,7 @@ class GatherContext:
         lenses: module name -> the lenses that selected it (gatherers read lens options there,
             e.g. which output leaf holds attention weights).
         summary_suffices: ``summary_suffices(module, kind)``, whether on the current step that
-            site kind is observed, a :class:`~layerscope.stats.tensors.HostSummary` is all its
+            site kind is observed, a :class:`~layerscope.stats.SiteSummary` is all its
             lenses read (no quantiles, histograms, activity, counts or values) and the scope reduces
             CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
         observe_summary: ... and hand the result over with this callback instead of ``observe``.

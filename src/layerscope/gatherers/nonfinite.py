@@ -66,7 +66,7 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
         if math.isfinite(x.sum(dtype=wide)):
             return 0
         try:
-            return int(_core.summarize_fields(to_dlpack(x), None, 0.0, None)[9])
+            return _core.summarize_site(to_dlpack(x), None, 0.0, None).nonfinite
         except (TypeError, RuntimeError, BufferError):
             pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
     if readable_reason(x) is not None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from layerscope.records import HistogramValue
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class SiteWindow:
     site: str
     module: str
     kind: str
-    summary: HostSummary
+    summary: SiteSummary
     quantiles: dict[float, float] | None = None
     histogram: HistogramValue | None = None
     quantile_state: Any = None

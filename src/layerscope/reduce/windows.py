@@ -20,10 +20,10 @@ import torch
 from layerscope import stats
 from layerscope.records import HistogramValue
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.stats.site_summary import SiteSummary
 from layerscope.stats.tensors import (
     QUANTILE_LEVELS,
     DeviceSummary,
-    HostSummary,
     combine,
     combine_values,
     count_exceeding,
@@ -52,7 +52,7 @@ class _Pending:
 
     module: str
     kind: str
-    summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
+    summaries: list[SiteSummary | DeviceSummary] = field(default_factory=list)
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
     values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
@@ -204,7 +204,7 @@ class WindowBuilder:
             stacklevel=5,
         )
 
-    def add_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+    def add_summary(self, module: str, kind: str, site: str, summary: SiteSummary) -> None:
         """Add a summary reduced elsewhere (on the host) to the current step's window of `site`."""
         pending = self._pending(module, kind, site)
         if len(pending.summaries) < PENDING_LIMIT or self._bounded(site, pending):
@@ -212,7 +212,7 @@ class WindowBuilder:
 
     def _bounded(self, site: str, pending: _Pending) -> bool:
         """Make room in a full `pending`: True when merged, False when the next one is dropped."""
-        if not pending.values and all(isinstance(s, HostSummary) for s in pending.summaries):
+        if not pending.values and all(isinstance(s, SiteSummary) for s in pending.summaries):
             pending.summaries = [combine(pending.summaries)]  # exact: counts and moments add up
             return True
         if not self._dropping:
