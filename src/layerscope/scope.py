@@ -664,7 +664,14 @@ class Scope:
             self._emit_ready(collective=False, hold_last=True)  # host values: no need to wait
 
     # -- observing -----------------------------------------------------------------------------
-    def _observe(self, module: str, kind: str, site: str, tensor: torch.Tensor) -> None:
+    def _observe(
+        self,
+        module: str,
+        kind: str,
+        site: str,
+        tensor: torch.Tensor,
+        count: Any = None,  # noqa: ANN401
+    ) -> None:
         needs = self._active.get((module, kind))
         if needs is None or self._closed:
             return
@@ -674,7 +681,8 @@ class Scope:
         tensor, axis = readable
         relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
         try:
-            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
+            threshold = 0.0 if relu_like else None
+            self._windows.add(module, kind, site, tensor, needs, axis, threshold, count)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             self._site_failed(module, kind, site, error)
 

@@ -55,7 +55,7 @@ class _Pending:
     summaries: list[SiteSummary | DeviceSummary] = field(default_factory=list)
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
-    values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
+    values: list[tuple[Any, Any]] = field(default_factory=list)  # (vector, count): Needs.values
     exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
     on_device: bool = False  # some of it is still on a device
     dropped: int = 0  # observations past PENDING_LIMIT that could not be merged
@@ -145,15 +145,21 @@ class WindowBuilder:
         needs: Needs,
         axis: int | None,
         threshold: float | None,
+        count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
     ) -> None:
-        """Reduce one observed tensor into the current step's window of `site`."""
+        """Reduce one observed tensor into the current step's window of `site`.
+
+        `count`: for a vector kept whole (:attr:`Needs.values`), how many items it averages
+        (1 when None), so that the step's vectors merge weighted by it.
+        """
         pending = self._pending(module, kind, site)
         if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
             return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
             on_host = kept.is_cpu and not self.force_torch
-            pending.values.append(kept.numpy().copy() if on_host else kept.clone())
+            weight = 1.0 if count is None else count
+            pending.values.append((kept.numpy().copy() if on_host else kept.clone(), weight))
             pending.on_device = pending.on_device or not on_host
         if tensor.is_cpu and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
@@ -356,7 +362,7 @@ class WindowBuilder:
             parts.append(torch.cat(samples))
         if isinstance(p.histogram, list):
             parts.append(torch.stack(p.histogram).sum(0))
-        parts.extend(v for v in p.values if isinstance(v, torch.Tensor))
+        parts.extend(v for v, _ in p.values if isinstance(v, torch.Tensor))
         parts.extend(
             torch.stack(c).sum().reshape(1) for c in p.exceed.values() if isinstance(c, list)
         )
@@ -387,13 +393,14 @@ class WindowBuilder:
                 int(h.overflow),
             )
         if p.values:
-            window.values = combine_values(
+            window.values, window.values_count = combine_values(
                 [
                     next(values).astype(np.float32).reshape(v.shape)
                     if isinstance(v, torch.Tensor)
                     else v
-                    for v in p.values
-                ]
+                    for v, _ in p.values
+                ],
+                [count for _, count in p.values],
             )
         if p.exceed:
             window.exceed = {
