@@ -99,7 +99,7 @@ void bind_site_summary(nb::module_& m) {
       .def_ro("m2", &SiteSummary::m2, "Sum of squared deviations from the mean (0 when empty).")
       .def_ro("min", &SiteSummary::min, "Smallest finite value (NaN when count is 0).")
       .def_ro("max", &SiteSummary::max, "Largest finite value (NaN when count is 0).")
-      .def_ro("l1", &SiteSummary::l1, "Sum of |x| over the finite values.")
+      .def_ro("l1", &SiteSummary::l1, "Sum of the absolute finite values.")
       .def_ro("l2", &SiteSummary::l2, "Euclidean norm of the finite values.")
       .def_ro("zeros", &SiteSummary::zeros, "Elements equal to zero.")
       .def_ro("nonfinite", &SiteSummary::nonfinite, "NaN and +/-Inf elements.")

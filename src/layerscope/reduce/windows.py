@@ -147,19 +147,15 @@ class WindowBuilder:
         threshold: float | None,
         count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
     ) -> None:
-        """Reduce one observed tensor into the current step's window of `site`.
-
-        `count`: for a vector kept whole (:attr:`Needs.values`), how many items it averages
-        (1 when None), so that the step's vectors merge weighted by it.
-        """
+        """Reduce one observed tensor (a kept vector: of `count` items) into `site`'s window."""
         pending = self._pending(module, kind, site)
         if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
             return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
             on_host = kept.is_cpu and not self.force_torch
-            weight = 1.0 if count is None else count
-            pending.values.append((kept.numpy().copy() if on_host else kept.clone(), weight))
+            copy = kept.numpy().copy() if on_host else kept.clone()
+            pending.values.append((copy, 1.0 if count is None else count))
             pending.on_device = pending.on_device or not on_host
         if tensor.is_cpu and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))

@@ -13,12 +13,13 @@ from layerscope import _core
 SiteSummary = _core.SiteSummary
 SiteSummary.__doc__ = """Statistics of one or more observations of a site, with an exact merge.
 
-Read-only; build one from named fields (keywords only: the defaults are the empty summary),
-merge two with :meth:`merge` (a new summary) or many with :meth:`merge_all`. The merge is
-exact and count-weighted, as if every element had been summarized at once: counts and ``l1``
-add, ``mean`` and ``m2`` combine by Chan's formula (means and norms are never averaged),
-``min``/``max`` combine, ``l2`` combines as ``hypot``, per-unit counts add. Instances pickle
-(the distributed merge gathers them across ranks; checkpoints may hold them).
+Read-only; build one from named fields (keywords only: the defaults are the empty summary) or
+with ``from_packed(values, channel_active=None)`` from float64 values in ``fields`` order;
+merge two with ``a.merge(b)`` (a new summary) or many with ``SiteSummary.merge_all(seq)``.
+The merge is exact and count-weighted, as if every element had been summarized at once:
+counts and ``l1`` add, ``mean`` and ``m2`` combine by Chan's formula (means and norms are
+never averaged), ``min``/``max`` combine, ``l2`` combines as ``hypot``, per-unit counts add.
+Instances pickle (the distributed merge gathers them across ranks; checkpoints may hold them).
 
 Attributes:
     size: all elements. count: finite elements.
