@@ -102,14 +102,24 @@ def test_summarize_site_is_the_oracle(axis):
 )
 @pytest.mark.parametrize("axis", [None, -1])
 @pytest.mark.parametrize("kind", ["finite", "hostile", "all_nan"])
-def test_device_path_gives_every_field_of_the_cpu_path(shape, axis, kind):
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+        ),
+    ],
+)
+def test_device_path_gives_every_field_of_the_cpu_path(shape, axis, kind, device):
     x = np.full(shape, np.nan, np.float32) if kind == "all_nan" else hostile(shape, 2)
     if kind == "finite":
         x = np.nan_to_num(x, posinf=1.0, neginf=-1.0, nan=2.0)
     tensor = torch.from_numpy(x)
     cpu = summarize_cpu(tensor, axis, 0.0, None)
-    device = summarize_torch(tensor, axis, 0.0, None)
-    got = unpack(device, iter(fetch(device_tensors(device))))
+    on_device = summarize_torch(tensor.to(device), axis, 0.0, None)
+    got = unpack(on_device, iter(fetch(device_tensors(on_device))))
     for name in SiteSummary.fields:
         a, b = getattr(cpu, name), getattr(got, name)
         if name in COUNTS or math.isnan(a):
