@@ -234,11 +234,11 @@ def combine_values(
 
     Each vector is a mean of items (batch rows, sequences, elements): its count says how many,
     as a number or an array broadcastable to it (one per timestep along the last axis), 1 when
-    `counts` is None. The merge is ``sum(count * vector) / sum(count)`` element by element, so
-    that calls, steps and ranks of different batch sizes weigh as their items do (an equal-weight
-    mean of means is wrong whenever the counts differ); the counts add. Vectors of different
-    lengths along the last axis (sequences of different lengths) are padded to the longest with
-    count 0; an element no vector has is NaN. A NaN a vector holds stays NaN.
+    `counts` or the count is None. The merge is ``sum(count * vector) / sum(count)`` element
+    by element, so that calls, steps and ranks of different batch sizes weigh as their items do
+    (an equal-weight mean of means is wrong whenever the counts differ); the counts add. Vectors
+    of different lengths along the last axis (sequences of different lengths) are padded to the
+    longest with count 0; an element no vector has is NaN. A NaN a vector holds stays NaN.
 
     Returns:
         The merged vector (the dtype of the first) and its counts (float64, of its shape).
@@ -246,7 +246,7 @@ def combine_values(
     if counts is None:
         counts = [1.0] * len(arrays)
     weights = [
-        np.broadcast_to(np.asarray(c, np.float64), a.shape)
+        np.broadcast_to(np.asarray(1.0 if c is None else c, np.float64), a.shape)
         for a, c in zip(arrays, counts, strict=True)
     ]
     if len(arrays) == 1:
