@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-#: The scalar fields every summary of the reduce stage carries (HostSummary, or its successor).
+#: The fields of a :class:`layerscope.stats.SiteSummary`, as this oracle computes them.
 SCALARS = ("mean", "m2", "min", "max", "l1", "l2")
 COUNTS = ("size", "count", "zeros", "nonfinite")
 FIELDS = (*COUNTS, *SCALARS)

@@ -11,6 +11,7 @@
 
 #include "binding_support.hpp"
 #include "bindings.hpp"
+#include "layerscope/site_summary.hpp"
 #include "layerscope_ext/optimizer_step.hpp"
 
 namespace layerscope::bindings {
@@ -19,11 +20,7 @@ namespace {
 
 using Floats = nb::ndarray<const float, nb::device::cpu, nb::c_contig>;
 
-// The fields of a HostSummary, in its order.
-nb::tuple fields_of(const Summary& s) {
-  return nb::make_tuple(s.size, s.count, s.mean, s.m2, s.min, s.max, s.l1, s.l2, s.zeros,
-                        s.nan + s.pos_inf + s.neg_inf);
-}
+nb::object fields_of(Summary& s) { return nb::cast(site_summary(std::move(s), false)); }
 
 const float* checked(const Floats& array, std::int64_t size, const char* what) {
   if (static_cast<std::int64_t>(array.size()) != size)
@@ -68,7 +65,7 @@ void bind_optimizer_step(nb::module_& m) {
           s = ext::summarize_step(in);
         }
         nb::list state_fields;
-        for (const Summary& state : s.states) state_fields.append(fields_of(state));
+        for (Summary& state : s.states) state_fields.append(fields_of(state));
         nb::object update = nb::none(), adam = nb::none();
         if (after) update = nb::make_tuple(fields_of(s.update), s.update_norm, s.before_norm);
         if (second)
@@ -82,12 +79,12 @@ void bind_optimizer_step(nb::module_& m) {
       nb::arg("max_threads") = nb::none(),
       "One pass over a parameter's step, every array contiguous float32 on the CPU with `size` "
       "elements. Returns (update, states, adam): update is None without after/before, else "
-      "(fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); "
-      "states the fields of each state array; adam None without `second`, else (fields of v, "
+      "(SiteSummary of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); "
+      "states the SiteSummary of each state array; adam None without `second`, else (the "
+      "SiteSummary of v, "
       "smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step "
-      "sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, "
-      "count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them. "
-      "max_threads caps the threads that read a large parameter (None: the hardware's).");
+      "sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). max_threads caps "
+      "the threads that read a large parameter (None: the hardware's).");
 }
 
 }  // namespace layerscope::bindings

@@ -116,23 +116,6 @@ void bind_summary(nb::module_& m) {
       nb::arg("max_threads") = nb::none(),
       "One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large "
       "arrays are read by at most max_threads threads (None: the hardware's).");
-
-  m.def(
-      "summarize_fields",
-      [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold, std::optional<int> max_threads) {
-        Summary s = checked_summarize(array, channel_axis, eps, threshold, false, max_threads,
-                                      "summarize_fields");
-        nb::object active = nb::none();
-        if (channel_axis) active = nb::cast(to_numpy(std::move(s.channel_active)));
-        return nb::make_tuple(s.size, s.count, s.mean, s.m2, s.min, s.max, s.l1, s.l2, s.zeros,
-                              s.nan + s.pos_inf + s.neg_inf, active);
-      },
-      nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
-      nb::arg("threshold") = nb::none(), nb::arg("max_threads") = nb::none(),
-      "summarize(..., channel_sums=False) as the tuple (size, count, mean, m2, min, max, l1, "
-      "l2, zeros, nonfinite, channel_active or None without a channel axis): one object, for "
-      "callers that read every field (the scope's reducers), instead of a Summary's attributes.");
 }
 
 }  // namespace layerscope::bindings

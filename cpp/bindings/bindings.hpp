@@ -5,6 +5,7 @@
 
 namespace layerscope::bindings {
 void bind_summary(nanobind::module_& m);
+void bind_site_summary(nanobind::module_& m);
 void bind_moments(nanobind::module_& m);
 void bind_histogram(nanobind::module_& m);
 void bind_quantile_sketch(nanobind::module_& m);

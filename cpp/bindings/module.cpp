@@ -8,6 +8,7 @@ NB_MODULE(_core, m) {
   nanobind::set_leak_warnings(false);
   using namespace layerscope::bindings;
   bind_summary(m);
+  bind_site_summary(m);
   bind_moments(m);
   bind_histogram(m);
   bind_quantile_sketch(m);

@@ -145,9 +145,128 @@ def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int
     One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large arrays are read by at most max_threads threads (None: the hardware's).
     """
 
-def summarize_fields(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, max_threads: int | None = None) -> tuple:
+class SiteSummary:
     """
-    summarize(..., channel_sums=False) as the tuple (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite, channel_active or None without a channel axis): one object, for callers that read every field (the scope's reducers), instead of a Summary's attributes.
+    Statistics of one or more observations of a site, with an exact merge.
+
+    Read-only; build one from named fields (keywords only: the defaults are the empty summary) or
+    with ``from_packed(values, channel_active=None)`` from float64 values in ``fields`` order;
+    merge two with ``a.merge(b)`` (a new summary) or many with ``SiteSummary.merge_all(seq)``.
+    The merge is exact and count-weighted, as if every element had been summarized at once:
+    counts and ``l1`` add, ``mean`` and ``m2`` combine by Chan's formula (means and norms are
+    never averaged), ``min``/``max`` combine, ``l2`` combines as ``hypot``, per-unit counts add.
+    Instances pickle (the distributed merge gathers them across ranks; checkpoints may hold them).
+
+    Attributes:
+        size: all elements. count: finite elements.
+        mean, m2, variance, std: mean of the finite values, sum of squared deviations from it,
+            population variance ``m2 / count`` and its square root.
+        min, max: extrema of the finite values. l1, l2: sum of ``|x|`` and Euclidean norm of them.
+        zeros, nonfinite: elements equal to zero; NaN and +/-Inf elements (in no other field).
+        channel_active: active elements per unit (a read-only int64 array), None for a tensor
+            observed without a unit axis.
+        fields: the names of the scalar fields, in the order of packed layouts (``from_packed``).
+
+    With no finite element (``count == 0``), ``mean``, ``min``, ``max``, ``variance`` and ``std``
+    are NaN and ``m2``, ``l1`` and ``l2`` are 0.
+
+    Example:
+        >>> a = SiteSummary(size=2, count=2, mean=1.0, m2=2.0, min=0.0, max=2.0, l1=2.0, l2=2.0,
+        ...                 zeros=1)
+        >>> b = SiteSummary(size=6, count=6, mean=5.0, m2=0.0, min=5.0, max=5.0, l1=30.0,
+        ...                 l2=6 ** 0.5 * 5)
+        >>> c = a.merge(b)
+        >>> c.count, c.mean, c.m2, c.min, c.max, c.l1
+        (8, 4.0, 26.0, 0.0, 5.0, 32.0)
+        >>> SiteSummary.fields[:4]
+        ('size', 'count', 'mean', 'm2')
+    """
+
+    def __init__(self, *, size: int = 0, count: int = 0, mean: float = float('nan'), m2: float = 0.0, min: float = float('nan'), max: float = float('nan'), l1: float = 0.0, l2: float = 0.0, zeros: int = 0, nonfinite: int = 0, channel_active: object | None = None) -> None:
+        """
+        A SiteSummary from its named fields (keywords only); the defaults are the empty one.
+        """
+
+    @property
+    def size(self) -> int:
+        """All elements, finite or not."""
+
+    @property
+    def count(self) -> int:
+        """Finite elements."""
+
+    @property
+    def mean(self) -> float:
+        """Mean of the finite values (NaN when count is 0)."""
+
+    @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the mean (0 when empty)."""
+
+    @property
+    def min(self) -> float:
+        """Smallest finite value (NaN when count is 0)."""
+
+    @property
+    def max(self) -> float:
+        """Largest finite value (NaN when count is 0)."""
+
+    @property
+    def l1(self) -> float:
+        """Sum of the absolute finite values."""
+
+    @property
+    def l2(self) -> float:
+        """Euclidean norm of the finite values."""
+
+    @property
+    def zeros(self) -> int:
+        """Elements equal to zero."""
+
+    @property
+    def nonfinite(self) -> int:
+        """NaN and +/-Inf elements."""
+
+    @property
+    def channel_active(self) -> object:
+        """
+        Active elements per unit (read-only int64 array), None without a unit axis.
+        """
+
+    @property
+    def variance(self) -> float:
+        """Population variance m2 / count (NaN when count is 0)."""
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (NaN when count is 0)."""
+
+    def merge(self, other: SiteSummary) -> SiteSummary:
+        """
+        A new SiteSummary of both summaries' elements together (exact: Chan's formula for mean and m2, counts and l1 add, l2 as hypot, per-unit counts add).
+        """
+
+    @staticmethod
+    def merge_all(summaries: Sequence[SiteSummary]) -> SiteSummary:
+        """The merge of every summary of a sequence (empty: the empty one)."""
+
+    @staticmethod
+    def from_packed(values: Annotated[NDArray[numpy.float64], dict(shape=(None,), device='cpu', writable=False)], channel_active: object | None = None) -> SiteSummary:
+        """
+        The SiteSummary whose scalar fields are `values` (float64, SiteSummary.fields order; counts rounded; with count 0, mean/min/max become NaN and m2/l1/l2 0).
+        """
+
+    def __getstate__(self) -> tuple: ...
+
+    def __setstate__(self, arg: tuple, /) -> None: ...
+
+    def __repr__(self) -> str: ...
+
+    fields: tuple = ...
+
+def summarize_site(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, max_threads: int | None = None) -> SiteSummary:
+    """
+    The SiteSummary of a float32/float64/float16/bfloat16 CPU array, any strides: one pass of summarize(); per-unit active counts along `channel_axis` (None: no unit counts); large arrays are read by at most max_threads threads (None: the hardware's).
     """
 
 class Moments:
@@ -441,5 +560,5 @@ def masked_crc32c(data: bytes) -> int:
 
 def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1, max_threads: int | None = None) -> tuple:
     """
-    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (fields of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the fields of each state array; adam None without `second`, else (fields of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). Fields are (size, count, mean, m2, min, max, l1, l2, zeros, nonfinite) as summarize_fields gives them. max_threads caps the threads that read a large parameter (None: the hardware's).
+    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (SiteSummary of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the SiteSummary of each state array; adam None without `second`, else (the SiteSummary of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). max_threads caps the threads that read a large parameter (None: the hardware's).
     """

@@ -206,7 +206,7 @@ def check_parameters_readable(model: nn.Module, kinds: Collection[str]) -> None:
 
 def _pack(w: SiteWindow) -> tuple[Any, ...]:
     state = w.quantile_state.serialize() if w.quantile_state is not None else None
-    return (w.module, w.kind, w.summary, w.histogram, state, w.values, w.exceed)
+    return (w.module, w.kind, w.summary, w.histogram, state, w.values, w.exceed, w.values_count)
 
 
 def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
@@ -222,9 +222,9 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
             sum(h.underflow for h in histograms),
             sum(h.overflow for h in histograms),
         )
-    values = [p[5] for p in packed if p[5] is not None]
-    if values:  # gatherers' own reductions (attention heads, timesteps): the mean over ranks
-        window.values = combine_values(values)
+    kept = [(p[5], p[7]) for p in packed if p[5] is not None]
+    if kept:  # gatherers' own reductions (attention heads, timesteps): weighted by their counts
+        window.values, window.values_count = combine_values(*zip(*kept, strict=True))
     exceed = [p[6] for p in packed if p[6]]
     if exceed:  # element counts add up
         window.exceed = {key: sum(e.get(key, 0) for e in exceed) for key in exceed[0]}

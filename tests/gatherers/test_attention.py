@@ -242,3 +242,39 @@ def test_missing_output_leaf_is_noted_once_and_skipped(caplog):
             scope.step()
     assert not scope.records()
     assert sum("output_path='[5]'" in r.message for r in caplog.records) == 1
+
+
+class SelfAttention(nn.Module):
+    """One MultiheadAttention over its input, the model of the count-weighting tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def weights_of(model: SelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """(N, H, L, S) weights from MultiheadAttention itself."""
+    with torch.no_grad():
+        return model.attn(x, x, x, need_weights=True, average_attn_weights=False)[1]
+
+
+def test_calls_of_different_batch_sizes_weigh_as_their_items():
+    # Two micro-batches of 1 and 7 sequences in one step: the step's numbers are those of all
+    # 8 sequences together, not the equal-weight mean of the two calls' means.
+    model = SelfAttention()
+    g = torch.Generator().manual_seed(4)
+    calls = [torch.randn(1, 5, 8, generator=g), torch.randn(7, 5, 8, generator=g)]
+    with layerscope.watch(model, lenses=[Attention()]) as scope:
+        for x in calls:
+            model(x).square().mean().backward()
+        scope.step()
+    table = {(r.site, r.quantity): r.value for r in scope.records()}
+    want = _expected(torch.cat([weights_of(model, x) for x in calls]), None)
+    for quantity in QUANTITIES:
+        for h, value in enumerate(want[quantity]):
+            got = table[(f"attn:attention.head{h}", quantity)]
+            assert got == pytest.approx(value, rel=1e-5), (quantity, h)

@@ -16,13 +16,14 @@ import layerscope
 from layerscope import _core
 from layerscope.gatherers.optimizer import OptimizerGatherer
 from layerscope.lenses import Optimizer
-from layerscope.stats.tensors import HostSummary, summarize_cpu, summary_of_values
+from layerscope.stats import SiteSummary
+from layerscope.stats.tensors import summarize_cpu, summary_of_values
 
-FIELDS = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
+FIELDS = SiteSummary.fields
 
 
 def _numpy_fields(x: np.ndarray) -> dict[str, float]:
-    """HostSummary's fields of `x`, in float64 numpy: NaN and ±Inf counted and left out."""
+    """SiteSummary's fields of `x`, in float64 numpy: NaN and ±Inf counted and left out."""
     finite = x[np.isfinite(x)].astype(np.float64)
     some = finite.size > 0
     return {
@@ -39,10 +40,11 @@ def _numpy_fields(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def _assert_fields(got: tuple, want: dict[str, float]) -> None:
+def _assert_fields(got: SiteSummary, want: dict[str, float]) -> None:
     # The kernel's documented precision: the sum within 5e-7 of l1, the rest 1e-6 relative.
     mean_error = 1e-6 * want["l1"] / max(want["count"], 1)
-    for name, value in zip(FIELDS, got, strict=True):
+    for name in FIELDS:
+        value = getattr(got, name)
         close = pytest.approx(want[name], rel=1e-6, abs=mean_error if name == "mean" else 1e-12)
         assert math.isnan(value) if math.isnan(want[name]) else value == close, name
 
@@ -170,8 +172,7 @@ def test_fused_records_match_the_torch_path_on_real_training(kind):
 def test_host_summary_reaches_other_lenses_whole():
     # A window built from the kernel's summary holds every field a lens may read.
     x = torch.tensor([1.0, -2.0, 0.0, math.nan])
-    fields, _, _ = _core.summarize_step(4, to_dlpack(x), to_dlpack(torch.zeros(4)), [], None)[0]
-    summary = HostSummary(*fields)
+    summary, _, _ = _core.summarize_step(4, to_dlpack(x), to_dlpack(torch.zeros(4)), [], None)[0]
     want = summarize_cpu(x, None, 0.0, None)
     for name in FIELDS:
         assert getattr(summary, name) == pytest.approx(getattr(want, name), nan_ok=True), name

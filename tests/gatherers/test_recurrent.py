@@ -196,3 +196,26 @@ def test_micro_batches_of_different_lengths_average_per_timestep():
             sum(norms) / len(norms)
         )
     assert not any("#1" in site for _, site, _, _ in table)  # a new forward restarts the count
+
+
+def test_calls_of_different_batch_sizes_and_lengths_weigh_per_timestep():
+    # One step sees a packed batch of 2 sequences (lengths 6 and 2) and a padded batch of 5 of
+    # length 4: each timestep's mean is over every sequence that reached it, wherever it ran.
+    torch.manual_seed(0)
+    gru = nn.GRU(2, 3)
+    g = torch.Generator().manual_seed(6)
+    packed = pack_padded_sequence(torch.randn(6, 2, 2, generator=g), torch.tensor([6, 2]))
+    padded = torch.randn(4, 5, 2, generator=g)
+    with layerscope.watch(gru, lenses=[Recurrent()]) as scope:
+        out, _ = gru(packed)
+        unpacked, lengths = pad_packed_sequence(out)
+        unpacked.sum().backward()
+        out, _ = gru(padded)
+        out.sum().backward()
+        scope.step()
+    table = _table(scope.records())
+    running = [unpacked[:length, b] for b, length in enumerate(lengths.tolist())]
+    for t in range(6):
+        values = [seq[t] for seq in running if t < len(seq)] + ([*out[t]] if t < 4 else [])
+        want = torch.stack(values).detach().mean().item()
+        assert table[(0, f"model:hidden[t={t}]", "value", "mean")] == pytest.approx(want, rel=1e-5)

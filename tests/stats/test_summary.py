@@ -119,22 +119,6 @@ def test_without_channel_sums_only_the_activity_counts_stay(shape, axis, layout,
         assert getattr(s, name) == pytest.approx(want[name], rel=1e-5, abs=1e-5), name
 
 
-@pytest.mark.parametrize("axis", [None, 1])
-def test_summarize_fields_is_the_summary_as_one_tuple(axis):
-    from layerscope import _core
-
-    x = (RNG.standard_normal((30, 7)) * 2).astype(np.float32)
-    x[3, 2] = np.inf
-    fields = _core.summarize_fields(x, axis, 0.5, None)
-    s = summarize(x, channel_axis=axis, eps=0.5, channel_sums=False)
-    names = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
-    assert fields[:10] == tuple(getattr(s, name) for name in names)
-    if axis is None:
-        assert fields[10] is None
-    else:
-        np.testing.assert_array_equal(fields[10], oracle(x, axis, eps=0.5)["channel_active"])
-
-
 def test_large_tensor_uses_every_core_and_still_matches():
     x = RNG.standard_normal((2100, 1000)).astype(np.float32)
     assert_matches(summarize(x, channel_axis=1), oracle(x, 1))

@@ -78,6 +78,11 @@ def head_statistics(weights: torch.Tensor, head_output: torch.Tensor | None = No
     return torch.stack(rows)
 
 
+def rows_of(weights: torch.Tensor) -> int:
+    """The query rows (batch × queries) the means of :func:`head_statistics` average over."""
+    return weights.shape[0] * weights.shape[2]
+
+
 def as_heads(weights: torch.Tensor) -> torch.Tensor:
     """View a user-named attention tensor as (batch, heads, queries, keys)."""
     if weights.dim() == 2:
@@ -155,10 +160,11 @@ class AttentionGatherer(Gatherer):
     """Observes per-head attention statistics (kind ``"attention"``).
 
     Each observed call hands the scope one small (quantities, heads) tensor (rows:
-    :data:`HEAD_QUANTITIES`) at site ``"<attention module>:attention"``, e.g.
-    ``"enc.layers.0.self_attn:attention"``; the ``Attention`` lens reads it whole from the
-    window's ``values``. A selected Transformer layer is observed through its ``self_attn`` and
-    ``multihead_attn`` submodules; another module needs the lens's ``output_path``.
+    :data:`HEAD_QUANTITIES`) and the number of query rows it averages (:func:`rows_of`), at
+    site ``"<attention module>:attention"``, e.g. ``"enc.layers.0.self_attn:attention"``; the
+    ``Attention`` lens reads it whole from the window's ``values``. A selected Transformer layer
+    is observed through its ``self_attn`` and ``multihead_attn`` submodules; another module
+    needs the lens's ``output_path``.
     """
 
     kinds = ("attention",)
@@ -220,7 +226,7 @@ class AttentionGatherer(Gatherer):
         with torch.no_grad():
             weights, head_output = recompute_attention(module, args, kwargs)
             values = head_statistics(weights, head_output)
-        self.context.observe(name, "attention", site, values)
+        self.context.observe(name, "attention", site, values, count=rows_of(weights))
 
     @contained
     def _output_hook(
@@ -241,8 +247,9 @@ class AttentionGatherer(Gatherer):
         for leaf_path, tensor in tensor_leaves(output):
             if leaf_path == path and tensor.is_floating_point() and tensor.dim() >= 2:
                 with torch.no_grad():
-                    values = head_statistics(as_heads(tensor))
-                self.context.observe(name, "attention", site, values)
+                    heads = as_heads(tensor)
+                    values = head_statistics(heads)
+                self.context.observe(name, "attention", site, values, count=rows_of(heads))
                 return
         if site not in self._noted:  # a run-time skip: noted once, training goes on
             self._noted.add(site)

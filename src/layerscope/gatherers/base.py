@@ -6,18 +6,35 @@ import functools
 import warnings
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from layerscope.observation import site_name
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 
-#: observe(module_name, kind, site, tensor): hand one tensor of one site to the scope.
-Observe = Callable[[str, str, str, torch.Tensor], None]
+
+class Observe(Protocol):
+    """``observe(module_name, kind, site, tensor, count=None)``: hand one tensor to the scope.
+
+    `count`, for a vector a gatherer reduced itself (a mean over items), is how many items it
+    averages: a number, or a host array broadcastable to it (one per timestep along the last
+    axis); vectors of a site merge across calls, steps and ranks weighted by it (1 when None).
+    """
+
+    def __call__(  # noqa: D102
+        self,
+        module: str,
+        kind: str,
+        site: str,
+        tensor: torch.Tensor,
+        count: Any = None,  # noqa: ANN401
+    ) -> None: ...
+
+
 #: observe_summary(module_name, kind, site, summary): hand a summary the gatherer reduced itself.
-ObserveSummary = Callable[[str, str, str, HostSummary], None]
+ObserveSummary = Callable[[str, str, str, SiteSummary], None]
 #: failed(gatherer, where, error): a gatherer's hook raised; the scope disables that gatherer.
 Failed = Callable[["Gatherer", str, Exception], None]
 _Hook = TypeVar("_Hook", bound=Callable[..., Any])
@@ -46,7 +63,7 @@ class GatherContext:
         lenses: module name -> the lenses that selected it (gatherers read lens options there,
             e.g. which output leaf holds attention weights).
         summary_suffices: ``summary_suffices(module, kind)``, whether on the current step that
-            site kind is observed, a :class:`~layerscope.stats.tensors.HostSummary` is all its
+            site kind is observed, a :class:`~layerscope.stats.SiteSummary` is all its
             lenses read (no quantiles, histograms, activity, counts or values) and the scope reduces
             CPU tensors on the host. Then the gatherer may reduce a CPU tensor itself...
         observe_summary: ... and hand the result over with this callback instead of ``observe``.

@@ -72,8 +72,8 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
         if math.isfinite(x.sum(dtype=wide)):
             return 0
         try:
-            fields = _core.summarize_fields(to_dlpack(x), None, 0.0, None, torch.get_num_threads())
-            return int(fields[9])
+            threads = torch.get_num_threads()
+            return _core.summarize_site(to_dlpack(x), None, 0.0, None, threads).nonfinite
         except (TypeError, RuntimeError, BufferError):
             pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
     if readable_reason(x) is not None:

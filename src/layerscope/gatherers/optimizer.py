@@ -38,7 +38,6 @@ from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.gatherers.parameters import owned_parameters
 from layerscope.observation import is_distributed_tensor, site_name
 from layerscope.stats.tensors import (
-    HostSummary,
     extremes_and_count_below,
     extremes_and_count_below_torch,
     sample_stride,
@@ -338,7 +337,7 @@ class OptimizerGatherer(Gatherer):
         if not tensors or not all(_host_float32(t) for t in tensors):
             return False
         summarized = [t for t in states.values() if t is not second]
-        update, state_fields, adam_part = _core.summarize_step(
+        update, state_summaries, adam_part = _core.summarize_step(
             param.numel(),
             None if after is None else to_dlpack(after),
             None if before is None else to_dlpack(before),
@@ -350,18 +349,17 @@ class OptimizerGatherer(Gatherer):
         )
         observe_summary = self.context.observe_summary
         if update is not None:
-            fields, update_norm, before_norm = update
-            observe_summary(name, "optimizer.update", f"{site}.update", HostSummary(*fields))
+            summary, update_norm, before_norm = update
+            observe_summary(name, "optimizer.update", f"{site}.update", summary)
             ratio = summary_of_values([_ratio(update_norm, before_norm)])
             observe_summary(name, "optimizer.update", f"{site}.update_ratio", ratio)
-        fields_of = dict(zip(map(id, summarized), state_fields, strict=True))
+        summary_of = dict(zip(map(id, summarized), state_summaries, strict=True))
         if adam_part is not None:
-            fields_of[id(second)] = adam_part[0]
+            summary_of[id(second)] = adam_part[0]
         for key, value in states.items():
-            summary = HostSummary(*fields_of[id(value)])
-            observe_summary(name, "optimizer.state", f"{site}.{key}", summary)
+            observe_summary(name, "optimizer.state", f"{site}.{key}", summary_of[id(value)])
         if adam is not None:
-            second_fields, smallest, largest, below, sizes = adam_part
+            second_summary, smallest, largest, below, sizes = adam_part
             self.context.observe(
                 name, "optimizer.step_size", f"{site}.step_size", torch.from_numpy(sizes)
             )
@@ -369,7 +367,7 @@ class OptimizerGatherer(Gatherer):
                 extremes = _step_size_extremes(smallest, largest, *adam[1:])
                 summary = summary_of_values(extremes)
                 observe_summary(name, "optimizer.state", f"{site}.step_size_extremes", summary)
-            zeros = second_fields[8]  # fields as summarize_fields: (size, ..., zeros, nonfinite)
+            zeros = second_summary.zeros
             dominance = summary_of_values([eps_share(below, zeros, param.numel())])
             observe_summary(name, "optimizer.state", f"{site}.eps_dominance", dominance)
         return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
@@ -37,6 +38,16 @@ RECURRENT_MODULES: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.RNNCellBase)
 
 def _time_major(flat: torch.Tensor) -> torch.Tensor:
     return flat.detach().float().reshape(flat.shape[0], -1)
+
+
+def per_timestep(sequence: torch.Tensor) -> int:
+    """Elements each timestep of a time-major (T, ...) tensor holds: what its statistics average."""
+    return sequence.numel() // max(sequence.shape[0], 1)
+
+
+def packed_per_timestep(data: torch.Tensor, batch_sizes: torch.Tensor) -> np.ndarray:
+    """Elements each timestep of a PackedSequence's ``data`` holds (host batch sizes, no sync)."""
+    return batch_sizes.numpy().astype(np.float64) * per_timestep(data)
 
 
 def _time_first(sequence: torch.Tensor, time_dim: int | None) -> torch.Tensor:
@@ -102,7 +113,9 @@ class RecurrentGatherer(Gatherer):
     ``"<rnn>:hidden.grad"`` ((2, T): :data:`GRAD_ROWS`) and, for ``nn.RNN``/``LSTM``/``GRU``,
     ``"<rnn>:h_n"`` and (LSTM) ``"<rnn>:c_n"`` ((5, layers·directions): :data:`STATE_ROWS`).
     Cells (``nn.LSTMCell``...) give one timestep per call; an unrolled loop shows up as call
-    indices. The ``Recurrent`` lens turns these into per-timestep records.
+    indices. Each tensor comes with the elements each column averages (its count), so that
+    calls of different batch sizes and lengths merge weighted by them. The ``Recurrent`` lens
+    turns these into per-timestep records.
     """
 
     kinds = ("hidden", "hidden.grad", "state")
@@ -165,14 +178,17 @@ class RecurrentGatherer(Gatherer):
         if isinstance(sequence, PackedSequence):
             target, sizes = sequence.data, sequence.batch_sizes
             if "hidden" in wanted:
-                observe(
-                    name, "hidden", site_name(prefix, "hidden"), packed_statistics(target, sizes)
-                )
+                values = packed_statistics(target, sizes)
+                counts = packed_per_timestep(target, sizes)
+                observe(name, "hidden", site_name(prefix, "hidden"), values, count=counts)
         else:
             target, sizes = sequence, None
             if "hidden" in wanted:
-                values = timestep_statistics(_time_first(sequence, time_dim))
-                observe(name, "hidden", site_name(prefix, "hidden"), values)
+                timed = _time_first(sequence, time_dim)
+                values = timestep_statistics(timed)
+                observe(
+                    name, "hidden", site_name(prefix, "hidden"), values, count=per_timestep(timed)
+                )
         if "hidden.grad" in wanted and target.requires_grad:
             # on the output itself: a view made here would not be part of the graph
             hook = partial(self._grad_hook, name, site_name(prefix, "hidden.grad"), sizes, time_dim)
@@ -181,9 +197,8 @@ class RecurrentGatherer(Gatherer):
             directions = 2 if module.bidirectional else 1
             states = state if isinstance(state, tuple) else (state,)
             for label, tensor in zip(("h_n", "c_n"), states, strict=False):
-                observe(
-                    name, "state", site_name(prefix, label), state_statistics(tensor, directions)
-                )
+                values = state_statistics(tensor, directions)
+                observe(name, "state", site_name(prefix, label), values, count=per_timestep(tensor))
 
     @contained
     def _grad_hook(
@@ -197,10 +212,13 @@ class RecurrentGatherer(Gatherer):
         if self._closed:
             return
         if sizes is None:
-            values = timestep_statistics(_time_first(grad, time_dim), with_moments=False)
+            timed = _time_first(grad, time_dim)
+            values = timestep_statistics(timed, with_moments=False)
+            count: Any = per_timestep(timed)
         else:
             values = packed_statistics(grad, sizes, with_moments=False)
-        self.context.observe(name, "hidden.grad", site, values)
+            count = packed_per_timestep(grad, sizes)
+        self.context.observe(name, "hidden.grad", site, values, count=count)
 
     def remove(self) -> None:
         """Remove every hook; tensor hooks still pending on live graphs become no-ops."""

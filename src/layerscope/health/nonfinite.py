@@ -39,8 +39,8 @@ def nonfinite_of(w: SiteWindow) -> tuple[int, int]:
     if w.kind.endswith(".finite"):
         if w.values is None or w.values.size < 2:
             return 0, 0
-        # values is the mean of the step's [nonfinite, size] vectors, two finite numbers each
-        calls = max(w.summary.count // 2, 1)
+        # values is the mean of the step's [nonfinite, size] vectors, over values_count calls
+        calls = float(w.values_count[0]) if w.values_count is not None else 1.0
         return round(float(w.values[0]) * calls), round(float(w.values[1]) * calls)
     return w.summary.nonfinite, w.summary.size
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from layerscope.records import HistogramValue
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,20 @@ class SiteWindow:
     when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
     from); ``histogram`` is set when one asked for a histogram.
     ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
-    the step's observations), when a lens asked for it (:attr:`Needs.values`): gatherers that
-    reduce on their own (attention heads, timesteps) hand over such small vectors.
+    the step's observations, weighted by their counts), when a lens asked for it
+    (:attr:`Needs.values`): gatherers that reduce on their own (attention heads, timesteps) hand
+    over such small vectors, each with the number of items it averages. ``values_count`` holds
+    those counts, added up, element by element (the weight of ``values`` in any further merge).
     ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
     """
 
     site: str
     module: str
     kind: str
-    summary: HostSummary
+    summary: SiteSummary
     quantiles: dict[float, float] | None = None
     histogram: HistogramValue | None = None
     quantile_state: Any = None
     values: np.ndarray | None = None
+    values_count: np.ndarray | None = None
     exceed: dict[tuple[float, bool], int] | None = None

@@ -20,10 +20,10 @@ import torch
 from layerscope import stats
 from layerscope.records import HistogramValue
 from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.stats.site_summary import SiteSummary
 from layerscope.stats.tensors import (
     QUANTILE_LEVELS,
     DeviceSummary,
-    HostSummary,
     combine,
     combine_values,
     count_exceeding,
@@ -52,10 +52,10 @@ class _Pending:
 
     module: str
     kind: str
-    summaries: list[HostSummary | DeviceSummary] = field(default_factory=list)
+    summaries: list[SiteSummary | DeviceSummary] = field(default_factory=list)
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
-    values: list[Any] = field(default_factory=list)  # whole small vectors (Needs.values)
+    values: list[tuple[Any, Any]] = field(default_factory=list)  # (vector, count): Needs.values
     exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
     on_device: bool = False  # some of it is still on a device
     dropped: int = 0  # observations past PENDING_LIMIT that could not be merged
@@ -145,15 +145,17 @@ class WindowBuilder:
         needs: Needs,
         axis: int | None,
         threshold: float | None,
+        count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
     ) -> None:
-        """Reduce one observed tensor into the current step's window of `site`."""
+        """Reduce one observed tensor (a kept vector: of `count` items) into `site`'s window."""
         pending = self._pending(module, kind, site)
         if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
             return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
             kept = tensor.detach().float()
             on_host = kept.is_cpu and not self.force_torch
-            pending.values.append(kept.numpy().copy() if on_host else kept.clone())
+            copy = kept.numpy().copy() if on_host else kept.clone()
+            pending.values.append((copy, 1.0 if count is None else count))
             pending.on_device = pending.on_device or not on_host
         if tensor.is_cpu and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
@@ -204,7 +206,7 @@ class WindowBuilder:
             stacklevel=5,
         )
 
-    def add_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+    def add_summary(self, module: str, kind: str, site: str, summary: SiteSummary) -> None:
         """Add a summary reduced elsewhere (on the host) to the current step's window of `site`."""
         pending = self._pending(module, kind, site)
         if len(pending.summaries) < PENDING_LIMIT or self._bounded(site, pending):
@@ -212,7 +214,7 @@ class WindowBuilder:
 
     def _bounded(self, site: str, pending: _Pending) -> bool:
         """Make room in a full `pending`: True when merged, False when the next one is dropped."""
-        if not pending.values and all(isinstance(s, HostSummary) for s in pending.summaries):
+        if not pending.values and all(isinstance(s, SiteSummary) for s in pending.summaries):
             pending.summaries = [combine(pending.summaries)]  # exact: counts and moments add up
             return True
         if not self._dropping:
@@ -356,7 +358,7 @@ class WindowBuilder:
             parts.append(torch.cat(samples))
         if isinstance(p.histogram, list):
             parts.append(torch.stack(p.histogram).sum(0))
-        parts.extend(v for v in p.values if isinstance(v, torch.Tensor))
+        parts.extend(v for v, _ in p.values if isinstance(v, torch.Tensor))
         parts.extend(
             torch.stack(c).sum().reshape(1) for c in p.exceed.values() if isinstance(c, list)
         )
@@ -387,13 +389,14 @@ class WindowBuilder:
                 int(h.overflow),
             )
         if p.values:
-            window.values = combine_values(
+            window.values, window.values_count = combine_values(
                 [
                     next(values).astype(np.float32).reshape(v.shape)
                     if isinstance(v, torch.Tensor)
                     else v
-                    for v in p.values
-                ]
+                    for v, _ in p.values
+                ],
+                [count for _, count in p.values],
             )
         if p.exceed:
             window.exceed = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from layerscope.reduce.contract import Needs
 from layerscope.reduce.windows import WindowBuilder
 from layerscope.run.guard import Guard
 from layerscope.run.plan import StepPlan
-from layerscope.stats.tensors import HostSummary
+from layerscope.stats.site_summary import SiteSummary
 from layerscope.units import unit_axes, unit_axis
 
 log = logging.getLogger("layerscope")
@@ -78,8 +79,18 @@ class Gate:
         """Whether the current plan observes `kind` at `module`."""
         return (module, kind) in self._active
 
-    def observe(self, module: str, kind: str, site: str, tensor: torch.Tensor) -> None:
-        """Reduce `tensor` into the step's window of `site`, if the plan observes it."""
+    def observe(
+        self,
+        module: str,
+        kind: str,
+        site: str,
+        tensor: torch.Tensor,
+        count: Any = None,  # noqa: ANN401 - an int, or a 0-d tensor on the tensor's device
+    ) -> None:
+        """Reduce `tensor` into the step's window of `site`, if the plan observes it.
+
+        `count` is the number of items a kept vector averages (attention rows, timesteps).
+        """
         needs = self._active.get((module, kind))
         if needs is None:
             return
@@ -89,7 +100,8 @@ class Gate:
         tensor, axis = readable
         relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
         try:
-            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
+            threshold = 0.0 if relu_like else None
+            self._windows.add(module, kind, site, tensor, needs, axis, threshold, count)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             self._site_failed(module, kind, site, error)
 
@@ -119,11 +131,11 @@ class Gate:
         self._take_out(module, kind)
 
     def summary_suffices(self, module: str, kind: str) -> bool:
-        """Whether a :class:`HostSummary` is all the plan needs of this site kind now."""
+        """Whether a :class:`SiteSummary` is all the plan needs of this site kind now."""
         needs = self._active.get((module, kind))
         return needs == Needs() and not self._windows.force_torch
 
-    def observe_summary(self, module: str, kind: str, site: str, summary: HostSummary) -> None:
+    def observe_summary(self, module: str, kind: str, site: str, summary: SiteSummary) -> None:
         """Take a summary a gatherer reduced on the host (after :meth:`summary_suffices`)."""
         if (module, kind) in self._active and summary.size:
             self._windows.add_summary(module, kind, site, summary)

@@ -11,6 +11,7 @@ from layerscope.stats.activity import ActivityTracker
 from layerscope.stats.histogram import Histogram
 from layerscope.stats.moments import ChannelMoments, Moments
 from layerscope.stats.quantiles import ExactQuantiles, QuantileSketch
+from layerscope.stats.site_summary import SiteSummary
 from layerscope.stats.summary import Summary, summarize
 
 __all__: list[str] = [
@@ -20,6 +21,7 @@ __all__: list[str] = [
     "Histogram",
     "Moments",
     "QuantileSketch",
+    "SiteSummary",
     "Summary",
     "summarize",
 ]

@@ -18,6 +18,7 @@ import torch
 from torch.utils.dlpack import to_dlpack
 
 from layerscope import _core
+from layerscope.stats.site_summary import SiteSummary
 
 #: Quantile levels every quantile-capable path computes (median and IQR derive from them).
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -26,57 +27,26 @@ QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: (rank error of a sampled quantile ~ 1/sqrt(16384) = 0.8 %), so their cost stays bounded.
 DISTRIBUTION_SAMPLE = 1 << 14
 
-# Layout of DeviceSummary.packed.
-_FIELDS = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
-
-
-@dataclass
-class HostSummary:
-    """Statistics of one or more observations of a site, on the host.
-
-    ``mean``, ``m2`` (sum of squared deviations), ``min``, ``max``, ``l1`` and ``l2`` cover the
-    finite elements (``count`` of ``size``); ``nonfinite`` counts NaN and ±Inf.
-    ``channel_active[c]`` counts the active elements of unit ``c`` (None without a unit axis).
-    """
-
-    size: int = 0
-    count: int = 0
-    mean: float = math.nan
-    m2: float = math.nan
-    min: float = math.nan
-    max: float = math.nan
-    l1: float = 0.0
-    l2: float = 0.0
-    zeros: int = 0
-    nonfinite: int = 0
-    channel_active: np.ndarray | None = None
-
-    @property
-    def variance(self) -> float:
-        """Population variance of the finite elements (NaN when there are none)."""
-        return self.m2 / self.count if self.count else math.nan
-
 
 @dataclass
 class DeviceSummary:
-    """The same statistics as :class:`HostSummary`, still on the device as tensors."""
+    """A :class:`~layerscope.stats.SiteSummary` still on the device, as tensors."""
 
-    packed: torch.Tensor  # float64, fields in _FIELDS order
+    packed: torch.Tensor  # float64, the scalar fields in SiteSummary.fields order
     channel_active: torch.Tensor | None = None
     sample: torch.Tensor | None = field(default=None)  # float32 (float64 input: float64) subsample
 
 
 def summarize_cpu(
     tensor: torch.Tensor, channel_axis: int | None, eps: float, threshold: float | None
-) -> HostSummary:
+) -> SiteSummary:
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
     # A DLPack capsule, not the tensor: nanobind would otherwise go through the tensor's
-    # ``__dlpack__`` method, which costs more than summarizing a small tensor; and the fields
-    # in one tuple, not read one by one off a Summary. The kernel's threads follow torch's.
-    fields = _core.summarize_fields(
+    # ``__dlpack__`` method, which costs more than summarizing a small tensor. The kernel's
+    # threads follow torch's.
+    return _core.summarize_site(
         to_dlpack(tensor), channel_axis, eps, threshold, torch.get_num_threads()
     )
-    return HostSummary(*fields)
 
 
 def strided_sample(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> torch.Tensor:
@@ -104,26 +74,32 @@ def sample_stride(tensor: torch.Tensor, limit: int = DISTRIBUTION_SAMPLE) -> int
     return stride
 
 
-def summary_of_values(values: Sequence[float]) -> HostSummary:
+def summary_of_values(values: Sequence[float]) -> SiteSummary:
     """The summary :func:`summarize_cpu` gives of a few host numbers (a ratio, two extremes)."""
     if len(values) == 1 and math.isfinite(value := values[0]):  # the usual case, made cheap
         size = abs(value)
-        return HostSummary(1, 1, value, 0.0, value, value, size, size, int(value == 0), 0)
+        return SiteSummary(
+            size=1, count=1, mean=value, m2=0.0, min=value, max=value, l1=size, l2=size,
+            zeros=int(value == 0),
+        )  # fmt: skip
     finite = [v for v in values if math.isfinite(v)]
-    summary = HostSummary(
+    if not finite:
+        return SiteSummary(
+            size=len(values), zeros=sum(v == 0 for v in values), nonfinite=len(values)
+        )
+    mean = math.fsum(finite) / len(finite)
+    return SiteSummary(
         size=len(values),
         count=len(finite),
-        m2=0.0,
+        mean=mean,
+        m2=math.fsum((v - mean) ** 2 for v in finite),
+        min=min(finite),
+        max=max(finite),
         l1=math.fsum(abs(v) for v in finite),
         l2=math.sqrt(math.fsum(v * v for v in finite)),
         zeros=sum(v == 0 for v in values),
         nonfinite=len(values) - len(finite),
     )
-    if finite:
-        summary.mean = math.fsum(finite) / len(finite)
-        summary.m2 = math.fsum((v - summary.mean) ** 2 for v in finite)
-        summary.min, summary.max = min(finite), max(finite)
-    return summary
 
 
 def _wide(x: torch.Tensor) -> torch.Tensor:
@@ -155,20 +131,19 @@ def summarize_torch(
     lo = torch.where(finite, zeroed, inf).amin() if x.numel() else inf
     hi = torch.where(finite, zeroed, -inf).amax() if x.numel() else -inf
     has = count > 0
-    packed = torch.stack(
-        [
-            scalar(float(x.numel())),
-            count,
-            torch.where(has, mean, nan),
-            torch.where(has, deviations.square().sum(), nan),
-            torch.where(has, lo, nan),
-            torch.where(has, hi, nan),
-            zeroed.abs().sum(),
-            zeroed.square().sum().sqrt(),
-            (xf == 0).sum(dtype=torch.float64),
-            x.numel() - count,
-        ]
-    )
+    fields = {
+        "size": scalar(float(x.numel())),
+        "count": count,
+        "mean": torch.where(has, mean, nan),
+        "m2": deviations.square().sum(),
+        "min": torch.where(has, lo, nan),
+        "max": torch.where(has, hi, nan),
+        "l1": zeroed.abs().sum(),
+        "l2": zeroed.square().sum().sqrt(),
+        "zeros": (xf == 0).sum(dtype=torch.float64),
+        "nonfinite": x.numel() - count,
+    }
+    packed = torch.stack([fields[name] for name in SiteSummary.fields])
     active = None
     if channel_axis is not None:
         hit = xf > threshold if threshold is not None else xf.abs() > eps
@@ -253,65 +228,53 @@ def fetch(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
     return out
 
 
-def unpack(summary: DeviceSummary, values: Iterator[np.ndarray]) -> HostSummary:
+def unpack(summary: DeviceSummary, values: Iterator[np.ndarray]) -> SiteSummary:
     """A host summary from the fetched arrays of :func:`device_tensors`."""
-    fields: dict[str, Any] = dict(zip(_FIELDS, next(values).tolist(), strict=False))
-    for name in ("size", "count", "zeros", "nonfinite"):
-        fields[name] = int(fields[name])
+    packed = next(values)
     active = next(values).astype(np.int64) if summary.channel_active is not None else None
-    return HostSummary(**fields, channel_active=active)
+    return SiteSummary.from_packed(packed, active)
 
 
-def combine(summaries: Sequence[HostSummary]) -> HostSummary:
-    """Merge summaries of several observations of one site (Chan's formula for the moments)."""
+def combine(summaries: Sequence[SiteSummary]) -> SiteSummary:
+    """Merge summaries of several observations of one site (exact: :meth:`SiteSummary.merge`)."""
     if len(summaries) == 1:
         return summaries[0]
-    out = HostSummary()
-    for s in summaries:
-        out.size += s.size
-        out.zeros += s.zeros
-        out.nonfinite += s.nonfinite
-        out.l1 += s.l1
-        out.l2 = math.hypot(out.l2, s.l2)
-        if s.channel_active is not None:
-            if out.channel_active is None or out.channel_active.shape != s.channel_active.shape:
-                out.channel_active = s.channel_active.copy()
-            else:
-                out.channel_active = out.channel_active + s.channel_active
-        if s.count == 0:
-            continue
-        if out.count == 0:
-            out.count, out.mean, out.m2, out.min, out.max = s.count, s.mean, s.m2, s.min, s.max
-            continue
-        n = out.count + s.count
-        delta = s.mean - out.mean
-        out.m2 = out.m2 + s.m2 + delta * delta * out.count * s.count / n
-        out.mean = out.mean + delta * s.count / n
-        out.count = n
-        out.min = min(out.min, s.min)
-        out.max = max(out.max, s.max)
-    return out
+    return SiteSummary.merge_all(summaries)
 
 
-def combine_values(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Element-wise mean of the vectors one site handed over during one step.
+def combine_values(
+    arrays: Sequence[np.ndarray], counts: Sequence[Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Count-weighted element-wise mean of the vectors one site handed over, and its counts.
 
-    Vectors of different lengths along the last axis (sequences of different lengths) are
-    NaN-padded to the longest; each element is then the mean of the observations that have it.
+    Each vector is a mean of items (batch rows, sequences, elements): its count says how many,
+    as a number or an array broadcastable to it (one per timestep along the last axis), 1 when
+    `counts` or the count is None. The merge is ``sum(count * vector) / sum(count)`` element
+    by element, so that calls, steps and ranks of different batch sizes weigh as their items do
+    (an equal-weight mean of means is wrong whenever the counts differ); the counts add. Vectors
+    of different lengths along the last axis (sequences of different lengths) are padded to the
+    longest with count 0; an element no vector has is NaN. A NaN a vector holds stays NaN.
+
+    Returns:
+        The merged vector (the dtype of the first) and its counts (float64, of its shape).
     """
+    if counts is None:
+        counts = [1.0] * len(arrays)
+    weights = [
+        np.broadcast_to(np.asarray(1.0 if c is None else c, np.float64), a.shape)
+        for a, c in zip(arrays, counts, strict=True)
+    ]
     if len(arrays) == 1:
-        return arrays[0]
-    if all(a.shape == arrays[0].shape for a in arrays):
-        return np.mean(np.stack(arrays), axis=0)
+        return arrays[0], np.array(weights[0])
     if any(a.shape[:-1] != arrays[0].shape[:-1] for a in arrays):
-        return arrays[-1]  # incomparable layouts: keep the latest
+        return arrays[-1], np.array(weights[-1])  # incomparable layouts: keep the latest
     width = max(a.shape[-1] for a in arrays)
-    padded = np.stack(
-        [
-            np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])], constant_values=np.nan)
-            for a in arrays
-        ]
-    )
-    counts = (~np.isnan(padded)).sum(axis=0)
-    sums = np.nansum(padded, axis=0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(arrays[0].dtype)
+    total = np.zeros((*arrays[0].shape[:-1], width))
+    weighted = np.zeros_like(total)
+    for a, w in zip(arrays, weights, strict=True):
+        columns = (..., slice(0, a.shape[-1]))
+        total[columns] += w
+        weighted[columns] += np.where(w > 0, w * a, 0.0)  # a NaN with weight stays
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
+    return merged.astype(arrays[0].dtype), total
