@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from layerscope.lenses import DeadUnits, GradientNorms, Loss
+from layerscope.observation import site_module
 from layerscope.records import Record
 from layerscope.vocabulary import finding_text, is_finding
 
@@ -108,9 +109,9 @@ class Findings:
         )
         losses = latest(r for r in records if Loss.LOSS.of(r))
         return cls(
-            dead={site.partition(":")[0]: v for site, v in dead.items()},
-            gradient_dead={site.partition(":")[0]: v for site, v in gradient_dead.items()},
-            grad_norms={site.partition(":")[0]: v for site, v in norms.items()},
+            dead={site_module(site): v for site, v in dead.items()},
+            gradient_dead={site_module(site): v for site, v in gradient_dead.items()},
+            grad_norms={site_module(site): v for site, v in norms.items()},
             loss=losses.get(Loss.LOSS.quantity, math.nan),
             health=[finding_text(r) for r in records if is_finding(r)],
         )

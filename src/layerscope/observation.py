@@ -21,6 +21,26 @@ def site_name(module_name: str, kind: str, path: str = "") -> str:
     return f"{module_name or 'model'}:{kind}{path}"
 
 
+def site_module(site: str) -> str:
+    """The module part of a site: ``"fc1:weight.grad"`` -> ``"fc1"``; a whole-net site as it is.
+
+    Example:
+        >>> site_module("encoder.0.fc1:output[0]"), site_module("loss")
+        ('encoder.0.fc1', 'loss')
+    """
+    return site.partition(":")[0]
+
+
+def site_kind(site: str) -> str:
+    """What a site observes: the part after its colon (``"output[0]"``); ``""`` for whole-net sites.
+
+    Example:
+        >>> site_kind("fc1:weight.grad"), site_kind("loss")
+        ('weight.grad', '')
+    """
+    return site.partition(":")[2]
+
+
 def tensor_leaves(value: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:  # noqa: ANN401
     """Yield ``(path, tensor)`` for every tensor inside a module's output.
 

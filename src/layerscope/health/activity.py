@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from layerscope.health.base import Check, StepView, short
 from layerscope.health.findings import Finding
 from layerscope.lenses.builtin import DeadUnits, GradientDeath
+from layerscope.observation import site_kind
 
 
 class _DeadFraction(Check):
@@ -20,7 +21,7 @@ class _DeadFraction(Check):
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per site whose dead fraction reaches ``fraction`` (error when all dead)."""
         for r in view.find(DeadUnits.DEAD_FRACTION):
-            if r.site.partition(":")[2] != self.what or r.value < self.fraction:  # type: ignore[operator]
+            if site_kind(r.site) != self.what or r.value < self.fraction:  # type: ignore[operator]
                 continue
             value = float(r.value)  # type: ignore[arg-type]
             severity = "error" if value >= 1.0 else "warning"

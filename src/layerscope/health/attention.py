@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from layerscope.health.base import Check, Series, StepView
 from layerscope.lenses import Attention
+from layerscope.observation import site_kind, site_module
 
 
 class AttentionCheck(Check):
@@ -48,8 +49,8 @@ class AttentionCheck(Check):
                 continue
             values = self.series.values(site)
             median = self.series.median(site)
-            head = site.partition(":")[2].removeprefix("attention.") or site
-            module = site.partition(":")[0] or "model"
+            head = site_kind(site).removeprefix("attention.") or site
+            module = site_module(site) or "model"
             if median < self.collapse_below:
                 yield self.finding(
                     "attention_collapse",

@@ -14,6 +14,7 @@ from torch import nn
 
 from layerscope.health.findings import Finding
 from layerscope.lenses.state import Stateful
+from layerscope.observation import site_module
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.vocabulary import Key
@@ -82,7 +83,7 @@ class StepView:
 
     def depth(self, site: str) -> int:
         """The depth index of the module a site belongs to (-1 when unknown)."""
-        return self.module_order.get(site.partition(":")[0], -1)
+        return self.module_order.get(site_module(site), -1)
 
 
 class Check(Stateful):
@@ -331,7 +332,7 @@ class Stretches:
 
 def short(site: str) -> str:
     """The module part of a site, for messages (``"fc1:output"`` -> ``"fc1"``)."""
-    module = site.partition(":")[0]
+    module = site_module(site)
     return module or "model"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerscope.observation import site_kind, site_module
 from layerscope.vocabulary import SEVERITY_LEVELS
 
 
@@ -111,11 +112,6 @@ def join_consequences(clauses: Iterable[str]) -> str:
     return " and ".join(out)
 
 
-def module_of(site: str) -> str:
-    """The module part of a site (``"fc1:weight"`` -> ``"fc1"``; ``""`` for the model)."""
-    return site.partition(":")[0]
-
-
 def parameter_name(site: str) -> str:
     """A parameter site as PyTorch names the parameter (``"fc1:weight"`` -> ``"fc1.weight"``).
 
@@ -124,7 +120,7 @@ def parameter_name(site: str) -> str:
         ('encoder.0.fc1.weight', 'bias')
 
     """
-    module, _, what = site.partition(":")
+    module, what = site_module(site), site_kind(site)
     return f"{module}.{what}" if module else what
 
 
@@ -170,7 +166,7 @@ def consequence(f: Finding) -> str:
     if f.kind == "gradient_death":
         fraction = f.evidence.get("dead_fraction", 1.0)
         whole = fraction >= 1.0
-        where = module_of(f.site) or "the model"
+        where = site_module(f.site) or "the model"
         return (
             f"{where} gets no gradient"
             if whole
@@ -198,7 +194,7 @@ def explains(cause: Finding, effect: Finding, order: Mapping[str, int] | None = 
     if not cause.open or (cause.kind, cause.site) == (effect.kind, effect.site):
         return False
     if cause.kind == "gradient_death" and effect.kind == "update_ratio_low":
-        return module_of(cause.site) == module_of(effect.site)
+        return site_module(cause.site) == site_module(effect.site)
     if cause.kind != "dead_units":
         return False
     dead = cause.evidence.get("dead_fraction", 0.0)
@@ -206,8 +202,8 @@ def explains(cause: Finding, effect: Finding, order: Mapping[str, int] | None = 
         return dead >= 1.0
     if order is None:
         return False
-    here = order.get(module_of(cause.site), -1)
-    there = order.get(module_of(effect.site), -1)
+    here = order.get(site_module(cause.site), -1)
+    there = order.get(site_module(effect.site), -1)
     if here < 0 or there < 0:
         return False
     if effect.kind == "gradient_death":

@@ -10,6 +10,7 @@ from torch import nn
 from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding, times_text
 from layerscope.lenses import GradientNorms
+from layerscope.observation import site_module
 
 #: Normalisation layers: their weight gradients follow a different scale, so depth ignores them.
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
@@ -52,7 +53,7 @@ class DepthGradientsCheck(Check):
         for r in view.find(GradientNorms.L2):
             if not r.site.endswith("weight.grad"):  # most are output and bias norms
                 continue
-            module_type = view.module_types.get(r.site.partition(":")[0])
+            module_type = view.module_types.get(site_module(r.site))
             if not (module_type and issubclass(module_type, NORMS)):
                 norms[r.site] = float(r.value)  # type: ignore[arg-type]
         if len(norms) < self.min_layers:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from layerscope.health.base import Check, Series, StepView, median, short
 from layerscope.health.findings import Finding, parameter_name, share_text
 from layerscope.lenses import Optimizer
+from layerscope.observation import site_kind
 
 
 class UpdateRatioCheck(Check):
@@ -49,7 +50,7 @@ class UpdateRatioCheck(Check):
     def run(self, view: StepView) -> Iterable[Finding]:
         """A finding per parameter whose median log10 ratio leaves the band."""
         for r in view.find(Optimizer.UPDATE_RATIO):
-            if r.step < self.bias_warmup and "bias" in r.site.partition(":")[2]:
+            if r.step < self.bias_warmup and "bias" in site_kind(r.site):
                 continue  # a bias growing from zero: 1/k after k steps, whatever the rate
             value = float(r.value)  # type: ignore[arg-type]
             if not math.isfinite(value):

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from layerscope.lenses import GradientNorms, Loss, Optimizer
 from layerscope.lenses.builtin import DeadUnits, GradientDeath
+from layerscope.observation import site_kind, site_module
 from layerscope.records import Record
 from layerscope.sinks._optional import require
 from layerscope.vocabulary import SEVERITY_LEVELS, Key, finding_text, is_finding, severity_name
@@ -140,7 +141,7 @@ class Column:
             record.quantity in self.quantities
             and record.statistic in self.statistics
             and record.value is not None
-            and (self.what is None or record.site.partition(":")[2] == self.what)
+            and (self.what is None or site_kind(record.site) == self.what)
         )
 
     def rank(self, record: Record) -> tuple[int, int]:
@@ -191,7 +192,7 @@ def summary_rows(
     best: dict[tuple[str, int], Record] = {}
     forward: dict[str, None] = {}
     for r in records:
-        layer, _, what = r.site.partition(":")
+        layer, what = site_module(r.site), site_kind(r.site)
         if not layer:
             continue
         if what == "output":

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from layerscope.lenses import Attention, DeadUnits, GradientNorms, Loss, Optimizer
 from layerscope.lenses.optimizer import STATE_KEYS
 from layerscope.lenses.statistics import statistic_key
+from layerscope.observation import site_kind, site_module
 from layerscope.records import Record
 from layerscope.vocabulary import HISTOGRAM, LAST, VALUE
 
@@ -83,16 +84,6 @@ def _words(name: str) -> str:
     return name.replace("_", " ")
 
 
-def kind_of(site: str) -> str:
-    """What a site observes: the part after its colon, ``""`` for whole-net values."""
-    return site.split(":", 1)[1] if ":" in site else ""
-
-
-def layer_of(site: str) -> str:
-    """The module part of a site (before the colon)."""
-    return site.split(":", 1)[0]
-
-
 def kind_name(kind: str) -> str:
     """How a site's kind reads: ``"weight.grad"`` -> ``"weight gradient"``."""
     return KINDS.get(kind, _words(kind.replace(".grad", " gradient")))
@@ -106,7 +97,7 @@ def site_name(site: str, with_kind: bool = True) -> str:
         ('fc1 weight gradient', 'fc1')
 
     """
-    layer, _, kind = site.partition(":")
+    layer, kind = site_module(site), site_kind(site)
     if not kind or not with_kind:
         return layer or "model"
     return f"{layer} {kind_name(kind)}"
@@ -189,8 +180,8 @@ def model_order(records: Iterable[Record]) -> list[str]:
     for r in sorted(records, key=lambda r: r.step):
         if not r.site:
             continue
-        layer = layer_of(r.site)
-        if kind_of(r.site) == "output":
+        layer = site_module(r.site)
+        if site_kind(r.site) == "output":
             forward.setdefault(layer, None)
         else:
             others.add(layer)
@@ -213,4 +204,4 @@ def model_order(records: Iterable[Record]) -> list[str]:
 def sort_sites(sites: Sequence[str], order: Sequence[str]) -> list[str]:
     """Sites sorted by their layer's place in ``order``, then by kind."""
     place = {layer: i for i, layer in enumerate(order)}
-    return sorted(sites, key=lambda s: (place.get(layer_of(s), len(place)), _natural(s)))
+    return sorted(sites, key=lambda s: (place.get(site_module(s), len(place)), _natural(s)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layerscope.lenses import GradientNorms
+from layerscope.observation import site_kind
 from layerscope.records import Record
 from layerscope.sinks import names, plots
 from layerscope.vocabulary import is_finding
@@ -101,7 +102,7 @@ def plan_panels(
             consumed.add("iqr")  # the band already shows it
         for statistic, rs in by_stat.items():
             if statistic not in consumed:
-                key = (quantity, statistic, names.kind_of(site))
+                key = (quantity, statistic, site_kind(site))
                 across.setdefault(key, []).extend(rs)
         if banded:
             chosen = [r for s, rs in by_stat.items() if s in BAND_STATISTICS for r in rs]

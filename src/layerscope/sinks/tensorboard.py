@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from layerscope.lenses import Loss
+from layerscope.observation import site_kind, site_module
 from layerscope.records import HistogramValue, Record
 from layerscope.sinks._optional import require
 from layerscope.sinks.event_file import EventFile
@@ -61,7 +62,7 @@ def scalar_name(tag: str, site: str, quantity: str, statistic: str) -> str:
         return f"model/{label}"
     if site.startswith("param_group["):  # the optimizer's, not a module's
         return f"optimizer/{site}.{label}"
-    module, _, what = site.partition(":")
+    module, what = site_module(site), site_kind(site)
     section = f"model.{module}" if module else "model"
     return f"{section}/{what}.{label}" if what else f"{section}/{label}"
 
