@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "layerscope/detail/pooled_moments.hpp"
 #include "layerscope/summary.hpp"
 
 namespace layerscope {
@@ -118,13 +119,7 @@ inline void merge(SiteSummary& into, const SiteSummary& other) {
     into.l2 = other.l2;
     return;
   }
-  // Counts as double: their product overflows int64 long before it loses precision here.
-  const double na = static_cast<double>(into.count), nb = static_cast<double>(other.count);
-  const double n = na + nb;
-  const double delta = other.mean - into.mean;
-  into.mean += delta * (nb / n);
-  into.m2 += other.m2 + delta * delta * (na * nb / n);
-  into.count += other.count;
+  detail::pool_moments(into.count, into.mean, into.m2, other.count, other.mean, other.m2);
   into.l1 += other.l1;
   into.l2 = std::hypot(into.l2, other.l2);
   into.min = std::min(into.min, other.min);

@@ -16,6 +16,7 @@
 #include "layerscope/detail/channel_activity.hpp"
 #include "layerscope/detail/cpu_features.hpp"
 #include "layerscope/detail/parallel_for.hpp"
+#include "layerscope/detail/pooled_moments.hpp"
 #include "layerscope/detail/summary_simd.hpp"
 
 namespace layerscope {
@@ -126,13 +127,7 @@ inline void merge(Summary& into, const Summary& other) {
     into.l2 = other.l2;
     return;
   }
-  // Counts as double: their product overflows int64 long before it loses precision here.
-  const double na = static_cast<double>(into.count), nb = static_cast<double>(other.count);
-  const double n = na + nb;
-  const double delta = other.mean - into.mean;
-  into.mean += delta * (nb / n);
-  into.m2 += other.m2 + delta * delta * (na * nb / n);
-  into.count += other.count;
+  detail::pool_moments(into.count, into.mean, into.m2, other.count, other.mean, other.m2);
   into.sum += other.sum;
   into.sum_sq += other.sum_sq;
   into.l1 += other.l1;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "layerscope/detail/pooled_moments.hpp"
 #include "layerscope/serialize.hpp"
 
 namespace layerscope::detail {
@@ -36,14 +37,7 @@ struct MomentState {
       nonfinite = skipped;
       return;
     }
-    const double na = static_cast<double>(count);
-    const double nb = static_cast<double>(other.count);
-    const double n = na + nb;
-    const double delta = other.mean - mean;
-    // Weights as ratios, so neither n*mean nor delta^2*na*nb can overflow for large counts.
-    mean += delta * (nb / n);
-    m2 += other.m2 + delta * delta * (na / n) * nb;
-    count += other.count;
+    pool_moments(count, mean, m2, other.count, other.mean, other.m2);
     min = std::min(min, other.min);
     max = std::max(max, other.max);
     sum += other.sum;
