@@ -53,8 +53,8 @@ class Gate:
         site_failed: Callable[[str, str], None],
         failed: set[tuple[str, str]],
     ) -> None:
-        self._modules = modules
         self._axes = unit_axes(modules)
+        self._relu_like = {name for name, m in modules.items() if isinstance(m, RELU_LIKE)}
         self._windows = windows
         self._notes = guard.notes
         self._warn_site = guard.site_failed
@@ -87,9 +87,9 @@ class Gate:
         if readable is None:
             return
         tensor, axis = readable
-        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
+        threshold = 0.0 if kind == "output" and module in self._relu_like else None
         try:
-            self._windows.add(module, kind, site, tensor, needs, axis, 0.0 if relu_like else None)
+            self._windows.add(module, kind, site, tensor, needs, axis, threshold)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             self._site_failed(module, kind, site, error)
 
@@ -106,7 +106,7 @@ class Gate:
         if tensor.numel() == 0:
             return None
         axis = unit_axis(self._axes.get(module), tensor) if activity else None
-        if is_distributed_tensor(tensor):  # FSDP2: this rank reduces its shard
+        if type(tensor) is not torch.Tensor and is_distributed_tensor(tensor):  # FSDP2's shard
             self.sharded.add(site)
             tensor, axis = local_part(tensor, axis)
             if tensor is None or tensor.numel() == 0:
