@@ -46,7 +46,7 @@ QUANTILE_CAPACITY = 1 << 20
 PENDING_LIMIT = 256
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """Observations of one site during one step."""
 
@@ -147,7 +147,9 @@ class WindowBuilder:
         threshold: float | None,
     ) -> None:
         """Reduce one observed tensor into the current step's window of `site`."""
-        pending = self._pending(module, kind, site)
+        pending = self._current.get(site)  # _pending, without a call per observation
+        if pending is None:
+            pending = self._current[site] = _Pending(module, kind)
         if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
             return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush
