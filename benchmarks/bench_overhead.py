@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import logging
 import os
 import random
 import statistics
@@ -411,6 +412,9 @@ def main() -> None:
     parser.add_argument("--gpt2-steps", type=int, default=10, help="timed GPT-2 steps per round")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args()
+    # Each variant attaches a scope every round: its attach line and findings would bury the
+    # figures (and writing them is not what is measured).
+    logging.getLogger("layerscope").setLevel(logging.WARNING)
     if args.quick:
         args.steps, args.rounds, args.memory_steps, args.gpt2_steps = 2, 2, 200, 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from operator import attrgetter
 
 from layerscope.records import Record
-from layerscope.vocabulary import is_finding
+from layerscope.vocabulary import FINDING, is_finding
 
 
 class RecordHistory:
@@ -54,7 +54,8 @@ class RecordHistory:
         first = len(self._records)
         while first > 0 and self._records[first - 1].step == step:
             first -= 1
-        self._records[first:] = [r for r in self._records[first:] if self._keeps(r)]
+        # Only its findings stay (the step is off the stride): no call per record.
+        self._records[first:] = [r for r in self._records[first:] if r.quantity == FINDING]
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self._records)

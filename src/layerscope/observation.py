@@ -75,6 +75,10 @@ def readable_reason(tensor: torch.Tensor) -> str | None:
         return f"dtype {tensor.dtype}"
     if tensor.is_meta:
         return "meta device"
-    if is_distributed_tensor(tensor) and any(p.is_partial() for p in tensor.placements):
+    if (
+        type(tensor) is not torch.Tensor  # the usual case: no DTensor (a subclass)
+        and is_distributed_tensor(tensor)
+        and any(p.is_partial() for p in tensor.placements)
+    ):
         return "a DTensor of partial sums, not yet reduced across ranks"
     return None

@@ -63,7 +63,7 @@ class Recomputations:
 
     def recomputed(self, name: str) -> bool:
         """Note a gradient-enabled call of module `name`; whether it recomputes an observed one."""
-        if not in_backward():
+        if torch._C._current_graph_task_id() == -1:  # not in_backward(), without its call
             self._observed[name] = self._observed.get(name, 0) + 1
             return False
         left = self._observed.get(name, 0)

@@ -101,6 +101,9 @@ class FiniteGatherer(Gatherer):
         self._grads: list[tuple[str, str, str, str, nn.Parameter]] = []
         self._calls = Recomputations()
         self._leaf = OutputLeaves(self._grad_hook, FINITE_SUFFIX)
+        # The plan's decisions (see follow): module -> (count outputs, count their gradients)
+        self._planned: dict[str, tuple[bool | None, bool | None]] = {}
+        self._planned_grads: list[tuple[str, str, str, str, nn.Parameter, bool | None]] = []
         wanting = context.modules_wanting("weight.grad.finite", "bias.grad.finite")
         for name, params in owned_parameters(context.modules, wanting).items():
             for pname, param in params:
@@ -110,18 +113,30 @@ class FiniteGatherer(Gatherer):
                     site = site_name(name, "", f"{pname}.grad") + FINITE_SUFFIX
                     self._grads.append((name, kind, counted, site, param))
 
-    def _counts(self, name: str, kind: str) -> bool:
-        """Whether this step counts `kind` (``"output"``...) of module `name` here."""
+    def _plans(self, name: str, kind: str) -> bool | None:
+        """Whether the plan counts `kind` (``"output"``...) of module `name` here; None: ask.
+
+        Whether a site kind is enabled is fixed for the plan, and so is whether it is
+        summarized, except that its producer may fail during the plan: a summarized site is
+        asked again on each call.
+        """
         context = self.context
-        return context.enabled(name, kind + ".finite") and not context.summarized(name, kind)
+        if not context.enabled(name, kind + ".finite"):
+            return False
+        return None if context.summarized(name, kind) else True
 
     def follow(self, plan: Container[tuple[str, str]]) -> None:
         """Hook the modules whose outputs or gradients the plan counts here, and only those.
 
         Parameter gradients need no hook: they are read at the step (:meth:`before_step`).
+        What each hook counts is decided here, once for the plan's steps.
         """
+        self._planned = {}
         for name, module in self._outputs.items():
-            wanted = self._counts(name, "output") or self._counts(name, "output.grad")
+            planned = self._plans(name, "output"), self._plans(name, "output.grad")
+            wanted = True in planned  # a summarized site needs no hook of its own
+            if wanted:
+                self._planned[name] = planned
             handle = self._handles.get(name)
             if wanted and handle is None and not self._closed:
                 hook = partial(self._forward_hook, name, isinstance(module, RESULT_FIRST))
@@ -129,13 +144,24 @@ class FiniteGatherer(Gatherer):
             elif not wanted and handle is not None:
                 handle.remove()
                 del self._handles[name]
+        self._planned_grads = []
+        for name, kind, counted, site, param in self._grads:
+            planned = self._plans(name, counted)
+            if planned is not False:
+                self._planned_grads.append((name, kind, counted, site, param, planned))
 
     @contained
     def _observe_call(
         self, name: str, result_first: bool, module: nn.Module, args: Any, output: Any
     ) -> None:  # noqa: ANN401
-        want_output = self._counts(name, "output")
-        want_grad = self._counts(name, "output.grad")
+        planned = self._planned.get(name)
+        if planned is None:
+            return
+        want_output, want_grad = planned
+        if want_output is None:
+            want_output = not self.context.summarized(name, "output")
+        if want_grad is None:
+            want_grad = not self.context.summarized(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
         if result_first and isinstance(output, tuple) and output:
@@ -173,12 +199,11 @@ class FiniteGatherer(Gatherer):
         for no call per parameter and micro-batch.
         """
         self._calls.clear()
-        context = self.context
-        for name, kind, counted, site, param in self._grads:
+        summarized = self.context.summarized
+        for name, kind, counted, site, param, planned in self._planned_grads:
             grad = param.grad
-            if grad is not None and context.enabled(name, kind):
-                if not context.summarized(name, counted):
-                    self._observe(name, kind, site, grad)
+            if grad is not None and (planned or not summarized(name, counted)):
+                self._observe(name, kind, site, grad)
 
     def remove(self) -> None:
         """Remove every hook; tensor hooks pending on live graphs become no-ops."""

@@ -46,7 +46,7 @@ QUANTILE_CAPACITY = 1 << 20
 PENDING_LIMIT = 256
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """Observations of one site during one step."""
 
@@ -148,7 +148,9 @@ class WindowBuilder:
         count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
     ) -> None:
         """Reduce one observed tensor (a kept vector: of `count` items) into `site`'s window."""
-        pending = self._pending(module, kind, site)
+        pending = self._current.get(site)  # _pending, without a call per observation
+        if pending is None:
+            pending = self._current[site] = _Pending(module, kind)
         if len(pending.summaries) >= PENDING_LIMIT and not self._bounded(site, pending):
             return
         if needs.values:  # a gatherer's already-reduced vector: kept whole, fetched at flush

@@ -54,8 +54,8 @@ class Gate:
         site_failed: Callable[[str, str], None],
         failed: set[tuple[str, str]],
     ) -> None:
-        self._modules = modules
         self._axes = unit_axes(modules)
+        self._relu_like = {name for name, m in modules.items() if isinstance(m, RELU_LIKE)}
         self._windows = windows
         self._notes = guard.notes
         self._warn_site = guard.site_failed
@@ -98,9 +98,8 @@ class Gate:
         if readable is None:
             return
         tensor, axis = readable
-        relu_like = kind == "output" and isinstance(self._modules.get(module), RELU_LIKE)
+        threshold = 0.0 if kind == "output" and module in self._relu_like else None
         try:
-            threshold = 0.0 if relu_like else None
             self._windows.add(module, kind, site, tensor, needs, axis, threshold, count)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             self._site_failed(module, kind, site, error)
@@ -109,7 +108,14 @@ class Gate:
         self, module: str, site: str, tensor: torch.Tensor, activity: bool
     ) -> tuple[torch.Tensor, int | None] | None:
         """The part of `tensor` this rank reduces and its unit axis; None to skip it (noted)."""
-        reason = readable_reason(tensor)
+        # The usual tensor is plainly readable: readable_reason only for the others.
+        usual = (
+            type(tensor) is torch.Tensor
+            and tensor.layout is torch.strided
+            and tensor.is_floating_point()
+            and not tensor.is_meta
+        )
+        reason = None if usual else readable_reason(tensor)
         if reason is not None:
             if site not in self._notes:
                 self._notes.add(site)
@@ -118,7 +124,7 @@ class Gate:
         if tensor.numel() == 0:
             return None
         axis = unit_axis(self._axes.get(module), tensor) if activity else None
-        if is_distributed_tensor(tensor):  # FSDP2: this rank reduces its shard
+        if type(tensor) is not torch.Tensor and is_distributed_tensor(tensor):  # FSDP2's shard
             self.sharded.add(site)
             tensor, axis = local_part(tensor, axis)
             if tensor is None or tensor.numel() == 0:

@@ -47,6 +47,8 @@ class Plan:
         self.kinds_at = {id(lens): lens.kinds_by_module(modules.items()) for lens in self.lenses}
         self._modules = modules
         self._schedules = [(lens.first, lens.every or every, lens.schedule) for lens in lenses]
+        self._last_active: tuple[int, tuple[int, ...]] = (-1, ())
+        self._static = all(schedule is None for _, _, schedule in self._schedules)
         self._guard = guard
         self.active: StepPlan = {}
         self._plans: dict[tuple[int, ...], StepPlan] = {}
@@ -127,12 +129,23 @@ class Plan:
         self.active = {}
 
     def active_lenses(self, step: int) -> tuple[int, ...]:
-        """Indices of the lenses that observe `step` (:meth:`Lens.active`, without a call each)."""
-        return tuple(
+        """Indices of the lenses that observe `step` (:meth:`Lens.active`, without a call each).
+
+        A step is asked about twice, when it begins and when its records are emitted: the
+        last answer is kept, unless a lens has a schedule of its own (a user's callable,
+        asked each time).
+        """
+        last = self._last_active
+        if last[0] == step:
+            return last[1]
+        active = tuple(
             i
             for i, (first, every, schedule) in enumerate(self._schedules)
             if (schedule(step) if schedule else step < first or step % every == 0)
         )
+        if self._static:
+            self._last_active = (step, active)
+        return active
 
     def site_failed(self, module: str, kind: str) -> None:
         """A statistic could not read this site kind: no plan observes it again."""

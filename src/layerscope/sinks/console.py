@@ -18,7 +18,14 @@ from layerscope.lenses.builtin import DeadUnits, GradientDeath
 from layerscope.observation import site_kind, site_module
 from layerscope.records import Record
 from layerscope.sinks._optional import require
-from layerscope.vocabulary import SEVERITY_LEVELS, Key, finding_text, is_finding, severity_name
+from layerscope.vocabulary import (
+    FINDING,
+    SEVERITY_LEVELS,
+    Key,
+    finding_text,
+    is_finding,
+    severity_name,
+)
 
 #: The logger of layerscope's messages. Configure it as any other: ``setLevel(logging.WARNING)``
 #: keeps warning and error findings only, ``setLevel(logging.CRITICAL)`` silences it.
@@ -102,7 +109,7 @@ class LogSink:
     def write(self, records: Sequence[Record]) -> None:
         """Log the finding records among `records`."""
         for r in records:
-            if is_finding(r):
+            if r.quantity == FINDING:  # is_finding, without a call for each of a step's records
                 level = LOG_LEVELS.get(r.value, logging.WARNING)  # type: ignore[call-overload]
                 self.logger.log(level, finding_text(r))
 
