@@ -15,25 +15,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 import layerscope
+from models import SelfAttention
 
 #: Sequences per step on each rank.
 BATCHES = (1, 7)
 STEPS = 2
-
-
-class SelfAttention(nn.Module):
-    """One MultiheadAttention over its input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, x, x, need_weights=False)[0]
 
 
 def inputs(rank: int, step: int) -> torch.Tensor:

@@ -43,6 +43,18 @@ def transformer() -> nn.Module:
     )
 
 
+class SelfAttention(nn.Module):
+    """One MultiheadAttention over its input: the model of the attention count-weighting tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
 def batches(
     model_kind: str, steps: int, batch: int = 16
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -44,7 +44,8 @@ def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
 def test_ranks_of_different_batch_sizes_weigh_as_their_items(tmp_path):
     # Rank 0 sees 1 sequence a step, rank 1 sees 7: the merged per-head means are those of all
     # 8, as torch computes them, not the mean of the two ranks' means.
-    from distributed_values_worker import BATCHES, STEPS, SelfAttention, inputs
+    from distributed_values_worker import BATCHES, STEPS, inputs
+    from models import SelfAttention
 
     done = torchrun(HERE / "distributed_values_worker.py", str(tmp_path), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -14,6 +14,7 @@ import layerscope
 from layerscope.gatherers.attention import recompute_attention
 from layerscope.lenses import Attention
 from layerscope.records import select
+from models import SelfAttention
 
 QUANTITIES = ("entropy", "entropy_ratio", "max_weight", "first_key_mass", "diagonal_mass")
 
@@ -242,18 +243,6 @@ def test_missing_output_leaf_is_noted_once_and_skipped(caplog):
             scope.step()
     assert not scope.records()
     assert sum("output_path='[5]'" in r.message for r in caplog.records) == 1
-
-
-class SelfAttention(nn.Module):
-    """One MultiheadAttention over its input, the model of the count-weighting tests."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, x, x, need_weights=False)[0]
 
 
 def weights_of(model: SelfAttention, x: torch.Tensor) -> torch.Tensor:
