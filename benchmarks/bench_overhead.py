@@ -240,13 +240,7 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
                     if i >= SETTLE:  # the first steps after a switch refill the caches
                         times.setdefault(label, []).append(time.perf_counter() - start)
                 variant.stop()
-    plain = statistics.fmean(times["plain"])
-    ratios = {label: statistics.fmean(times[label]) / plain for label in runs}
-    print(
-        f"{name:12s} plain {plain * 1e3:7.2f} ms/step  "
-        + "  ".join(f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain")
-    )
-    return ratios
+    return report_ratios(name, list(runs), times)
 
 
 def own_time(name: str, steps: int) -> float:
@@ -363,13 +357,19 @@ def measure_gpt2(steps: int, rounds: int) -> dict[str, float]:
                 training_step(variant.model, variant.opt, batches[i % 2], after)
                 times.setdefault(label, []).append(time.perf_counter() - start)
             variant.stop()
+    ratios = report_ratios("gpt2-small", list(runs), times)
+    return {f"gpt2_{label}": ratio for label, ratio in ratios.items() if label != "plain"}
+
+
+def report_ratios(name: str, labels: list[str], times: dict[str, list[float]]) -> dict[str, float]:
+    """Print and return each variant's mean step time over the plain loop's, in `labels` order."""
     plain = statistics.fmean(times["plain"])
-    ratios = {label: statistics.fmean(times[label]) / plain for label in runs}
+    ratios = {label: statistics.fmean(times[label]) / plain for label in labels}
     print(
-        f"{'gpt2-small':12s} plain {plain * 1e3:7.1f} ms/step  "
+        f"{name:12s} plain {plain * 1e3:7.2f} ms/step  "
         + "  ".join(f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain")
     )
-    return {f"gpt2_{label}": ratio for label, ratio in ratios.items() if label != "plain"}
+    return ratios
 
 
 def rss_mb() -> float:
