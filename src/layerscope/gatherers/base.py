@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 
-from layerscope.observation import site_name
+from layerscope.observation import site_name, tensor_leaves
 from layerscope.stats.site_summary import SiteSummary
 
 
@@ -203,6 +203,22 @@ class OutputLeaves:
                 functools.partial(self._grad_hook, name, grad_site),  # type: ignore[arg-type]
             )
         return leaf
+
+    def of(
+        self,
+        name: str,
+        output: Any,
+        result_first: bool,  # noqa: ANN401 - any module output
+    ) -> Sequence[tuple[torch.Tensor, str, Callable[[torch.Tensor], None]]]:
+        """``(tensor, output site, gradient hook)`` of each tensor leaf of module `name`'s output.
+
+        `result_first`: the module returns ``(result, extras...)``; only the result is read.
+        """
+        if result_first and isinstance(output, tuple) and output:
+            output = output[0]
+        if isinstance(output, torch.Tensor):  # the usual case: no walk over the output
+            return ((output, *self(name, "")),)
+        return [(tensor, *self(name, path)) for path, tensor in tensor_leaves(output)]
 
     def release(self) -> None:
         """Drop the hooks made: they refer back to their gatherer (and its scope)."""

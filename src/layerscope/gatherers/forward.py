@@ -33,7 +33,6 @@ from layerscope.gatherers.base import (
     contained,
     outside_compile,
 )
-from layerscope.observation import tensor_leaves
 
 #: Modules that return ``(result, extras...)``: only the result is observed, at the sites
 #: ``"<module>:output"`` and ``"<module>:output.grad"``. ``nn.MultiheadAttention`` returns
@@ -147,12 +146,7 @@ class ForwardGatherer(Gatherer):
         if want_output and self._calls.recomputed(name):
             want_output = False  # its gradient hook still goes on: reentrant checkpointing's
             # recomputed outputs are the ones the backward pass reaches
-        if result_first and isinstance(output, tuple) and output:
-            output = output[0]
-        # Most modules return one tensor: its sites and gradient hook are made once per module.
-        leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
-        for path, tensor in leaves:
-            output_site, grad_hook = self._leaf(name, path)
+        for tensor, output_site, grad_hook in self._leaf.of(name, output, result_first):
             if want_output:
                 self.context.observe(name, "output", output_site, tensor)
             if want_grad and tensor.requires_grad:

@@ -40,7 +40,7 @@ from layerscope.gatherers.base import (
 )
 from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
-from layerscope.observation import readable_reason, site_name, tensor_leaves
+from layerscope.observation import readable_reason, site_name
 
 #: The finiteness kinds, each ``"<observed kind>.finite"``.
 FINITE_KINDS: tuple[str, ...] = (
@@ -164,12 +164,8 @@ class FiniteGatherer(Gatherer):
             want_grad = not self.context.summarized(name, "output.grad")
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
-        if result_first and isinstance(output, tuple) and output:
-            output = output[0]
         recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
-        leaves = (("", output),) if isinstance(output, torch.Tensor) else tensor_leaves(output)
-        for path, tensor in leaves:
-            site, grad_hook = self._leaf(name, path)
+        for tensor, site, grad_hook in self._leaf.of(name, output, result_first):
             if want_output and not recomputed:
                 self._observe(name, "output.finite", site, tensor)
             if want_grad and tensor.requires_grad:
