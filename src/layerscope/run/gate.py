@@ -108,14 +108,7 @@ class Gate:
         self, module: str, site: str, tensor: torch.Tensor, activity: bool
     ) -> tuple[torch.Tensor, int | None] | None:
         """The part of `tensor` this rank reduces and its unit axis; None to skip it (noted)."""
-        # The usual tensor is plainly readable: readable_reason only for the others.
-        usual = (
-            type(tensor) is torch.Tensor
-            and tensor.layout is torch.strided
-            and tensor.is_floating_point()
-            and not tensor.is_meta
-        )
-        reason = None if usual else readable_reason(tensor)
+        reason = readable_reason(tensor)
         if reason is not None:
             if site not in self._notes:
                 self._notes.add(site)
