@@ -38,7 +38,7 @@ def summary_oracle(
         "size": x.size,
         "count": n,
         "mean": mean,
-        "m2": float(((finite - mean) ** 2).sum()) if n else math.nan,
+        "m2": float(((finite - mean) ** 2).sum()) if n else 0.0,  # as SiteSummary has it
         "min": finite.min() if n else math.nan,
         "max": finite.max() if n else math.nan,
         "l1": float(np.abs(finite).sum()),

@@ -18,26 +18,9 @@ from layerscope.gatherers.optimizer import OptimizerGatherer
 from layerscope.lenses import Optimizer
 from layerscope.stats import SiteSummary
 from layerscope.stats.tensors import summarize_cpu, summary_of_values
+from oracle import summary_oracle
 
 FIELDS = SiteSummary.fields
-
-
-def _numpy_fields(x: np.ndarray) -> dict[str, float]:
-    """SiteSummary's fields of `x`, in float64 numpy: NaN and ±Inf counted and left out."""
-    finite = x[np.isfinite(x)].astype(np.float64)
-    some = finite.size > 0
-    return {
-        "size": x.size,
-        "count": finite.size,
-        "mean": finite.mean() if some else math.nan,
-        "m2": ((finite - finite.mean()) ** 2).sum() if some else 0.0,
-        "min": finite.min() if some else math.nan,
-        "max": finite.max() if some else math.nan,
-        "l1": np.abs(finite).sum(),
-        "l2": np.sqrt((finite**2).sum()),
-        "zeros": int((x == 0).sum()),
-        "nonfinite": x.size - finite.size,
-    }
 
 
 def _assert_fields(got: SiteSummary, want: dict[str, float]) -> None:
@@ -76,16 +59,16 @@ def test_summarize_step_matches_numpy(size):
     )
     delta = (after - before).numpy()  # float32 differences, as torch rounds them
     fields, delta_norm, before_norm = update
-    _assert_fields(fields, _numpy_fields(delta))
+    _assert_fields(fields, summary_oracle(delta))
     wide = before.double().numpy()
     want_before_norm = np.sqrt((wide**2).sum())
     assert before_norm == pytest.approx(want_before_norm, rel=1e-6)
     want_delta_norm = np.sqrt((delta.astype(np.float64) ** 2).sum())
     assert delta_norm == pytest.approx(want_delta_norm, rel=1e-6, nan_ok=True)
-    _assert_fields(states[0], _numpy_fields(momentum.numpy()))
+    _assert_fields(states[0], summary_oracle(momentum.numpy()))
     v_fields, smallest, largest, below, sizes = adam
     v = second.double().numpy()
-    _assert_fields(v_fields, _numpy_fields(second.numpy()))
+    _assert_fields(v_fields, summary_oracle(second.numpy()))
     present = v[~np.isnan(v)]
     assert (smallest, largest) == (present.min(), present.max())
     assert below == int((present < level).sum())
