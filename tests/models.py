@@ -66,6 +66,16 @@ def batches(
     ]
 
 
+def steps(model: nn.Module, opt: torch.optim.Optimizer, scope: object, data: list) -> None:
+    """One training step per batch of `data`, each closed by ``scope.step(loss=...)``."""
+    for x, y in data:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        scope.step(loss=loss)  # type: ignore[attr-defined]
+
+
 def train(
     model: nn.Module,
     data: list[tuple[torch.Tensor, torch.Tensor]],

@@ -13,20 +13,11 @@ import layerscope
 from layerscope import lenses
 from layerscope.history import RecordHistory
 from layerscope.records import Record
-from models import batches, mlp
+from models import batches, mlp, steps
 
 
 def _lenses():
     return [lenses.Loss(), lenses.GradientNorms(of=("weight",)), lenses.DeadUnits(window=8)]
-
-
-def _train(model, opt, scope, data):
-    for x, y in data:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        scope.step(loss=loss)
 
 
 def _scalars(records, first_step):
@@ -43,13 +34,13 @@ def test_resumed_run_equals_uninterrupted_run():
 
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_lenses()) as whole:
-        _train(model, opt, whole, data)
+        steps(model, opt, whole, data)
 
     model = mlp()
     model.load_state_dict(start)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_lenses()) as first:
-        _train(model, opt, first, data[:10])
+        steps(model, opt, first, data[:10])
         checkpoint = copy.deepcopy(
             {"model": model.state_dict(), "opt": opt.state_dict(), "scope": first.state_dict()}
         )
@@ -60,7 +51,7 @@ def test_resumed_run_equals_uninterrupted_run():
     resumed_opt.load_state_dict(checkpoint["opt"])
     with layerscope.watch(resumed_model, optimizer=resumed_opt, lenses=_lenses()) as second:
         second.load_state_dict(checkpoint["scope"])
-        _train(resumed_model, resumed_opt, second, data[10:])
+        steps(resumed_model, resumed_opt, second, data[10:])
 
     assert min(r.step for r in second.records()) == 10  # no reset of the step counter
     expected = _scalars(whole.records(), 10)
@@ -123,7 +114,7 @@ def _rejected(scope, state, message):
 def _trained_state(model, chosen):
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=chosen) as scope:
-        _train(model, opt, scope, batches("mlp", 12))
+        steps(model, opt, scope, batches("mlp", 12))
         return scope.state_dict()
 
 
@@ -185,21 +176,21 @@ def test_a_resumed_health_lens_does_not_report_its_findings_again():
     start = copy.deepcopy(model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as whole:
-        _train(model, opt, whole, data)
+        steps(model, opt, whole, data)
     assert _findings(whole.records(), 0)  # the planted dead layer is found...
     assert not _findings(whole.records(), 10)  # ...once, before the checkpoint
 
     model.load_state_dict(start)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as first:
-        _train(model, opt, first, data[:10])
+        steps(model, opt, first, data[:10])
         checkpoint = torch.save(first.state_dict(), buffer := io.BytesIO())
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)  # plain values only
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with layerscope.watch(model, optimizer=opt, lenses=_health_lenses()) as second:
         second.load_state_dict(state)
-        _train(model, opt, second, data[10:])
+        steps(model, opt, second, data[10:])
     assert checkpoint is None
     assert _findings(second.records(), 10) == _findings(whole.records(), 10)
     assert [(f.kind, f.step, f.site) for f in second.findings()] == [

@@ -16,18 +16,9 @@ from torch import nn
 import layerscope
 from layerscope import lenses
 from layerscope.records import select
-from models import batches, mlp
+from models import batches, mlp, steps
 
 INTEGRATIONS = Path(layerscope.__file__).parent / "integrations"
-
-
-def _steps(model, opt, scope, data):
-    for x, y in data:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        scope.step(loss=loss)
 
 
 def test_records_carry_the_epoch_set_by_epoch_and_align_epoch():
@@ -35,12 +26,12 @@ def test_records_carry_the_epoch_set_by_epoch_and_align_epoch():
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     data = batches("mlp", 6)
     with layerscope.watch(model, optimizer=opt, lenses=[lenses.Loss()]) as scope:
-        _steps(model, opt, scope, data[:2])
+        steps(model, opt, scope, data[:2])
         scope.epoch()
-        _steps(model, opt, scope, data[2:4])
+        steps(model, opt, scope, data[2:4])
         scope.align_epoch(7)  # a trainer's own epoch counter
         assert scope.epoch_count == 7
-        _steps(model, opt, scope, data[4:])
+        steps(model, opt, scope, data[4:])
     epochs = {r.step: r.epoch for r in select(scope.records(), tag="loss")}
     assert epochs == {0: 0, 1: 0, 2: 1, 3: 1, 4: 7, 5: 7}
 
@@ -66,7 +57,7 @@ def test_close_failed_keeps_closed_steps_and_drops_the_one_in_progress():
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     data = batches("mlp", 3)
     scope = layerscope.watch(model, optimizer=opt, lenses=[lenses.Loss()], flush_every=100)
-    _steps(model, opt, scope, data[:2])
+    steps(model, opt, scope, data[:2])
     x, y = data[2]
     scope.observe_loss(nn.functional.cross_entropy(model(x), y))  # a step that never closes
     scope.close(failed=True)
