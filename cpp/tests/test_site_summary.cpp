@@ -131,3 +131,44 @@ TEST(SiteSummary, UnitCountsOfDifferentWidthsKeepTheLaterLayout) {
   EXPECT_EQ(*ls::merged(narrow, plain).channel_active, *narrow.channel_active);
   EXPECT_EQ(*ls::merged(plain, narrow).channel_active, *narrow.channel_active);
 }
+
+TEST(SiteSummary, MergeGroupsIsEachGroupMergedAndItsPackedRow) {
+  const auto a = of(random_rows(3, 10, 1.0)), b = of(random_rows(40, 11, -7.0)),
+             c = of(random_rows(8, 12, 1e3));
+  const auto nan_part = of(std::vector<double>(2 * kUnits, kNaN));
+  const std::vector<std::vector<const ls::SiteSummary*>> groups = {
+      {&a, &b, &c}, {}, {&nan_part}, {&b, &nan_part, &a}, {&c}};
+  std::vector<double> table(groups.size() * ls::kSiteSummaryScalars, -1.0);
+  const auto got = ls::merge_groups(groups, table.data());
+  ASSERT_EQ(got.size(), groups.size());
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    SCOPED_TRACE(g);
+    ls::SiteSummary want;
+    for (const ls::SiteSummary* part : groups[g]) ls::merge(want, *part);
+    expect_same(got[g], want);
+    const auto row = ls::packed(want);
+    for (std::size_t f = 0; f < ls::kSiteSummaryScalars; ++f) {
+      const double cell = table[g * ls::kSiteSummaryScalars + f];
+      near(cell, row[f], ls::kSiteSummaryFields[f]);
+    }
+  }
+  EXPECT_EQ(got[1].size, 0);  // the empty group: the empty summary
+  EXPECT_FALSE(got[1].channel_active.has_value());
+  EXPECT_EQ(got[2].count, 0);
+  EXPECT_EQ(got[2].nonfinite, 2 * kUnits);
+  EXPECT_TRUE(std::isnan(table[2 * ls::kSiteSummaryScalars + 2]));  // its mean
+}
+
+TEST(SiteSummary, PackRowsIsPackedOfEach) {
+  const auto a = of(random_rows(5, 13, 2.0));
+  const auto nan_part = of(std::vector<double>(kUnits, kNaN));
+  const ls::SiteSummary empty;
+  const std::vector<const ls::SiteSummary*> rows = {&a, &nan_part, &empty};
+  std::vector<double> table(rows.size() * ls::kSiteSummaryScalars, -1.0);
+  ls::pack_rows(rows, table.data());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto want = ls::packed(*rows[i]);
+    for (std::size_t f = 0; f < ls::kSiteSummaryScalars; ++f)
+      near(table[i * ls::kSiteSummaryScalars + f], want[f], ls::kSiteSummaryFields[f]);
+  }
+}
