@@ -25,6 +25,7 @@ STAGES: dict[str, int] = {
     "_core": 0,
     "stats": 0,
     "records": 0,
+    "record_columns": 0,
     "vocabulary": 0,
     "observation": 0,
     "units": 0,

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator
-from operator import attrgetter
 
+import numpy as np
+
+from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
-from layerscope.vocabulary import FINDING, is_finding
+from layerscope.vocabulary import FINDING
+
+#: Steps kept as separate column chunks before they are joined into one (a join copies the
+#: whole history, so it is done once in this many steps, not every step).
+CHUNKS_BEFORE_JOIN = 64
 
 
 class RecordHistory:
-    """Keeps the records a Scope emitted, within `limit` records.
+    """Keeps the records a Scope emitted, within `limit` records, as columns.
 
     Sinks receive every record when it is flushed; this history is what ``scope.records()``
-    and ``scope.to_pandas()`` return. When it would exceed `limit`, it thins itself by keeping
-    only steps that are multiples of a stride that doubles each time — the whole run stays
-    covered, the oldest part at a coarser resolution. Findings are never thinned, and the
-    newest step stays whole.
+    and ``scope.to_pandas()`` return. The records are kept as
+    :class:`~layerscope.record_columns.RecordColumns` (no Python object per record). When it
+    would exceed `limit`, it thins itself by keeping only steps that are multiples of a stride
+    that doubles each time — the whole run stays covered, the oldest part at a coarser
+    resolution. Findings are never thinned, and the newest step stays whole.
 
     Example:
         >>> h = RecordHistory(limit=4)
@@ -31,34 +37,69 @@ class RecordHistory:
             raise ValueError(f"RecordHistory: limit must be a positive integer, got {limit!r}")
         self.limit = limit
         self.stride = 1
-        self._records: list[Record] = []
+        self._chunks: list[RecordColumns] = []  # in step order, one or more steps each
+        self._size = 0
 
-    def extend(self, records: Iterable[Record]) -> None:
-        """Append records, thinning the history while it is over its limit."""
-        for step, same_step in itertools.groupby(records, key=attrgetter("step")):
-            if self._records and step != self._records[-1].step:
-                self._drop_unaligned(self._records[-1].step)
-            self._records.extend(same_step)
-        while len(self._records) > self.limit and self.stride < 2**40:
+    def extend(self, records: RecordColumns | Iterable[Record]) -> None:
+        """Append records (columns, or Record tuples), thinning while over the limit."""
+        columns = records if isinstance(records, RecordColumns) else None
+        if columns is None:
+            columns = RecordColumns.from_records(records)
+        if not len(columns):
+            return
+        steps = columns.step
+        starts = [0, *(np.flatnonzero(steps[1:] != steps[:-1]) + 1).tolist(), len(steps)]
+        for begin, end in zip(starts, starts[1:], strict=False):
+            same_step = columns if end - begin == len(steps) else columns.take(slice(begin, end))
+            self._append_step(same_step)
+        while self._size > self.limit and self.stride < 2**40:
             self.stride *= 2
-            newest = self._records[-1].step  # the latest step stays whole until the next one
-            self._records = [r for r in self._records if self._keeps(r) or r.step == newest]
+            newest = int(self._chunks[-1].step[-1])  # the latest step stays whole until the next
+            self._thin(newest)
+        if len(self._chunks) > CHUNKS_BEFORE_JOIN:
+            self._chunks = [RecordColumns.concat(self._chunks)]
 
-    def _keeps(self, record: Record) -> bool:
-        return record.step % self.stride == 0 or is_finding(record)
+    def _append_step(self, columns: RecordColumns) -> None:
+        step = int(columns.step[0])
+        if self._chunks:
+            last = int(self._chunks[-1].step[-1])
+            if step != last and last % self.stride:
+                self._drop_unaligned(last)
+        self._chunks.append(columns)
+        self._size += len(columns)
+
+    def _thin(self, newest: int) -> None:
+        """Keep the steps on the stride, the findings, and every record of step `newest`."""
+        chunks = []
+        for chunk in self._chunks:
+            mask = (chunk.step % self.stride == 0) | (chunk.quantity == FINDING)
+            mask |= chunk.step == newest
+            chunks.append(chunk if mask.all() else chunk.take(mask))
+        self._chunks = [c for c in chunks if len(c)]
+        self._size = sum(map(len, self._chunks))
 
     def _drop_unaligned(self, step: int) -> None:
-        """Once a newer step arrives, the records of `step` (at the end) go unless kept."""
-        if step % self.stride == 0:
-            return
-        first = len(self._records)
-        while first > 0 and self._records[first - 1].step == step:
-            first -= 1
-        # Only its findings stay (the step is off the stride): no call per record.
-        self._records[first:] = [r for r in self._records[first:] if r.quantity == FINDING]
+        """Once a newer step arrives, the records of `step` (at the end) go, but its findings."""
+        for i in range(len(self._chunks) - 1, -1, -1):
+            chunk = self._chunks[i]
+            if chunk.step[-1] != step:
+                break
+            mask = (chunk.step != step) | (chunk.quantity == FINDING)
+            if not mask.all():
+                self._size -= len(mask) - int(mask.sum())
+                self._chunks[i] = chunk.take(mask)
+            if chunk.step[0] != step:
+                break
+        self._chunks = [c for c in self._chunks if len(c)]
+
+    def columns(self) -> RecordColumns:
+        """Every record kept, as one set of columns."""
+        if len(self._chunks) != 1:
+            self._chunks = [RecordColumns.concat(self._chunks)]
+        return self._chunks[0]
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(self._records)
+        return iter(self.columns())
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._size

@@ -245,7 +245,7 @@ class Scope:
         """The records as a pandas DataFrame (needs the ``pandas`` extra)."""
         from layerscope.sinks.table import to_pandas
 
-        return to_pandas(self.records())
+        return to_pandas(self._output.columns())
 
     def flush(self) -> None:
         """Turn pending observations into records and hand new records to the sinks.

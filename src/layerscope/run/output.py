@@ -17,6 +17,7 @@ from layerscope.distributed import Exchange, RankMissing, merge_to_rank0
 from layerscope.drift import changes_since_watch
 from layerscope.history import RecordHistory
 from layerscope.lenses import EmitContext
+from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
 from layerscope.reduce.windows import StepWindows, WindowBuilder
 from layerscope.run.guard import Guard
@@ -63,7 +64,7 @@ class Output:
         self._model, self._modules, self._params = model, modules, params
         self.history = RecordHistory(history)
         self._keep_history = True
-        self._unflushed: list[Record] = []
+        self._unflushed: list[RecordColumns] = []
         self._world_size = world_size
         # None on one process, and once this rank has left the exchange (a rank went missing).
         self._exchange = Exchange() if world_size > 1 else None
@@ -101,7 +102,7 @@ class Output:
         if "model changed" not in self._guard.notes and not self._guard.closed:
             self._check_modules()
         self.emit_ready(collective=True, step_count=step_count, hold_last=hold_last)
-        batch, self._unflushed = self._unflushed, []
+        batch, self._unflushed = RecordColumns.concat(self._unflushed), []
         if batch:
             for sink in self.sinks:  # queued everywhere first: a Ctrl-C in one write loses none
                 sink.queue(batch)
@@ -145,17 +146,22 @@ class Output:
 
     def _emit(self, sw: StepWindows) -> None:
         ctx = EmitContext(
-            step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order
+            step=sw.step,
+            epoch=sw.epoch,
+            windows=sw.windows,
+            module_order=self._order,
+            table=sw.table,
         )
         plan, lens_call = self._plan, self._guard.lens_call
         active = [plan.lenses[i] for i in plan.active_lenses(sw.step)]
         lens_sites = plan.sites_per_lens(sw.windows)
-        emitted: list[Record] = []
-        for lens in active:
-            emitted.extend(lens_call(lens, lens.emit, ctx, lens_sites[id(lens)]))
+        parts = [lens_call(lens, lens.emit_columns, ctx, lens_sites[id(lens)]) for lens in active]
+        emitted = RecordColumns.concat(parts)
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             if id(lens) in plan.reviewers:
-                emitted.extend(lens_call(lens, lens.review, ctx, list(emitted)))
+                found = lens_call(lens, lens.review, ctx, emitted)
+                if found:
+                    emitted = RecordColumns.concat((emitted, found))
         if self._keep_history:
             try:
                 self.history.extend(emitted)
@@ -164,12 +170,17 @@ class Output:
                 self._guard.warn_once(
                     "RecordHistory.extend", error, "records() holds no records past this step"
                 )
-        self._unflushed.extend(emitted)
+        self._unflushed.append(emitted)
 
     def records(self) -> list[Record]:
         """The records emitted so far (thinned past ``history`` records)."""
         self.emit_ready(collective=False)
         return list(self.history)
+
+    def columns(self) -> RecordColumns:
+        """The records emitted so far, as columns (thinned past ``history`` records)."""
+        self.emit_ready(collective=False)
+        return self.history.columns()
 
     def close(self, step_count: int) -> None:
         """The last flush; then the ranks part and the sinks close."""

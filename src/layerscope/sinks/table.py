@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from layerscope.record_columns import RecordColumns
 from layerscope.records import RECORD_COLUMNS, Record, records_to_rows
 from layerscope.sinks._optional import require
 
@@ -24,11 +27,13 @@ _DTYPES = {
 }
 
 
-def to_pandas(records: Sequence[Record]) -> pd.DataFrame:
+def to_pandas(records: Sequence[Record] | RecordColumns) -> pd.DataFrame:
     """Return the scalar records as a DataFrame with columns :data:`RECORD_COLUMNS`.
 
     Histogram records are left out (their distributions do not fit one cell). Health findings
-    keep their message and suggestion in ``text``, missing on the other records.
+    keep their message and suggestion in ``text``, missing on the other records. Records kept
+    as :class:`~layerscope.record_columns.RecordColumns` (``scope.to_pandas()``) become the
+    frame's columns directly, with no object per record.
 
     Example:
         >>> df = to_pandas([Record(2, 0, "loss", "", "loss", "last", 0.5)])
@@ -37,8 +42,13 @@ def to_pandas(records: Sequence[Record]) -> pd.DataFrame:
 
     """
     pandas = require("pandas", "pandas", "to_pandas")
-    frame = pandas.DataFrame(records_to_rows(records), columns=list(RECORD_COLUMNS))
-    return frame.astype(_DTYPES)
+    if not isinstance(records, RecordColumns):
+        frame = pandas.DataFrame(records_to_rows(records), columns=list(RECORD_COLUMNS))
+        return frame.astype(_DTYPES)
+    scalar = np.equal(records.histogram, None)
+    columns = {name: getattr(records, name)[scalar] for name in RECORD_COLUMNS}
+    columns["value"] = np.where(records.valued[scalar], columns["value"], np.nan)
+    return pandas.DataFrame(columns).astype(_DTYPES)
 
 
 def to_csv(records: Sequence[Record], path: str | Path) -> Path:

@@ -1,0 +1,221 @@
+"""Records as columns: what a run keeps, filters and tabulates without one object per record.
+
+A step's lenses emit records either as columns (a statistic read off every site's fields at
+once) or as :class:`~layerscope.records.Record` tuples (the few records a lens computes one by
+one); :meth:`RecordColumns.concat` joins both into one set of columns, which the history keeps,
+the health checks index and the pandas table is built from. A :class:`Record` exists only when
+someone iterates or indexes the columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from layerscope.records import RECORD_COLUMNS, Record
+
+#: The string columns, kept as numpy object arrays: each holds references to the few distinct
+#: strings a run uses, 8 bytes a record.
+STRING_COLUMNS: tuple[str, ...] = ("tag", "site", "quantity", "statistic")
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+class RecordColumns(Sequence[Record]):
+    """Records in compact columns, read as :class:`Record` tuples on demand.
+
+    Columns: ``step`` and ``epoch`` (int64), ``tag``, ``site``, ``quantity``, ``statistic``
+    (object arrays of str), ``value`` (float64; NaN where a record has no number), ``valued``
+    (bool: the record has a number, possibly NaN), ``histogram`` and ``text`` (object arrays,
+    mostly None). A sequence of records: ``len``, iteration and indexing give ``Record``
+    tuples equal to the ones the columns were made of.
+
+    Example:
+        >>> cols = RecordColumns.from_records(
+        ...     [Record(1, 0, "loss", "", "loss", "last", 0.5), Record(1, 0, "loss", "", "x", "y")]
+        ... )
+        >>> len(cols), cols[0].value, cols[1].value
+        (2, 0.5, None)
+        >>> cols.where(quantity="loss").value.tolist()
+        [0.5]
+    """
+
+    __slots__ = (
+        "step",
+        "epoch",
+        "tag",
+        "site",
+        "quantity",
+        "statistic",
+        "value",
+        "valued",
+        "histogram",
+        "text",
+    )
+
+    def __init__(
+        self,
+        step: np.ndarray,
+        epoch: np.ndarray,
+        tag: np.ndarray,
+        site: np.ndarray,
+        quantity: np.ndarray,
+        statistic: np.ndarray,
+        value: np.ndarray,
+        valued: np.ndarray,
+        histogram: np.ndarray,
+        text: np.ndarray,
+    ) -> None:
+        self.step, self.epoch = step, epoch
+        self.tag, self.site, self.quantity, self.statistic = tag, site, quantity, statistic
+        self.value, self.valued, self.histogram, self.text = value, valued, histogram, text
+
+    # -- making columns ----------------------------------------------------------------------
+    @classmethod
+    def empty(cls) -> RecordColumns:
+        """Columns of no record."""
+        return cls.from_records(())
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record]) -> RecordColumns:
+        """Columns of `records` (one pass in C: the tuples are transposed, not visited)."""
+        rows = list(records)
+        if not rows:
+            i, o = np.empty(0, np.int64), np.empty(0, object)
+            return cls(i, i, o, o, o, o, np.empty(0), np.empty(0, bool), o, o)
+        step, epoch, tag, site, quantity, statistic, value, histogram, text = zip(
+            *rows, strict=True
+        )
+        numbers = np.array(value, dtype=object)
+        valued = numbers != None  # noqa: E711 - element-wise test for None
+        numbers[~valued] = np.nan
+        return cls(
+            np.array(step, dtype=np.int64),
+            np.array(epoch, dtype=np.int64),
+            _objects(tag),
+            _objects(site),
+            _objects(quantity),
+            _objects(statistic),
+            numbers.astype(np.float64),
+            valued,
+            _objects(histogram),
+            _objects(text),
+        )
+
+    @classmethod
+    def of_sites(
+        cls,
+        step: int,
+        epoch: int,
+        tag: str,
+        site: np.ndarray,
+        quantity: np.ndarray,
+        statistic: np.ndarray,
+        value: np.ndarray,
+    ) -> RecordColumns:
+        """Scalar records of one lens on one step: its tag, and a row per site and statistic."""
+        n = len(value)
+        nothing = np.full(n, None, dtype=object)
+        return cls(
+            np.full(n, step, dtype=np.int64),
+            np.full(n, epoch, dtype=np.int64),
+            np.full(n, tag, dtype=object),
+            site,
+            quantity,
+            statistic,
+            np.asarray(value, dtype=np.float64),
+            np.ones(n, dtype=bool),
+            nothing,
+            nothing,
+        )
+
+    @classmethod
+    def concat(cls, parts: Iterable[RecordColumns | Sequence[Record]]) -> RecordColumns:
+        """The records of every part in order; parts may be columns or lists of records."""
+        columns = [
+            p if isinstance(p, RecordColumns) else cls.from_records(p) for p in parts if len(p)
+        ]
+        if len(columns) == 1:
+            return columns[0]
+        if not columns:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(c, n) for c in columns]) for n in cls.__slots__))
+
+    # -- reading -----------------------------------------------------------------------------
+    def take(self, rows: np.ndarray) -> RecordColumns:
+        """The records at `rows` (integer indices or a boolean mask), as columns."""
+        return RecordColumns(*(getattr(self, n)[rows] for n in self.__slots__))
+
+    def where(
+        self,
+        *,
+        step: int | None = None,
+        tag: str | None = None,
+        site: str | None = None,
+        quantity: str | None = None,
+        statistic: str | None = None,
+    ) -> RecordColumns:
+        """The records matching every given field exactly, as columns."""
+        mask = np.ones(len(self), dtype=bool)
+        for name, wanted in (
+            ("step", step),
+            ("tag", tag),
+            ("site", site),
+            ("quantity", quantity),
+            ("statistic", statistic),
+        ):
+            if wanted is not None:
+                mask &= getattr(self, name) == wanted
+        return self.take(mask)
+
+    def rows(self) -> list[tuple[object, ...]]:
+        """Scalar records (no histogram) as tuples in :data:`RECORD_COLUMNS` order."""
+        keep = np.flatnonzero(np.equal(self.histogram, None))
+        value = self.value[keep].astype(object)
+        value[~self.valued[keep]] = None
+        columns = [getattr(self, name)[keep] for name in RECORD_COLUMNS if name != "value"]
+        columns.insert(RECORD_COLUMNS.index("value"), value)
+        return list(zip(*(c.tolist() for c in columns), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return list(self.take(np.arange(len(self))[index]))
+        return self.take(np.array([index], dtype=np.int64)).records()[0]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def records(self) -> list[Record]:
+        """Every record, as :class:`Record` tuples."""
+        value = self.value.astype(object)
+        value[~self.valued] = None
+        columns = (
+            self.step.tolist(),
+            self.epoch.tolist(),
+            self.tag.tolist(),
+            self.site.tolist(),
+            self.quantity.tolist(),
+            self.statistic.tolist(),
+            value.tolist(),
+            self.histogram.tolist(),
+            self.text.tolist(),
+        )
+        return list(map(Record._make, zip(*columns, strict=True)))
+
+    def __repr__(self) -> str:
+        return f"RecordColumns({len(self)} records)"

@@ -1,0 +1,189 @@
+"""Records as columns: the same records as Record tuples, kept and thinned as the list was."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from layerscope import lenses
+from layerscope.history import RecordHistory
+from layerscope.lenses.base import EmitContext
+from layerscope.record_columns import RecordColumns
+from layerscope.records import HistogramValue, Record, records_to_rows, select
+from layerscope.reduce.contract import Needs, SiteTable
+from layerscope.reduce.windows import WindowBuilder
+from layerscope.sinks.table import to_pandas
+from layerscope.vocabulary import FINDING
+
+
+def comparable(records):
+    """Records with NaN values made equal to each other (NaN != NaN inside tuples)."""
+    return [
+        r._replace(value="nan") if isinstance(r.value, float) and math.isnan(r.value) else r
+        for r in records
+    ]
+
+
+def sample_records() -> list[Record]:
+    histogram = HistogramValue(edges=(0.0, 1.0, 2.0), counts=(3, 4), underflow=1)
+    return [
+        Record(3, 1, "activations", "fc1:output", "value", "mean", 0.25),
+        Record(3, 1, "activations", "fc1:output", "value", "std", math.nan),
+        Record(3, 1, "activations", "fc1:output", "value", "max", math.inf),
+        Record(3, 1, "distributions", "fc1:output", "value", "histogram", None, histogram),
+        Record(3, 1, "health", "fc1:output", FINDING, "dead_units", 2.0, text="fc1 is dead"),
+        Record(4, 1, "loss", "", "loss", "last", -1e-300),
+    ]
+
+
+def test_columns_give_back_the_records_they_were_made_of():
+    records = sample_records()
+    columns = RecordColumns.from_records(records)
+    assert len(columns) == len(records)
+    assert comparable(columns) == comparable(records)
+    assert comparable([columns[i] for i in range(len(records))]) == comparable(records)
+    assert columns[3].value is None
+    assert columns[3].histogram == records[3].histogram
+    assert columns[4].text == "fc1 is dead"
+    assert RecordColumns.empty().records() == []
+
+
+def test_concat_where_and_rows_agree_with_the_list_functions():
+    records = sample_records()
+    columns = RecordColumns.concat(
+        [RecordColumns.from_records(records[:2]), records[2:4], [], records[4:]]
+    )
+    assert comparable(columns) == comparable(records)
+    for fields in ({"step": 3}, {"quantity": "value", "tag": "activations"}, {"site": ""}):
+        assert comparable(columns.where(**fields)) == comparable(select(records, **fields))
+    expected = records_to_rows(records)
+    got = columns.rows()
+    assert len(got) == len(expected)
+    for row, want in zip(got, expected, strict=True):
+        assert [str(v) for v in row] == [str(v) for v in want]
+
+
+def test_the_frame_of_columns_is_the_frame_of_records():
+    records = sample_records()
+    by_columns = to_pandas(RecordColumns.from_records(records))
+    by_records = to_pandas(records)
+    assert by_columns.equals(by_records)
+    assert list(by_columns.dtypes) == list(by_records.dtypes)
+
+
+class ListHistory:
+    """The record history as a list of Record tuples: the reference the columns must match."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.stride, self.records = limit, 1, []
+
+    def extend(self, records):
+        for r in records:
+            if self.records and r.step != self.records[-1].step:
+                last = self.records[-1].step
+                if last % self.stride:
+                    self.records = [
+                        x for x in self.records if x.step != last or x.quantity == FINDING
+                    ]
+            self.records.append(r)
+        while len(self.records) > self.limit and self.stride < 2**40:
+            self.stride *= 2
+            newest = self.records[-1].step
+            self.records = [
+                x
+                for x in self.records
+                if x.step % self.stride == 0 or x.quantity == FINDING or x.step == newest
+            ]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 300])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_history_thins_as_the_list_of_records_did(limit, seed):
+    rng = random.Random(seed)
+    columns, reference = RecordHistory(limit=limit), ListHistory(limit)
+    step = 0
+    for _ in range(150):
+        batch = []
+        for _ in range(rng.choice([1, 1, 2, 3])):  # sometimes several steps in one call
+            for i in range(rng.randint(0, 9)):
+                finding = rng.random() < 0.05
+                quantity = FINDING if finding else "q"
+                batch.append(Record(step, 0, "t", f"s{i}", quantity, "last", float(i)))
+            step += 1
+        columns.extend(RecordColumns.from_records(batch) if rng.random() < 0.5 else batch)
+        reference.extend(batch)
+        assert len(columns) == len(reference.records)
+        assert columns.stride == reference.stride
+    assert list(columns) == reference.records
+    assert list(columns.columns()) == reference.records
+
+
+def windows_of(tensors: dict[str, torch.Tensor]):
+    builder = WindowBuilder()
+    for site, tensor in tensors.items():
+        builder.add(site.split(":")[0], "output", site, tensor, Needs(), None, None)
+        if site == "twice:output":  # a second call of the same module in the step
+            builder.add("twice", "output", site, tensor * -3, Needs(), None, None)
+    builder.close_step(7, 2)
+    (step,) = builder.ready()
+    return step
+
+
+def test_statistics_read_off_the_table_are_the_window_readers_to_the_bit():
+    torch.manual_seed(0)
+    nan_in = torch.randn(64, 32)
+    nan_in[3, 4] = math.nan
+    nan_in[5, 1] = -math.inf
+    tensors = {
+        "fc:output": torch.randn(128, 40) * 1e3,
+        "nan:output": nan_in,
+        "all_nan:output": torch.full((9,), math.nan),
+        "empty:output": torch.empty(0, 5),
+        "zeros:output": torch.zeros(10),
+        "twice:output": torch.rand(17, 3),
+    }
+    step = windows_of(tensors)
+    assert isinstance(step.table, SiteTable)
+    ctx = EmitContext(step.step, step.epoch, step.windows, {}, step.table)
+    everything = ("mean", "std", "var", "min", "max", "zero_fraction", "nonfinite_fraction")
+    for lens in (
+        lenses.Activations(statistics=everything),
+        lenses.OutputNorms(statistics=("l1", "l2", "rms")),
+        lenses.Activations(statistics=("max", "mean"), tag="again"),
+    ):
+        sites = [*tensors, "never:output"]
+        by_columns = lens.emit_columns(ctx, sites)
+        assert isinstance(by_columns, RecordColumns)
+        by_site = lens.emit(ctx, sites)
+        assert comparable(by_columns) == comparable(by_site)
+        assert {r.site for r in by_site} == set(tensors) - {"empty:output"}
+        # and without the table the ready step packed, the same again
+        unpacked = EmitContext(step.step, step.epoch, step.windows, {})
+        assert comparable(lens.emit_columns(unpacked, sites)) == comparable(by_site)
+
+
+def test_lenses_that_read_more_than_the_table_emit_their_records():
+    step = windows_of({"fc:output": torch.randn(8, 4)})
+    ctx = EmitContext(step.step, step.epoch, step.windows, {}, step.table)
+    lens = lenses.Activations(statistics=("mean", "median"))
+    assert lens.emit_columns(ctx, ["fc:output"]) == lens.emit(ctx, ["fc:output"])
+
+
+def test_the_step_table_holds_every_windows_merged_fields():
+    torch.manual_seed(1)
+    twice = torch.randn(4, 2)
+    step = windows_of({"a:output": torch.randn(5, 3), "twice:output": twice})
+    fields = ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
+    for site, window in step.windows.items():
+        row = step.table.values[step.table.row[site]]
+        assert row.tolist() == [float(getattr(window.summary, f)) for f in fields]
+    x = np.concatenate([twice.double().numpy().ravel(), (twice * -3).double().numpy().ravel()])
+    merged = step.windows["twice:output"].summary
+    assert (merged.size, merged.count) == (16, 16)
+    assert merged.mean == pytest.approx(x.mean(), abs=1e-7)
+    assert merged.m2 == pytest.approx(((x - x.mean()) ** 2).sum(), rel=1e-6)
+    assert (merged.min, merged.max) == pytest.approx((x.min(), x.max()))
