@@ -2,7 +2,6 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
-#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -65,37 +64,14 @@ std::string repr_of(const SiteSummary& s) {
   return text;
 }
 
-// nanobind takes None for an element of a sequence of SiteSummary pointers: refused here, named.
+// nanobind hands a None element of a sequence of SiteSummary pointers over as a null pointer:
+// refused here, by position.
 void require_summaries(const std::vector<const SiteSummary*>& parts, const char* where) {
   for (std::size_t i = 0; i < parts.size(); ++i)
     if (parts[i] == nullptr)
       throw nb::type_error((std::string(where) + ": element " + std::to_string(i) +
                             " is None; expected a SiteSummary")
                                .c_str());
-}
-
-using Table = nb::ndarray<nb::numpy, double, nb::shape<-1, kSiteSummaryScalars>, nb::c_contig>;
-
-// A rows × kSiteSummaryScalars float64 buffer and the numpy array that owns it (delete[]).
-std::pair<double*, Table> new_table(std::size_t rows) {
-  double* data = new double[rows * kSiteSummaryScalars];
-  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<double*>(p); });
-  return {data, Table(data, {rows, kSiteSummaryScalars}, owner)};
-}
-
-std::pair<std::vector<SiteSummary>, Table> merge_groups_of(
-    const std::vector<std::vector<const SiteSummary*>>& groups) {
-  for (std::size_t g = 0; g < groups.size(); ++g)
-    require_summaries(groups[g], ("SiteSummary.merge_groups: group " + std::to_string(g)).c_str());
-  auto [data, table] = new_table(groups.size());
-  return {merge_groups(groups, data), table};
-}
-
-Table pack_all_of(const std::vector<const SiteSummary*>& summaries) {
-  require_summaries(summaries, "SiteSummary.pack_all");
-  auto [data, table] = new_table(summaries.size());
-  pack_rows(summaries, data);
-  return table;
 }
 
 nb::tuple state_of(const SiteSummary& s) {
@@ -158,15 +134,6 @@ void bind_site_summary(nb::module_& m) {
             return out;
           },
           nb::arg("summaries"), "The merge of every summary of a sequence (empty: the empty one).")
-      .def_static(
-          "merge_groups", &merge_groups_of, nb::arg("groups"),
-          "Each group merged (as merge_all; an empty group gives the empty SiteSummary), in group "
-          "order, and their scalar fields as one float64 array: row g is group g's merge, the "
-          "columns are SiteSummary.fields in order (shape (len(groups), len(fields))).")
-      .def_static(
-          "pack_all", &pack_all_of, nb::arg("summaries"),
-          "The scalar fields of each summary as one float64 array: row i is summaries[i], the "
-          "columns are SiteSummary.fields in order (shape (len(summaries), len(fields))).")
       .def_static(
           "from_packed",
           [](nb::ndarray<const double, nb::ndim<1>, nb::device::cpu> values,

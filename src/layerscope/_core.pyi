@@ -251,18 +251,6 @@ class SiteSummary:
         """The merge of every summary of a sequence (empty: the empty one)."""
 
     @staticmethod
-    def merge_groups(groups: Sequence[Sequence[SiteSummary]]) -> tuple[list[SiteSummary], Annotated[NDArray[numpy.float64], dict(shape=(None, 10), order='C')]]:
-        """
-        Each group merged (as merge_all; an empty group gives the empty SiteSummary), in group order, and their scalar fields as one float64 array: row g is group g's merge, the columns are SiteSummary.fields in order (shape (len(groups), len(fields))).
-        """
-
-    @staticmethod
-    def pack_all(summaries: Sequence[SiteSummary]) -> Annotated[NDArray[numpy.float64], dict(shape=(None, 10), order='C')]:
-        """
-        The scalar fields of each summary as one float64 array: row i is summaries[i], the columns are SiteSummary.fields in order (shape (len(summaries), len(fields))).
-        """
-
-    @staticmethod
     def from_packed(values: Annotated[NDArray[numpy.float64], dict(shape=(None,), device='cpu', writable=False)], channel_active: object | None = None) -> SiteSummary:
         """
         The SiteSummary whose scalar fields are `values` (float64, SiteSummary.fields order; counts rounded; with count 0, mean/min/max become NaN and m2/l1/l2 0).

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
-
-import numpy as np
+from operator import attrgetter
 
 from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
-from layerscope.vocabulary import FINDING
+from layerscope.vocabulary import FINDING, is_finding
 
-#: Steps kept as separate column chunks before they are joined into one (a join copies the
-#: whole history, so it is done once in this many steps, not every step).
-CHUNKS_BEFORE_JOIN = 64
+#: Records kept as Record tuples before they join the columns: turned into columns a few
+#: thousand at a time, a record costs a fraction of what one step's records made into columns
+#: each step would (numpy's fixed cost per call dominates a step of a small model).
+TAIL_RECORDS = 4096
 
 
 class RecordHistory:
@@ -20,10 +21,12 @@ class RecordHistory:
 
     Sinks receive every record when it is flushed; this history is what ``scope.records()``
     and ``scope.to_pandas()`` return. The records are kept as
-    :class:`~layerscope.record_columns.RecordColumns` (no Python object per record). When it
-    would exceed `limit`, it thins itself by keeping only steps that are multiples of a stride
-    that doubles each time — the whole run stays covered, the oldest part at a coarser
-    resolution. Findings are never thinned, and the newest step stays whole.
+    :class:`~layerscope.record_columns.RecordColumns` (numpy arrays; strings shared, not one
+    Python object per record), the newest few thousand as the tuples they came as until they
+    join the columns. When the history would exceed `limit`, it thins itself by keeping only
+    steps that are multiples of a stride that doubles each time — the whole run stays covered,
+    the oldest part at a coarser resolution. Findings are never thinned, and the newest step
+    stays whole.
 
     Example:
         >>> h = RecordHistory(limit=4)
@@ -37,69 +40,68 @@ class RecordHistory:
             raise ValueError(f"RecordHistory: limit must be a positive integer, got {limit!r}")
         self.limit = limit
         self.stride = 1
-        self._chunks: list[RecordColumns] = []  # in step order, one or more steps each
-        self._size = 0
+        self._chunks: list[RecordColumns] = []  # the older records, in step order
+        self._tail: list[Record] = []  # the newer ones, after them; the newest step whole
 
-    def extend(self, records: RecordColumns | Iterable[Record]) -> None:
-        """Append records (columns, or Record tuples), thinning while over the limit."""
-        columns = records if isinstance(records, RecordColumns) else None
-        if columns is None:
-            columns = RecordColumns.from_records(records)
-        if not len(columns):
-            return
-        steps = columns.step
-        starts = [0, *(np.flatnonzero(steps[1:] != steps[:-1]) + 1).tolist(), len(steps)]
-        for begin, end in zip(starts, starts[1:], strict=False):
-            same_step = columns if end - begin == len(steps) else columns.take(slice(begin, end))
-            self._append_step(same_step)
-        while self._size > self.limit and self.stride < 2**40:
+    def extend(self, records: Iterable[Record]) -> None:
+        """Append records, thinning the history while it is over its limit."""
+        tail = self._tail
+        for step, same_step in itertools.groupby(records, key=attrgetter("step")):
+            if tail and step != tail[-1].step:
+                self._drop_unaligned(tail[-1].step)
+            tail.extend(same_step)
+        while len(self) > self.limit and self.stride < 2**40:
             self.stride *= 2
-            newest = int(self._chunks[-1].step[-1])  # the latest step stays whole until the next
-            self._thin(newest)
-        if len(self._chunks) > CHUNKS_BEFORE_JOIN:
-            self._chunks = [RecordColumns.concat(self._chunks)]
+            self._thin()
+        if len(tail) >= TAIL_RECORDS:
+            self._settle()
 
-    def _append_step(self, columns: RecordColumns) -> None:
-        step = int(columns.step[0])
-        if self._chunks:
-            last = int(self._chunks[-1].step[-1])
-            if step != last and last % self.stride:
-                self._drop_unaligned(last)
-        self._chunks.append(columns)
-        self._size += len(columns)
-
-    def _thin(self, newest: int) -> None:
-        """Keep the steps on the stride, the findings, and every record of step `newest`."""
+    def _thin(self) -> None:
+        """Keep the steps on the stride, the findings, and the newest step whole."""
+        newest = self._tail[-1].step  # in the tail: _settle leaves the newest step there
         chunks = []
         for chunk in self._chunks:
-            mask = (chunk.step % self.stride == 0) | (chunk.quantity == FINDING)
-            mask |= chunk.step == newest
-            chunks.append(chunk if mask.all() else chunk.take(mask))
-        self._chunks = [c for c in chunks if len(c)]
-        self._size = sum(map(len, self._chunks))
+            keep = (chunk.step % self.stride == 0) | (chunk.quantity == FINDING)
+            chunks.append(chunk if keep.all() else chunk.take(keep))
+        self._chunks = [chunk for chunk in chunks if len(chunk)]
+        self._tail = [r for r in self._tail if self._keeps(r) or r.step == newest]
+
+    def _keeps(self, record: Record) -> bool:
+        return record.step % self.stride == 0 or is_finding(record)
 
     def _drop_unaligned(self, step: int) -> None:
-        """Once a newer step arrives, the records of `step` (at the end) go, but its findings."""
-        for i in range(len(self._chunks) - 1, -1, -1):
-            chunk = self._chunks[i]
-            if chunk.step[-1] != step:
-                break
-            mask = (chunk.step != step) | (chunk.quantity == FINDING)
-            if not mask.all():
-                self._size -= len(mask) - int(mask.sum())
-                self._chunks[i] = chunk.take(mask)
-            if chunk.step[0] != step:
-                break
-        self._chunks = [c for c in self._chunks if len(c)]
+        """Once a newer step arrives, the records of `step` (at the end) go but its findings."""
+        if step % self.stride == 0:
+            return
+        tail = self._tail
+        first = len(tail)
+        while first > 0 and tail[first - 1].step == step:
+            first -= 1
+        # Only its findings stay (the step is off the stride): no call per record.
+        tail[first:] = [r for r in tail[first:] if r.quantity == FINDING]
+
+    def _settle(self) -> None:
+        """The tail but its newest step joins the columns, as a chunk of its own.
+
+        The newest step stays in the tail, whole: more of its records may come, and whether
+        it is kept is decided when the next step arrives.
+        """
+        tail = self._tail
+        first = len(tail)
+        while first > 0 and tail[first - 1].step == tail[-1].step:
+            first -= 1
+        if first:
+            self._chunks.append(RecordColumns.from_records(tail[:first]))
+            del tail[:first]
 
     def columns(self) -> RecordColumns:
         """Every record kept, as one set of columns."""
-        if len(self._chunks) != 1:
+        if len(self._chunks) > 1:  # joined once, for this read and the next ones
             self._chunks = [RecordColumns.concat(self._chunks)]
-        return self._chunks[0]
+        return RecordColumns.concat((*self._chunks, self._tail))
 
     def __iter__(self) -> Iterator[Record]:
-        return iter(self.columns())
+        return itertools.chain(*self._chunks, self._tail)
 
     def __len__(self) -> int:
-        return self._size
+        return sum(map(len, self._chunks)) + len(self._tail)

@@ -1,10 +1,9 @@
 """Records as columns: what a run keeps, filters and tabulates without one object per record.
 
-A step's lenses emit records either as columns (a statistic read off every site's fields at
-once) or as :class:`~layerscope.records.Record` tuples (the few records a lens computes one by
-one); :meth:`RecordColumns.concat` joins both into one set of columns, which the history keeps,
-the health checks index and the pandas table is built from. A :class:`Record` exists only when
-someone iterates or indexes the columns.
+Lenses emit :class:`~layerscope.records.Record` tuples, a step at a time; the history turns
+them into columns a few thousand at a time and keeps those (some 75 bytes a record, against
+some 150 for a tuple and its float), and the pandas table is built from the columns. A
+:class:`Record` exists again only when someone iterates or indexes the columns.
 """
 
 from __future__ import annotations
@@ -15,10 +14,6 @@ from typing import Any, overload
 import numpy as np
 
 from layerscope.records import RECORD_COLUMNS, Record
-
-#: The string columns, kept as numpy object arrays: each holds references to the few distinct
-#: strings a run uses, 8 bytes a record.
-STRING_COLUMNS: tuple[str, ...] = ("tag", "site", "quantity", "statistic")
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
@@ -46,7 +41,8 @@ class RecordColumns(Sequence[Record]):
         [0.5]
     """
 
-    __slots__ = (
+    #: The columns, in the order the constructor takes them.
+    COLUMNS: tuple[str, ...] = (
         "step",
         "epoch",
         "tag",
@@ -58,6 +54,7 @@ class RecordColumns(Sequence[Record]):
         "histogram",
         "text",
     )
+    __slots__ = COLUMNS
 
     def __init__(
         self,
@@ -92,9 +89,10 @@ class RecordColumns(Sequence[Record]):
         step, epoch, tag, site, quantity, statistic, value, histogram, text = zip(
             *rows, strict=True
         )
-        numbers = np.array(value, dtype=object)
-        valued = numbers != None  # noqa: E711 - element-wise test for None
-        numbers[~valued] = np.nan
+        numbers = np.array(value, dtype=np.float64)  # None becomes NaN
+        valued = np.ones(len(rows), dtype=bool)
+        for i in np.flatnonzero(np.isnan(numbers)).tolist():  # a few: tell None from NaN
+            valued[i] = value[i] is not None
         return cls(
             np.array(step, dtype=np.int64),
             np.array(epoch, dtype=np.int64),
@@ -102,55 +100,38 @@ class RecordColumns(Sequence[Record]):
             _objects(site),
             _objects(quantity),
             _objects(statistic),
-            numbers.astype(np.float64),
+            numbers,
             valued,
             _objects(histogram),
             _objects(text),
         )
 
     @classmethod
-    def of_sites(
-        cls,
-        step: int,
-        epoch: int,
-        tag: str,
-        site: np.ndarray,
-        quantity: np.ndarray,
-        statistic: np.ndarray,
-        value: np.ndarray,
-    ) -> RecordColumns:
-        """Scalar records of one lens on one step: its tag, and a row per site and statistic."""
-        n = len(value)
-        nothing = np.full(n, None, dtype=object)
-        return cls(
-            np.full(n, step, dtype=np.int64),
-            np.full(n, epoch, dtype=np.int64),
-            np.full(n, tag, dtype=object),
-            site,
-            quantity,
-            statistic,
-            np.asarray(value, dtype=np.float64),
-            np.ones(n, dtype=bool),
-            nothing,
-            nothing,
-        )
-
-    @classmethod
     def concat(cls, parts: Iterable[RecordColumns | Sequence[Record]]) -> RecordColumns:
         """The records of every part in order; parts may be columns or lists of records."""
-        columns = [
-            p if isinstance(p, RecordColumns) else cls.from_records(p) for p in parts if len(p)
-        ]
+        columns: list[RecordColumns] = []
+        pending: list[Record] = []  # neighbouring lists of records become columns together
+        for part in parts:
+            if isinstance(part, RecordColumns):
+                if pending:
+                    columns.append(cls.from_records(pending))
+                    pending = []
+                if len(part):
+                    columns.append(part)
+            else:
+                pending.extend(part)
+        if pending:
+            columns.append(cls.from_records(pending))
         if len(columns) == 1:
             return columns[0]
         if not columns:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(c, n) for c in columns]) for n in cls.__slots__))
+        return cls(*(np.concatenate([getattr(c, n) for c in columns]) for n in cls.COLUMNS))
 
     # -- reading -----------------------------------------------------------------------------
     def take(self, rows: np.ndarray) -> RecordColumns:
         """The records at `rows` (integer indices or a boolean mask), as columns."""
-        return RecordColumns(*(getattr(self, n)[rows] for n in self.__slots__))
+        return RecordColumns(*(getattr(self, n)[rows] for n in self.COLUMNS))
 
     def where(
         self,

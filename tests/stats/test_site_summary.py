@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import math
 import pickle
 
@@ -180,52 +179,7 @@ def test_kept_vectors_merge_weighted_by_their_counts():
     assert nan[1] == 2.0
 
 
-def row_of(s: SiteSummary) -> list[float]:
-    return [getattr(s, name) for name in SiteSummary.fields]
-
-
-def test_merge_groups_is_each_group_merged_with_its_fields_as_one_table():
-    parts = [hostile((rows, 6), seed) for seed, rows in enumerate((30, 1, 75, 12), start=20)]
-    parts.append(np.full((4, 6), np.nan, np.float32))  # count 0: adds its counts only
-    summaries = [summarize_cpu(torch.from_numpy(p), 1, 0.0, None) for p in parts]
-    members = [[0, 1, 2], [], [4], [3, 4, 0], [2]]
-    groups = [[summaries[i] for i in group] for group in members]
-    merged, table = SiteSummary.merge_groups(groups)
-    assert len(merged) == len(groups)
-    assert table.dtype == np.float64
-    assert table.shape == (len(groups), len(SiteSummary.fields))
-    assert table.flags.c_contiguous
-    for g, (group, members_of_g) in enumerate(zip(groups, members, strict=True)):
-        one_by_one = SiteSummary.merge_all(group)
-        np.testing.assert_array_equal(row_of(merged[g]), row_of(one_by_one))
-        np.testing.assert_array_equal(table[g], row_of(one_by_one))
-        if members_of_g:
-            whole = np.concatenate([parts[i] for i in members_of_g])
-            assert_fields(merged[g], summary_oracle(whole, 1))
-        else:
-            np.testing.assert_array_equal(table[g], row_of(SiteSummary()))
-            assert merged[g].channel_active is None
-    assert (merged[2].count, merged[2].nonfinite) == (0, 24)
-    assert math.isnan(table[2, 2])
-    np.testing.assert_array_equal(SiteSummary.pack_all(merged), table)
-    np.testing.assert_array_equal(SiteSummary.pack_all(summaries)[3], row_of(summaries[3]))
-    kept = table.copy()
-    del merged, groups, summaries
-    gc.collect()
-    SiteSummary.merge_groups([[SiteSummary()]] * 50)
-    np.testing.assert_array_equal(table, kept)  # the table owns its values
-
-
-def test_merge_groups_and_pack_all_of_nothing_and_of_none():
-    merged, table = SiteSummary.merge_groups([])
-    assert merged == []
-    assert table.shape == (0, len(SiteSummary.fields))
-    assert table.dtype == np.float64
-    assert SiteSummary.pack_all([]).shape == (0, len(SiteSummary.fields))
+def test_merge_all_refuses_none_by_position():
     s = SiteSummary(size=1, count=1, mean=2.0, min=2.0, max=2.0, l1=2.0, l2=2.0)
-    with pytest.raises(TypeError, match=r"merge_groups: group 1: element 0 is None"):
-        SiteSummary.merge_groups([[s], [None]])
-    with pytest.raises(TypeError, match=r"pack_all: element 1 is None"):
-        SiteSummary.pack_all([s, None])
-    with pytest.raises(TypeError, match=r"merge_all: element 0 is None"):
-        SiteSummary.merge_all([None])
+    with pytest.raises(TypeError, match=r"merge_all: element 1 is None"):
+        SiteSummary.merge_all([s, None])

@@ -132,28 +132,4 @@ inline SiteSummary merged(SiteSummary a, const SiteSummary& b) {
   return a;
 }
 
-/// packed() of each of `summaries` as one row of `table` (row-major, summaries.size() ×
-/// kSiteSummaryScalars, columns in kSiteSummaryFields order). Never throws.
-inline void pack_rows(const std::vector<const SiteSummary*>& summaries, double* table) {
-  for (const SiteSummary* s : summaries) {
-    const auto row = packed(*s);
-    table = std::copy(row.begin(), row.end(), table);
-  }
-}
-
-/// The merge of each group's summaries (see merge(); an empty group: the empty SiteSummary),
-/// in group order — all of a step's observations of every site in one call. Row g of `table`
-/// (row-major, groups.size() × kSiteSummaryScalars, columns in kSiteSummaryFields order)
-/// receives packed() of group g's merge, so the scalar fields of all sites leave as one array.
-inline std::vector<SiteSummary> merge_groups(
-    const std::vector<std::vector<const SiteSummary*>>& groups, double* table) {
-  std::vector<SiteSummary> out(groups.size());
-  for (std::size_t g = 0; g < groups.size(); ++g) {
-    for (const SiteSummary* part : groups[g]) merge(out[g], *part);
-    const auto row = packed(out[g]);
-    std::copy(row.begin(), row.end(), table + g * kSiteSummaryScalars);
-  }
-  return out;
-}
-
 }  // namespace layerscope

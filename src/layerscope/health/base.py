@@ -10,13 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 from torch import nn
 
 from layerscope.health.findings import Finding
 from layerscope.lenses.state import Stateful
 from layerscope.observation import site_module
-from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.vocabulary import Key
@@ -30,7 +28,7 @@ class StepView:
         step: the step being checked.
         windows: site -> reduced window of the step, in the order the sites were observed
             (forward order for outputs, backward order for output gradients).
-        records: every record the lenses emitted for the step (columns, or Record tuples).
+        records: every record the lenses emitted for the step.
         module_order: module name -> depth index in ``named_modules()`` order.
         module_types: module name -> module class, for the modules the Health lens selected.
         reads: the record keys the checks find, indexed on the first find (``None``: every
@@ -40,7 +38,7 @@ class StepView:
 
     step: int
     windows: Mapping[str, SiteWindow]
-    records: Sequence[Record] | RecordColumns
+    records: Sequence[Record]
     module_order: Mapping[str, int]
     module_types: Mapping[str, type[nn.Module]] = field(default_factory=dict)
     reads: frozenset[Key] | None = None
@@ -55,37 +53,32 @@ class StepView:
         `key` is one a lens exports (``GradientNorms.GLOBAL_L2``), or any (quantity, statistic).
         """
         if self._index is None:
-            self._index = self._build_index(self.reads)
+            self._index = self._build_index()
         found = self._index.get(key)
         if found is None and self.reads is not None:  # a key no check declared: look it up
-            found = self._index[key] = self._build_index(frozenset((key,)))[key]
+            quantity, statistic = key
+            found = self._index[key] = [
+                r
+                for r in self.records
+                if r.quantity == quantity and r.statistic == statistic and r.is_finite
+            ]
         return [r for r in found or () if tag is None or r.tag == tag]
 
-    def _build_index(self, keys: frozenset[Key] | None) -> dict[tuple[str, str], list[Record]]:
-        """The finite scalar records of each of `keys` (None: of every key), off the columns.
-
-        Rows are picked by their key columns; a Record is made for the picked rows only.
-        """
-        columns = self.records
-        if not isinstance(columns, RecordColumns):
-            columns = RecordColumns.from_records(columns)
-        finite = columns.valued & np.isfinite(columns.value)
-        quantity, statistic = columns.quantity.tolist(), columns.statistic.tolist()
-        rows: dict[tuple[str, str], list[int]] = (
-            {} if keys is None else {(q, s): [] for q, s in keys}
-        )
-        for i in np.flatnonzero(finite).tolist():
-            key = (quantity[i], statistic[i])
-            found = rows.get(key)
-            if found is not None:
-                found.append(i)
-            elif keys is None:
-                rows[key] = [i]
-        picked = columns.take(np.array([i for found in rows.values() for i in found], np.intp))
-        records, index, at = picked.records(), {}, 0
-        for key, found in rows.items():
-            index[key] = records[at : at + len(found)]
-            at += len(found)
+    def _build_index(self) -> dict[tuple[str, str], list[Record]]:
+        reads = self.reads
+        if reads is None:
+            index: dict[tuple[str, str], list[Record]] = {}
+            for r in self.records:
+                if r.is_finite:
+                    index.setdefault((r.quantity, r.statistic), []).append(r)
+            return index
+        index = {key: [] for key in reads}
+        quantities = {quantity for quantity, _ in reads}  # most records fail this cheaper test
+        for r in self.records:
+            if r.quantity in quantities:
+                found = index.get((r.quantity, r.statistic))
+                if found is not None and r.is_finite:
+                    found.append(r)
         return index
 
     def depth(self, site: str) -> int:

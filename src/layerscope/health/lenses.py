@@ -136,7 +136,7 @@ class Health(Lens):
         """Nothing of its own: the findings come in :meth:`review`."""
         return []
 
-    def review(self, ctx: EmitContext, records: Sequence[Record]) -> list[Record]:
+    def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Run every check on the step; a record for each new finding."""
         view = StepView(ctx.step, ctx.windows, records, ctx.module_order, self._types, self._reads)
         seen: list[Finding] = []

@@ -6,24 +6,20 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from torch import nn
 
 from layerscope.docs import error_message
 from layerscope.gatherers import AttentionGatherer, ForwardGatherer, RecurrentGatherer
 from layerscope.lenses.state import Stateful
 from layerscope.lenses.statistics import (
-    COLUMN_STATISTICS,
     NORM_STATISTICS,
     QUANTILE_STATISTICS,
     VALUE_STATISTICS,
-    ColumnReader,
     check_statistics,
     statistic_key,
 )
-from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
-from layerscope.reduce.contract import FIELD_INDEX, Needs, SiteTable, SiteWindow
+from layerscope.reduce.contract import Needs, SiteWindow
 
 ModulePredicate = Callable[[str, nn.Module], bool]
 Schedule = Callable[[int], bool]
@@ -38,11 +34,6 @@ class EmitContext:
     epoch: int
     windows: dict[str, SiteWindow]
     module_order: dict[str, int]  # module name -> depth index in named_modules() order
-    table: SiteTable | None = None  # the windows' summary fields; None: packed when read
-
-    def site_table(self) -> SiteTable:
-        """The windows' summary fields as one table (:attr:`table`, or packed now)."""
-        return self.table if self.table is not None else SiteTable.of(self.windows)
 
 
 #: Modules whose output repeats their input: unchanged (Identity) or with random units zeroed
@@ -304,62 +295,6 @@ class Lens(Stateful):
             out.extend(self.site_records(ctx, w))
         return out
 
-    def emit_columns(self, ctx: EmitContext, sites: Iterable[str]) -> RecordColumns | list[Record]:
-        """The records of :meth:`emit`, in the same order, as columns where it can.
-
-        A lens that keeps the base class's :meth:`emit` gives :meth:`statistic_columns` when
-        its statistics can all be read off the step's table; any other gives :meth:`emit`'s
-        records.
-        """
-        if type(self).emit is Lens.emit:
-            sites = list(sites)
-            columns = self.statistic_columns(ctx, sites)
-            if columns is not None:
-                return columns
-        return self.emit(ctx, sites)
-
-    def statistic_columns(
-        self, ctx: EmitContext, sites: Iterable[str]
-    ) -> RecordColumns | list[Record] | None:
-        """The base :meth:`emit`'s records, each statistic read for all sites at once.
-
-        Reads the step's :class:`~layerscope.reduce.contract.SiteTable`. None when a statistic
-        is not a plain one (quantiles, histograms) or :meth:`site_records` is overridden.
-        """
-        columns = self._column_readers()
-        if columns is None:
-            return None
-        table = ctx.site_table()
-        rows = np.fromiter((i for i in map(table.row.get, sites) if i is not None), dtype=np.intp)
-        rows = rows[table.values[rows, FIELD_INDEX["size"]] > 0]  # emit() skips empty windows
-        if not len(rows):
-            return []
-        fields = table.values[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.stack([read(fields) for _, _, read in columns], axis=1)
-        names = np.asarray(table.sites, dtype=object)[rows]
-        return RecordColumns.of_sites(
-            ctx.step,
-            ctx.epoch,
-            self.tag,
-            np.repeat(names, len(columns)),  # site by site, as emit() goes
-            np.tile(np.array([q for q, _, _ in columns], dtype=object), len(rows)),
-            np.tile(np.array([s for _, s, _ in columns], dtype=object), len(rows)),
-            values.ravel(),
-        )
-
-    def _column_readers(self) -> list[tuple[str, str, ColumnReader]] | None:
-        """(quantity, statistic, column reader) of each statistic; None when one has none."""
-        if type(self).site_records is not Lens.site_records:
-            return None
-        columns = []
-        for name in self.statistics:
-            read = COLUMN_STATISTICS.get(name)
-            if read is None:
-                return None
-            columns.append((*statistic_key(name), read))
-        return columns
-
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
         """Records of one site; the default reads each statistic off the window."""
         step, epoch, tag, site = ctx.step, ctx.epoch, self.tag, w.site
@@ -382,7 +317,7 @@ class Lens(Stateful):
             self._readers_of = self.statistics
         return self._reader_list
 
-    def review(self, ctx: EmitContext, records: Sequence[Record]) -> list[Record]:
+    def review(self, ctx: EmitContext, records: list[Record]) -> list[Record]:
         """Records judging the whole step, given every record the lenses emitted for it.
 
         Called after every active lens's :meth:`emit`; lenses that diagnose (health checks)

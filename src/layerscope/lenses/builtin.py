@@ -12,7 +12,6 @@ from torch import nn
 from layerscope import stats
 from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.lenses.statistics import statistic_key
-from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
 from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.units import CONVOLUTIONS, has_weight_matrix, is_activation
@@ -168,19 +167,7 @@ class GradientNorms(Lens):
     def emit(self, ctx: EmitContext, sites: Iterable[str]) -> list[Record]:
         """Per-site norms, then the global norm and each module's share of it."""
         sites = list(sites)
-        return super().emit(ctx, sites) + self._totals(ctx, sites)
-
-    def emit_columns(self, ctx: EmitContext, sites: Iterable[str]) -> RecordColumns | list[Record]:
-        """:meth:`emit`'s records, the per-site norms read off the step's table."""
-        sites = list(sites)
-        per_site = self.statistic_columns(ctx, sites)
-        if per_site is None:
-            return self.emit(ctx, sites)
-        return RecordColumns.concat((per_site, self._totals(ctx, sites)))
-
-    def _totals(self, ctx: EmitContext, sites: list[str]) -> list[Record]:
-        """The global norm of the parameter gradients, and each module's share of its square."""
-        out: list[Record] = []
+        out = super().emit(ctx, sites)
         squares: dict[str, float] = {}
         for site in sites:
             w = ctx.windows.get(site)

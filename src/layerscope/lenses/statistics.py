@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
-
-from layerscope.reduce.contract import FIELD_INDEX, SiteWindow
+from layerscope.reduce.contract import SiteWindow
 from layerscope.stats.tensors import QUANTILE_LEVELS
 from layerscope.vocabulary import HISTOGRAM, LAST, VALUE, Key
 
@@ -42,46 +40,6 @@ NORM_STATISTICS: dict[str, Callable[[SiteWindow], float]] = {
     "l1": lambda w: w.summary.l1,
     "l2": lambda w: w.summary.l2,
     "rms": lambda w: w.summary.l2 / math.sqrt(w.summary.count) if w.summary.count else math.nan,
-}
-
-ColumnReader = Callable[[np.ndarray], np.ndarray]
-
-_SIZE, _COUNT, _MEAN, _M2, _MIN, _MAX, _L1, _L2, _ZEROS, _NONFINITE = (
-    FIELD_INDEX[name]
-    for name in ("size", "count", "mean", "m2", "min", "max", "l1", "l2", "zeros", "nonfinite")
-)
-
-
-def _per(numerator: int, denominator: int) -> ColumnReader:
-    """Column `numerator` over column `denominator`, NaN where the denominator is 0."""
-
-    def read(f: np.ndarray) -> np.ndarray:
-        den = f[:, denominator]
-        return np.where(den != 0, f[:, numerator] / den, np.nan)
-
-    return read
-
-
-def _rms(f: np.ndarray) -> np.ndarray:
-    count = f[:, _COUNT]
-    return np.where(count != 0, f[:, _L2] / np.sqrt(count), np.nan)
-
-
-#: The statistics readable for many sites at once off a step's field table
-#: (:class:`~layerscope.reduce.contract.SiteTable` rows): the same numbers, to the bit, as
-#: :data:`VALUE_STATISTICS` and :data:`NORM_STATISTICS` read off one window. (Callers silence
-#: numpy's warnings for the divisions by zero that ``np.where`` discards.)
-COLUMN_STATISTICS: dict[str, ColumnReader] = {
-    "mean": lambda f: f[:, _MEAN],
-    "std": lambda f: np.sqrt(_per(_M2, _COUNT)(f)),
-    "var": _per(_M2, _COUNT),
-    "min": lambda f: f[:, _MIN],
-    "max": lambda f: f[:, _MAX],
-    "zero_fraction": _per(_ZEROS, _SIZE),
-    "nonfinite_fraction": _per(_NONFINITE, _SIZE),
-    "l1": lambda f: f[:, _L1],
-    "l2": lambda f: f[:, _L2],
-    "rms": _rms,
 }
 
 QUANTILE_STATISTICS = frozenset(

@@ -67,31 +67,3 @@ class SiteWindow:
     values: np.ndarray | None = None
     values_count: np.ndarray | None = None
     exceed: dict[tuple[float, bool], int] | None = None
-
-
-@dataclass(frozen=True)
-class SiteTable:
-    """Every site's summary fields of one step, as one float64 table (a row per site).
-
-    Columns follow ``SiteSummary.fields``; :meth:`column` reads one by name. Lenses that read
-    plain statistics read them here for all their sites at once, instead of site by site.
-    """
-
-    sites: tuple[str, ...]
-    row: dict[str, int]
-    values: np.ndarray  # (len(sites), len(SiteSummary.fields)) float64
-
-    @classmethod
-    def of(cls, windows: dict[str, SiteWindow]) -> SiteTable:
-        """The table of `windows`' summaries, packed by the engine in one call."""
-        sites = tuple(windows)
-        values = SiteSummary.pack_all([w.summary for w in windows.values()])
-        return cls(sites, {site: i for i, site in enumerate(sites)}, values)
-
-    def column(self, name: str) -> np.ndarray:
-        """The field `name` (``"mean"``, ``"count"``...) of every row."""
-        return self.values[:, FIELD_INDEX[name]]
-
-
-#: Column of each SiteSummary field in a :class:`SiteTable`.
-FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(SiteSummary.fields)}

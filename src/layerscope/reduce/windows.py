@@ -19,7 +19,7 @@ import torch
 
 from layerscope import stats
 from layerscope.records import HistogramValue
-from layerscope.reduce.contract import Needs, SiteTable, SiteWindow
+from layerscope.reduce.contract import Needs, SiteWindow
 from layerscope.stats.site_summary import SiteSummary
 from layerscope.stats.tensors import (
     QUANTILE_LEVELS,
@@ -44,8 +44,6 @@ QUANTILE_CAPACITY = 1 << 20
 #: what cannot be merged without a device sync (device summaries, whole vectors) is dropped,
 #: with a warning: a step that never closes must not grow without bound.
 PENDING_LIMIT = 256
-#: The summary a window holds until the step's merge fills it in.
-EMPTY_SUMMARY = SiteSummary()
 
 
 @dataclass(slots=True)
@@ -75,12 +73,11 @@ class _ClosedStep:
 
 @dataclass
 class StepWindows:
-    """Every site's window of one step, and their summaries' fields as one table."""
+    """Every site's window of one step."""
 
     step: int
     epoch: int
     windows: dict[str, SiteWindow]
-    table: SiteTable | None = None  # None: not packed yet (SiteTable.of packs it)
 
 
 def _merge_into(into: _Pending, other: _Pending) -> None:
@@ -342,26 +339,14 @@ class WindowBuilder:
                 for p in entry.pending.values():
                     tensors.extend(self._device_parts(p))
         values = iter(fetch(tensors))
-        # Every site of every step is merged, and its fields packed, in one engine call.
-        groups: list[list[SiteSummary]] = []
-        built: list[tuple[_ClosedStep, dict[str, SiteWindow]]] = []
-        for entry in closed:
-            windows = {}
-            for site, p in entry.pending.items():
-                windows[site], summaries = self._window(site, p, values)
-                groups.append(summaries)
-            built.append((entry, windows))
-        merged, fields = SiteSummary.merge_groups(groups)
-        out, at = [], 0
-        for entry, windows in built:
-            sites = tuple(windows)
-            for window, summary in zip(windows.values(), merged[at : at + len(sites)], strict=True):
-                window.summary = summary
-            rows = {site: i for i, site in enumerate(sites)}
-            table = SiteTable(sites, rows, fields[at : at + len(sites)])
-            out.append(StepWindows(entry.step, entry.epoch, windows, table))
-            at += len(sites)
-        return out
+        return [
+            StepWindows(
+                entry.step,
+                entry.epoch,
+                {site: self._window(site, p, values) for site, p in entry.pending.items()},
+            )
+            for entry in closed
+        ]
 
     @staticmethod
     def _device_parts(p: _Pending) -> list[torch.Tensor]:
@@ -381,13 +366,7 @@ class WindowBuilder:
         )
         return parts
 
-    def _window(
-        self,
-        site: str,
-        p: _Pending,
-        values: Any,  # noqa: ANN401
-    ) -> tuple[SiteWindow, list[SiteSummary]]:
-        """The window of `p` but its summary, and the host summaries that merge into it."""
+    def _window(self, site: str, p: _Pending, values: Any) -> SiteWindow:  # noqa: ANN401
         summaries, quantiles = p.summaries, p.quantiles
         if p.on_device:  # read back what _device_parts fetched, in its order
             summaries = [
@@ -396,7 +375,7 @@ class WindowBuilder:
             if any(isinstance(s, DeviceSummary) and s.sample is not None for s in p.summaries):
                 quantiles = stats.ExactQuantiles(QUANTILE_CAPACITY)
                 quantiles.update(next(values))
-        window = SiteWindow(site, p.module, p.kind, EMPTY_SUMMARY)
+        window = SiteWindow(site, p.module, p.kind, combine(summaries))
         if quantiles is not None:
             set_quantiles(window, quantiles)
         if isinstance(p.histogram, list):
@@ -426,4 +405,4 @@ class WindowBuilder:
                 key: int(next(values)[0]) if isinstance(c, list) else c
                 for key, c in p.exceed.items()
             }
-        return window, summaries
+        return window

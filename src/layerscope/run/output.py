@@ -64,7 +64,7 @@ class Output:
         self._model, self._modules, self._params = model, modules, params
         self.history = RecordHistory(history)
         self._keep_history = True
-        self._unflushed: list[RecordColumns] = []
+        self._unflushed: list[Record] = []
         self._world_size = world_size
         # None on one process, and once this rank has left the exchange (a rank went missing).
         self._exchange = Exchange() if world_size > 1 else None
@@ -102,7 +102,7 @@ class Output:
         if "model changed" not in self._guard.notes and not self._guard.closed:
             self._check_modules()
         self.emit_ready(collective=True, step_count=step_count, hold_last=hold_last)
-        batch, self._unflushed = RecordColumns.concat(self._unflushed), []
+        batch, self._unflushed = self._unflushed, []
         if batch:
             for sink in self.sinks:  # queued everywhere first: a Ctrl-C in one write loses none
                 sink.queue(batch)
@@ -146,22 +146,17 @@ class Output:
 
     def _emit(self, sw: StepWindows) -> None:
         ctx = EmitContext(
-            step=sw.step,
-            epoch=sw.epoch,
-            windows=sw.windows,
-            module_order=self._order,
-            table=sw.table,
+            step=sw.step, epoch=sw.epoch, windows=sw.windows, module_order=self._order
         )
         plan, lens_call = self._plan, self._guard.lens_call
         active = [plan.lenses[i] for i in plan.active_lenses(sw.step)]
         lens_sites = plan.sites_per_lens(sw.windows)
-        parts = [lens_call(lens, lens.emit_columns, ctx, lens_sites[id(lens)]) for lens in active]
-        emitted = RecordColumns.concat(parts)
+        emitted: list[Record] = []
+        for lens in active:
+            emitted.extend(lens_call(lens, lens.emit, ctx, lens_sites[id(lens)]))
         for lens in active:  # lenses that judge the step as a whole read every lens's records
             if id(lens) in plan.reviewers:
-                found = lens_call(lens, lens.review, ctx, emitted)
-                if found:
-                    emitted = RecordColumns.concat((emitted, found))
+                emitted.extend(lens_call(lens, lens.review, ctx, list(emitted)))
         if self._keep_history:
             try:
                 self.history.extend(emitted)
@@ -170,7 +165,7 @@ class Output:
                 self._guard.warn_once(
                     "RecordHistory.extend", error, "records() holds no records past this step"
                 )
-        self._unflushed.append(emitted)
+        self._unflushed.extend(emitted)
 
     def records(self) -> list[Record]:
         """The records emitted so far (thinned past ``history`` records)."""

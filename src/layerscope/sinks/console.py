@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from layerscope.lenses import GradientNorms, Loss, Optimizer
 from layerscope.lenses.builtin import DeadUnits, GradientDeath
 from layerscope.observation import site_kind, site_module
-from layerscope.record_columns import RecordColumns
 from layerscope.records import Record
 from layerscope.sinks._optional import require
 from layerscope.vocabulary import (
@@ -109,8 +108,6 @@ class LogSink:
 
     def write(self, records: Sequence[Record]) -> None:
         """Log the finding records among `records`."""
-        if isinstance(records, RecordColumns):  # the findings, without a Record for the rest
-            records = records.where(quantity=FINDING)
         for r in records:
             if r.quantity == FINDING:  # is_finding, without a call for each of a step's records
                 level = LOG_LEVELS.get(r.value, logging.WARNING)  # type: ignore[call-overload]
