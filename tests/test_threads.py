@@ -20,6 +20,7 @@ from torch.utils.dlpack import to_dlpack
 
 import layerscope
 from layerscope import _core
+from layerscope.gatherers.nonfinite import nonfinite_count
 from layerscope.lenses import Optimizer
 from layerscope.stats import summarize, tensors
 
@@ -73,8 +74,16 @@ needs_cores = pytest.mark.skipif(
         lambda x: tensors.count_exceeding(x, 1.0, absolute=True),
         lambda x: tensors.extremes_and_count_below(x, 0.5),
         lambda x: summarize(x),
+        lambda x: nonfinite_count(x.log()),  # NaN in it: the engine counts, not a torch sum
     ],
-    ids=["summarize_cpu", "summarize_cpu_channels", "count_exceeding", "extremes", "summarize"],
+    ids=[
+        "summarize_cpu",
+        "summarize_cpu_channels",
+        "count_exceeding",
+        "extremes",
+        "summarize",
+        "nonfinite_count",
+    ],
 )
 def test_one_torch_thread_keeps_the_kernels_on_the_callers_thread(one_torch_thread, kernel):
     x = torch.randn(LARGE)

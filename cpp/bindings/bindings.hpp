@@ -13,4 +13,5 @@ void bind_activity(nanobind::module_& m);
 void bind_build_info(nanobind::module_& m);
 void bind_crc32c(nanobind::module_& m);
 void bind_optimizer_step(nanobind::module_& m);
+void bind_nonfinite(nanobind::module_& m);
 }  // namespace layerscope::bindings

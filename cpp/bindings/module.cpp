@@ -9,6 +9,7 @@ NB_MODULE(_core, m) {
   using namespace layerscope::bindings;
   bind_summary(m);
   bind_site_summary(m);
+  bind_nonfinite(m);
   bind_moments(m);
   bind_histogram(m);
   bind_quantile_sketch(m);

@@ -269,6 +269,11 @@ def summarize_site(array: Annotated[NDArray, dict(writable=False)], channel_axis
     The SiteSummary of a float32/float64/float16/bfloat16 CPU array, any strides: one pass of summarize(); per-unit active counts along `channel_axis` (None: no unit counts); large arrays are read by at most max_threads threads (None: the hardware's).
     """
 
+def count_nonfinite(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None) -> int:
+    """
+    The NaN and +/-Inf elements of a float32/float64/float16/bfloat16 CPU array, any strides, read by their exponent bits in place; large contiguous arrays are read by at most max_threads threads (None: the hardware's).
+    """
+
 class Moments:
     """Running moments of the finite values of a stream."""
 

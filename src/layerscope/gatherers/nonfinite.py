@@ -5,12 +5,12 @@ lenses' schedules.
 
 A NaN born on a step no other lens observes spreads through the weights at the update; by the
 next observed step every site holds one, and its origin is lost. So this gatherer counts
-non-finite elements on every step: one pass per tensor (a torch sum on the CPU, the exact C++
-count only when the sum is not finite; on a device two torch ops whose 0-d result stays there
-until the flush). It hands over a vector ``[nonfinite, size]`` at the site ``"<site>:finite"``
-(``"fc1:output:finite"``), of kind ``"<kind>.finite"``: on the CPU only for the sites that hold
-a non-finite value, so that a clean step costs the counts and nothing more; on a device for
-every site.
+non-finite elements on every step: one pass per tensor (on the CPU the engine's count of
+elements whose exponent bits are all ones, read in place; on a device two torch ops whose 0-d
+result stays there until the flush). It hands over a vector ``[nonfinite, size]`` at the site
+``"<site>:finite"`` (``"fc1:output:finite"``), of kind ``"<kind>.finite"``: on the CPU only for
+the sites that hold a non-finite value, so that a clean step costs the counts and nothing more;
+on a device for every site.
 
 The data is read once: a site another gatherer hands to the scope on the step is summarized
 there, and its summary's non-finite count is the one the NaN search reads
@@ -53,6 +53,10 @@ FINITE_KINDS: tuple[str, ...] = (
 FINITE_SUFFIX = ":finite"
 
 
+#: Elements from which a clean tensor is proven clean by a torch sum (a finite sum has no NaN or
+#: Inf in it) before the engine counts: torch's thread pool, already running, splits such a
+#: read over its threads, where the engine would start threads of its own per call.
+TORCH_SUM_FROM = 1 << 18
 #: The dtypes the C++ kernel reads in place.
 _KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 
@@ -60,20 +64,21 @@ _KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.b
 def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     """The non-finite elements of `tensor`: an int for a CPU tensor, else a 0-d device tensor.
 
-    On the CPU a clean tensor costs one torch sum (NaN and ±Inf make it non-finite; a finite
-    sum proves there are none), a quarter of a counting pass; only a non-finite sum, which
-    huge finite values can also give, is followed by the C++ kernel's exact count. On a device
-    torch ops and no host sync. Tensors no statistic reads (integers cannot be non-finite)
-    count 0.
+    On the CPU the C++ engine counts them in place by their exponent bits
+    (:func:`layerscope._core.count_nonfinite`): one read, exact, with no torch dispatch and no
+    false alarm from finite values whose sum overflows. A tensor of :data:`TORCH_SUM_FROM`
+    elements or more is first summed by torch, over its threads: a finite sum proves it clean,
+    and only a non-finite one is counted. On a device torch ops and no host sync. Tensors no
+    statistic reads (integers cannot be non-finite) count 0.
     """
     x = tensor.detach()
     if x.dtype in _KERNEL_DTYPES and x.is_cpu and x.layout == torch.strided:  # the usual case
-        wide = torch.float64 if x.dtype == torch.float64 else torch.float32
-        if math.isfinite(x.sum(dtype=wide)):
-            return 0
+        if x.numel() >= TORCH_SUM_FROM:  # torch's resident threads read it faster
+            wide = torch.float64 if x.dtype == torch.float64 else torch.float32
+            if math.isfinite(x.sum(dtype=wide)):
+                return 0
         try:
-            threads = torch.get_num_threads()
-            return _core.summarize_site(to_dlpack(x), None, 0.0, None, threads).nonfinite
+            return _core.count_nonfinite(to_dlpack(x), torch.get_num_threads())
         except (TypeError, RuntimeError, BufferError):
             pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
     if readable_reason(x) is not None:
