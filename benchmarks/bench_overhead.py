@@ -24,7 +24,8 @@ finiteness sums) run in isolation on copies of the tensors that step reduced, th
 reading the data once. A GPT-2-small-shaped transformer (12 layers, 768 wide, 12 heads, from a
 config, no download) runs a few steps plain, at ``every=1`` and at ``every=10`` (ten steps a
 round: one observed, nine idle), where a user would feel the cost.
-Then a long run with the default lenses measures how much host memory grows.
+Then a long run with the default lenses, in a process of its own, measures how much host memory
+grows.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
 (layerscope's worst ratio over the three models), ``own_vs_kernels`` (the worst ratio of
@@ -44,6 +45,8 @@ import logging
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -404,6 +407,21 @@ def memory_growth(steps: int) -> tuple[float, float]:
     return end - early, end - half
 
 
+def memory_growth_apart(steps: int) -> tuple[float, float]:
+    """:func:`memory_growth` in a fresh process: in this one, the memory the models before it
+    freed would be reused and hide the growth."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-only", "--memory-steps", str(steps)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    *lines, figures = done.stdout.strip().splitlines()
+    print(*lines, sep="\n")
+    growth, second_half = map(float, figures.split())
+    return growth, second_half
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=25, help="timed steps per round and variant")
@@ -411,7 +429,11 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=10_000)
     parser.add_argument("--gpt2-steps", type=int, default=10, help="timed GPT-2 steps per round")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_only:  # the memory line's own process (see memory_growth_apart)
+        print(*memory_growth(args.memory_steps))
+        return
     # Each variant attaches a scope every round: its attach line and findings would bury the
     # figures (and writing them is not what is measured).
     logging.getLogger("layerscope").setLevel(logging.WARNING)
@@ -425,7 +447,7 @@ def main() -> None:
             summary[label] = max(r[label] for r in results.values())
     summary["own_vs_kernels"] = max(own_time(name, 10 * args.steps) for name in MODELS)
     summary.update(measure_gpt2(args.gpt2_steps, max(1, args.rounds // 3)))
-    summary["memory_growth_mb"], summary["memory_growth_second_half_mb"] = memory_growth(
+    summary["memory_growth_mb"], summary["memory_growth_second_half_mb"] = memory_growth_apart(
         args.memory_steps
     )
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
