@@ -42,18 +42,7 @@ class RecordColumns(Sequence[Record]):
     """
 
     #: The columns, in the order the constructor takes them.
-    COLUMNS: tuple[str, ...] = (
-        "step",
-        "epoch",
-        "tag",
-        "site",
-        "quantity",
-        "statistic",
-        "value",
-        "valued",
-        "histogram",
-        "text",
-    )
+    COLUMNS: tuple[str, ...] = (*Record._fields, "valued")
     __slots__ = COLUMNS
 
     def __init__(
@@ -65,13 +54,13 @@ class RecordColumns(Sequence[Record]):
         quantity: np.ndarray,
         statistic: np.ndarray,
         value: np.ndarray,
-        valued: np.ndarray,
         histogram: np.ndarray,
         text: np.ndarray,
+        valued: np.ndarray,
     ) -> None:
         self.step, self.epoch = step, epoch
         self.tag, self.site, self.quantity, self.statistic = tag, site, quantity, statistic
-        self.value, self.valued, self.histogram, self.text = value, valued, histogram, text
+        self.value, self.histogram, self.text, self.valued = value, histogram, text, valued
 
     # -- making columns ----------------------------------------------------------------------
     @classmethod
@@ -85,7 +74,7 @@ class RecordColumns(Sequence[Record]):
         rows = list(records)
         if not rows:
             i, o = np.empty(0, np.int64), np.empty(0, object)
-            return cls(i, i, o, o, o, o, np.empty(0), np.empty(0, bool), o, o)
+            return cls(i, i, o, o, o, o, np.empty(0), o, o, np.empty(0, bool))
         step, epoch, tag, site, quantity, statistic, value, histogram, text = zip(
             *rows, strict=True
         )
@@ -101,9 +90,9 @@ class RecordColumns(Sequence[Record]):
             _objects(quantity),
             _objects(statistic),
             numbers,
-            valued,
             _objects(histogram),
             _objects(text),
+            valued,
         )
 
     @classmethod
