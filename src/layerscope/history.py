@@ -41,6 +41,7 @@ class RecordHistory:
         self.limit = limit
         self.stride = 1
         self._chunks: list[RecordColumns] = []  # the older records, in step order
+        self._settled = 0  # records in the chunks
         self._tail: list[Record] = []  # the newer ones, after them; the newest step whole
 
     def extend(self, records: Iterable[Record]) -> None:
@@ -64,6 +65,7 @@ class RecordHistory:
             keep = (chunk.step % self.stride == 0) | (chunk.quantity == FINDING)
             chunks.append(chunk if keep.all() else chunk.take(keep))
         self._chunks = [chunk for chunk in chunks if len(chunk)]
+        self._settled = sum(map(len, self._chunks))
         self._tail = [r for r in self._tail if self._keeps(r) or r.step == newest]
 
     def _keeps(self, record: Record) -> bool:
@@ -92,6 +94,7 @@ class RecordHistory:
             first -= 1
         if first:
             self._chunks.append(RecordColumns.from_records(tail[:first]))
+            self._settled += first
             del tail[:first]
 
     def columns(self) -> RecordColumns:
@@ -104,4 +107,4 @@ class RecordHistory:
         return itertools.chain(*self._chunks, self._tail)
 
     def __len__(self) -> int:
-        return sum(map(len, self._chunks)) + len(self._tail)
+        return self._settled + len(self._tail)

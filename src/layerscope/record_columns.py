@@ -22,6 +22,13 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def _optional(values: tuple[Any, ...]) -> np.ndarray:
+    """A column that is None but for a few records (histograms, findings' text)."""
+    if values.count(None) == len(values):  # by identity: no compare per element
+        return np.full(len(values), None, dtype=object)
+    return _objects(values)
+
+
 class RecordColumns(Sequence[Record]):
     """Records in compact columns, read as :class:`Record` tuples on demand.
 
@@ -90,8 +97,8 @@ class RecordColumns(Sequence[Record]):
             _objects(quantity),
             _objects(statistic),
             numbers,
-            _objects(histogram),
-            _objects(text),
+            _optional(histogram),
+            _optional(text),
             valued,
         )
 
