@@ -13,7 +13,8 @@ The variants take turns on one model and optimizer (wandb, whose hooks stay on, 
 attached and detached round by round (layerscope's scopes carry their state across, so their
 schedules run on); rounds of steps are interleaved, each round in another order, so that a noisy
 neighbour or a heavy predecessor slows all variants alike; steps are timed after a few settling
-steps per switch, and each ratio is the mean step time over the plain loop's — a mean, so that the
+steps per switch, and each ratio is the mean step time over the plain loop's (in brackets the
+lowest and highest of the rounds' own ratios, the spread noise leaves) — a mean, so that the
 steps observing more (parameters and optimizer state on every 10·every-th step, distributions on
 every 50·every-th) weigh in their true proportion, as they do in a training run's throughput; each
 layerscope variant is timed over at least one whole such cycle.
@@ -221,6 +222,7 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     base, make_batch = MODELS[name]()
     batches = [make_batch() for _ in range(8)]
     times: dict[str, list[float]] = {}
+    rounds_of: dict[str, list[list[float]]] = {}  # each round's step times, apart
     with tempfile.TemporaryDirectory() as logdir, ExitStack() as stack:
         runs = variants(base, stack, logdir)
         for variant in runs.values():  # warm-up: allocator, thread pools, first flush
@@ -237,13 +239,15 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
             for label, variant in order:
                 after = variant.start()
                 timed = max(steps, -(-CYCLE.get(label, 1) // rounds))
+                this_round = len(times.setdefault(label, []))
                 for i in range(timed + SETTLE):
                     start = time.perf_counter()
                     training_step(variant.model, variant.opt, batches[i % len(batches)], after)
                     if i >= SETTLE:  # the first steps after a switch refill the caches
-                        times.setdefault(label, []).append(time.perf_counter() - start)
+                        times[label].append(time.perf_counter() - start)
                 variant.stop()
-    return report_ratios(name, list(runs), times)
+                rounds_of.setdefault(label, []).append(times[label][this_round:])
+    return report_ratios(name, list(runs), times, rounds_of)
 
 
 def own_time(name: str, steps: int) -> float:
@@ -364,13 +368,34 @@ def measure_gpt2(steps: int, rounds: int) -> dict[str, float]:
     return {f"gpt2_{label}": ratio for label, ratio in ratios.items() if label != "plain"}
 
 
-def report_ratios(name: str, labels: list[str], times: dict[str, list[float]]) -> dict[str, float]:
-    """Print and return each variant's mean step time over the plain loop's, in `labels` order."""
+def report_ratios(
+    name: str,
+    labels: list[str],
+    times: dict[str, list[float]],
+    rounds_of: dict[str, list[list[float]]] | None = None,
+) -> dict[str, float]:
+    """Print and return each variant's mean step time over the plain loop's, in `labels` order.
+
+    With `rounds_of` (each round's times apart), each ratio is followed by the lowest and the
+    highest of the rounds' own ratios (a round's mean over that round's plain mean): the spread
+    that noise on the machine leaves, beside the figure.
+    """
     plain = statistics.fmean(times["plain"])
     ratios = {label: statistics.fmean(times[label]) / plain for label in labels}
+
+    def shown(label: str) -> str:
+        text = f"{label} {ratios[label]:.3f}"
+        if rounds_of:
+            per_round = [
+                statistics.fmean(mine) / statistics.fmean(base)
+                for mine, base in zip(rounds_of[label], rounds_of["plain"], strict=True)
+            ]
+            text += f" [{min(per_round):.2f}-{max(per_round):.2f}]"
+        return text
+
     print(
         f"{name:12s} plain {plain * 1e3:7.2f} ms/step  "
-        + "  ".join(f"{label} {ratio:.3f}" for label, ratio in ratios.items() if label != "plain")
+        + "  ".join(shown(label) for label in labels if label != "plain")
     )
     return ratios
 
