@@ -13,7 +13,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from layerscope.records import RECORD_COLUMNS, Record
+from layerscope.records import Record
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
@@ -44,8 +44,8 @@ class RecordColumns(Sequence[Record]):
         ... )
         >>> len(cols), cols[0].value, cols[1].value
         (2, 0.5, None)
-        >>> cols.where(quantity="loss").value.tolist()
-        [0.5]
+        >>> cols.value.tolist(), cols.valued.tolist()
+        ([0.5, nan], [True, False])
     """
 
     #: The columns, in the order the constructor takes them.
@@ -128,37 +128,6 @@ class RecordColumns(Sequence[Record]):
     def take(self, rows: np.ndarray) -> RecordColumns:
         """The records at `rows` (integer indices or a boolean mask), as columns."""
         return RecordColumns(*(getattr(self, n)[rows] for n in self.COLUMNS))
-
-    def where(
-        self,
-        *,
-        step: int | None = None,
-        tag: str | None = None,
-        site: str | None = None,
-        quantity: str | None = None,
-        statistic: str | None = None,
-    ) -> RecordColumns:
-        """The records matching every given field exactly, as columns."""
-        mask = np.ones(len(self), dtype=bool)
-        for name, wanted in (
-            ("step", step),
-            ("tag", tag),
-            ("site", site),
-            ("quantity", quantity),
-            ("statistic", statistic),
-        ):
-            if wanted is not None:
-                mask &= getattr(self, name) == wanted
-        return self.take(mask)
-
-    def rows(self) -> list[tuple[object, ...]]:
-        """Scalar records (no histogram) as tuples in :data:`RECORD_COLUMNS` order."""
-        keep = np.flatnonzero(np.equal(self.histogram, None))
-        value = self.value[keep].astype(object)
-        value[~self.valued[keep]] = None
-        columns = [getattr(self, name)[keep] for name in RECORD_COLUMNS if name != "value"]
-        columns.insert(RECORD_COLUMNS.index("value"), value)
-        return list(zip(*(c.tolist() for c in columns), strict=True))
 
     def __len__(self) -> int:
         return len(self.step)
