@@ -217,37 +217,60 @@ def variants(base: nn.Module, stack: ExitStack, logdir: str) -> dict[str, Varian
     return out
 
 
+def interleaved_rounds(
+    runs: dict[str, Variant],
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    rounds: int,
+    timed: Callable[[str], int],
+    warm_up: int,
+    settle: int,
+) -> dict[str, list[list[float]]]:
+    """Step times of each variant, round by round: `timed(label)` timed steps a round.
+
+    Each variant first runs `warm_up` steps (allocator, thread pools, first flush); each round
+    then runs the variants in another order, each `settle` untimed steps after its switch (what
+    it adds is cold in the caches) and then its timed steps.
+    """
+    for variant in runs.values():
+        after = variant.start()
+        for i in range(warm_up):
+            training_step(variant.model, variant.opt, batches[i % len(batches)], after)
+        variant.stop()
+    times: dict[str, list[list[float]]] = {label: [] for label in runs}
+    for round_ in range(rounds):
+        # Each round in another order: a variant runs slower right after a heavy one (the
+        # grad-norm loop read 1.06-1.10 after TensorBoard's histograms, 1.02 after the plain
+        # loop), and shuffling spreads that over all of them alike.
+        order = list(runs.items())
+        random.Random(round_).shuffle(order)
+        for label, variant in order:
+            after = variant.start()
+            this_round: list[float] = []
+            for i in range(settle + timed(label)):
+                start = time.perf_counter()
+                training_step(variant.model, variant.opt, batches[i % len(batches)], after)
+                if i >= settle:
+                    this_round.append(time.perf_counter() - start)
+            variant.stop()
+            times[label].append(this_round)
+    return times
+
+
 def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
     base, make_batch = MODELS[name]()
     batches = [make_batch() for _ in range(8)]
-    times: dict[str, list[float]] = {}
-    rounds_of: dict[str, list[list[float]]] = {}  # each round's step times, apart
     with tempfile.TemporaryDirectory() as logdir, ExitStack() as stack:
         runs = variants(base, stack, logdir)
-        for variant in runs.values():  # warm-up: allocator, thread pools, first flush
-            after = variant.start()
-            for i in range(12):
-                training_step(variant.model, variant.opt, batches[i % len(batches)], after)
-            variant.stop()
-        for round_ in range(rounds):
-            # Each round in another order: a variant runs slower right after a heavy one (the
-            # grad-norm loop read 1.06-1.10 after TensorBoard's histograms, 1.02 after the plain
-            # loop), and shuffling spreads that over all of them alike.
-            order = list(runs.items())
-            random.Random(round_).shuffle(order)
-            for label, variant in order:
-                after = variant.start()
-                timed = max(steps, -(-CYCLE.get(label, 1) // rounds))
-                this_round = len(times.setdefault(label, []))
-                for i in range(timed + SETTLE):
-                    start = time.perf_counter()
-                    training_step(variant.model, variant.opt, batches[i % len(batches)], after)
-                    if i >= SETTLE:  # the first steps after a switch refill the caches
-                        times[label].append(time.perf_counter() - start)
-                variant.stop()
-                rounds_of.setdefault(label, []).append(times[label][this_round:])
-    return report_ratios(name, list(runs), times, rounds_of)
+        times = interleaved_rounds(
+            runs,
+            batches,
+            rounds,
+            lambda label: max(steps, -(-CYCLE.get(label, 1) // rounds)),
+            warm_up=12,
+            settle=SETTLE,
+        )
+    return report_ratios(name, list(runs), times)
 
 
 def own_time(name: str, steps: int) -> float:
@@ -346,52 +369,39 @@ def measure_gpt2(steps: int, rounds: int) -> dict[str, float]:
     runs: dict[str, Variant] = {"plain": Variant(model, opt, None)}
     for every in (1, 10):
         runs[f"every{every}"] = Watched(model, opt, every=every)
-    times: dict[str, list[float]] = {}
-    for variant in runs.values():  # warm-up
-        after = variant.start()
-        training_step(variant.model, variant.opt, batches[0], after)
-        variant.stop()
-    for round_ in range(rounds):
-        order = list(runs.items())
-        random.Random(round_).shuffle(order)
-        for label, variant in order:
-            after = variant.start()
-            # every=10: whole periods of ten steps, one observed and nine idle
-            timed = -(-steps // 10) * 10 if label == "every10" else steps
-            training_step(variant.model, variant.opt, batches[0], after)  # settles
-            for i in range(timed):
-                start = time.perf_counter()
-                training_step(variant.model, variant.opt, batches[i % 2], after)
-                times.setdefault(label, []).append(time.perf_counter() - start)
-            variant.stop()
+    # every=10: whole periods of ten steps, one observed and nine idle
+    times = interleaved_rounds(
+        runs,
+        batches,
+        rounds,
+        lambda label: -(-steps // 10) * 10 if label == "every10" else steps,
+        warm_up=1,
+        settle=1,
+    )
     ratios = report_ratios("gpt2-small", list(runs), times)
     return {f"gpt2_{label}": ratio for label, ratio in ratios.items() if label != "plain"}
 
 
 def report_ratios(
-    name: str,
-    labels: list[str],
-    times: dict[str, list[float]],
-    rounds_of: dict[str, list[list[float]]] | None = None,
+    name: str, labels: list[str], times: dict[str, list[list[float]]]
 ) -> dict[str, float]:
     """Print and return each variant's mean step time over the plain loop's, in `labels` order.
 
-    With `rounds_of` (each round's times apart), each ratio is followed by the lowest and the
-    highest of the rounds' own ratios (a round's mean over that round's plain mean): the spread
-    that noise on the machine leaves, beside the figure.
+    Each ratio is followed by the lowest and the highest of the rounds' own ratios (a round's
+    mean over that round's plain mean): the spread that noise on the machine leaves.
     """
-    plain = statistics.fmean(times["plain"])
-    ratios = {label: statistics.fmean(times[label]) / plain for label in labels}
+    plain = statistics.fmean(t for round_ in times["plain"] for t in round_)
+    ratios = {
+        label: statistics.fmean(t for round_ in times[label] for t in round_) / plain
+        for label in labels
+    }
 
     def shown(label: str) -> str:
-        text = f"{label} {ratios[label]:.3f}"
-        if rounds_of:
-            per_round = [
-                statistics.fmean(mine) / statistics.fmean(base)
-                for mine, base in zip(rounds_of[label], rounds_of["plain"], strict=True)
-            ]
-            text += f" [{min(per_round):.2f}-{max(per_round):.2f}]"
-        return text
+        per_round = [
+            statistics.fmean(mine) / statistics.fmean(base)
+            for mine, base in zip(times[label], times["plain"], strict=True)
+        ]
+        return f"{label} {ratios[label]:.3f} [{min(per_round):.2f}-{max(per_round):.2f}]"
 
     print(
         f"{name:12s} plain {plain * 1e3:7.2f} ms/step  "
