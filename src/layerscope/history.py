@@ -75,12 +75,17 @@ class RecordHistory:
         """Once a newer step arrives, the records of `step` (at the end) go but its findings."""
         if step % self.stride == 0:
             return
-        tail = self._tail
-        first = len(tail)
-        while first > 0 and tail[first - 1].step == step:
-            first -= 1
+        tail, first = self._tail, self._start_of_last_step()
         # Only its findings stay (the step is off the stride): no call per record.
         tail[first:] = [r for r in tail[first:] if r.quantity == FINDING]
+
+    def _start_of_last_step(self) -> int:
+        """Where the records of the tail's last step begin in the tail (0 when it is empty)."""
+        tail = self._tail
+        first = len(tail)
+        while first > 0 and tail[first - 1].step == tail[-1].step:
+            first -= 1
+        return first
 
     def _settle(self) -> None:
         """The tail but its newest step joins the columns, as a chunk of its own.
@@ -88,10 +93,7 @@ class RecordHistory:
         The newest step stays in the tail, whole: more of its records may come, and whether
         it is kept is decided when the next step arrives.
         """
-        tail = self._tail
-        first = len(tail)
-        while first > 0 and tail[first - 1].step == tail[-1].step:
-            first -= 1
+        tail, first = self._tail, self._start_of_last_step()
         if first:
             self._chunks.append(RecordColumns.from_records(tail[:first]))
             self._settled += first
