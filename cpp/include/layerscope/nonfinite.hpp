@@ -94,6 +94,10 @@ inline std::int64_t count_nonfinite(const BufferView& view, unsigned max_threads
       plan.for_each_run([&](const Run& run) { bits = reinterpret_cast<const U*>(run.data); });
       const unsigned workers =
           detail::split_workers(length, length, kNonfiniteParallelMin, max_threads);
+      if (workers == 1) {  // the usual size: no partial counts to allocate
+        total = detail::count_exponent_ones_fast<U, kMask>(bits, length, wide);
+        return;
+      }
       std::vector<std::int64_t> counts(workers, 0);
       detail::parallel_for(length, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
         counts[w] = detail::count_exponent_ones_fast<U, kMask>(bits + begin, end - begin, wide);
