@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 
@@ -116,3 +117,24 @@ def test_history_thins_as_the_list_of_records_did(limit, seed, tail, monkeypatch
         assert columns.stride == reference.stride
     assert list(columns) == reference.records
     assert list(columns.columns()) == reference.records
+
+
+def test_the_histories_newest_records_leave_the_garbage_collector_alone():
+    """Records waiting in the tail are untracked by the collector once it has seen them.
+
+    A NamedTuple stays tracked all its life: thousands living a few dozen steps each are what
+    brings on full collections (a pause of tens of milliseconds in a large process).
+    """
+    kept = RecordHistory(limit=100_000)
+    gc.collect()
+    before = sum(type(o) is Record or type(o) is tuple for o in gc.get_objects())
+    kept.extend(
+        Record(step, 0, "loss", "", "loss", "last", float(step), None, None)
+        for step in range(history.TAIL_RECORDS // 2)
+    )
+    gc.collect()
+    after = sum(type(o) is Record or type(o) is tuple for o in gc.get_objects())
+    assert len(kept) == history.TAIL_RECORDS // 2
+    assert after - before < 10
+    assert [r.value for r in kept][-3:] == [float(s) for s in range(2045, 2048)]
+    assert all(type(r) is Record for r in kept)
