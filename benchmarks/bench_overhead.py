@@ -21,16 +21,20 @@ layerscope variant is timed over at least one whole such cycle.
 Then, per model, layerscope's own time in an ordinary observed step (``every=1``, a step that
 observes neither parameters nor distributions: the median observed step less the median plain
 one) next to the time of its kernels alone: the same reductions (the fused summaries and the
-finiteness sums) run in isolation on copies of the tensors that step reduced, the floor of
-reading the data once. A GPT-2-small-shaped transformer (12 layers, 768 wide, 12 heads, from a
-config, no download) runs a few steps plain, at ``every=1`` and at ``every=10`` (ten steps a
-round: one observed, nine idle), where a user would feel the cost.
+finiteness sums) run in isolation on copies of the tensors that step reduced, and what the
+same kernels add when they run inside plain training steps (the step's data and theirs push
+each other out of the caches): the floor of reading the data once. A GPT-2-small-shaped
+transformer (12 layers, 768 wide, 12 heads, from a config, no download) runs a few steps
+plain, at ``every=1`` and at ``every=10`` (ten steps a round: one observed, nine idle), where a
+user would feel the cost.
 Then a long run with the default lenses, in a process of its own, measures how much host memory
-grows.
+grows. The timings run with glibc's allocator thresholds fixed (:func:`steady_allocator`); the
+memory run with the allocator as a user's process has it.
 
 The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
 (layerscope's worst ratio over the three models), ``own_vs_kernels`` (the worst ratio of
-layerscope's own time to its kernels'), ``gpt2_every1`` / ``gpt2_every10``, ``wandb``,
+layerscope's own time to its kernels' alone), ``own_vs_kernels_in_step`` (to what its kernels
+add inside plain steps), ``gpt2_every1`` / ``gpt2_every10``, ``wandb``,
 ``tb_histograms``,
 ``grad_norm_loop`` (the same, for the others), ``memory_growth_mb`` (RSS growth between step
 1,000 and step 10,000: the in-memory record history filling up to its cap) and
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import gc
 import logging
 import os
@@ -273,8 +278,12 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     return report_ratios(name, list(runs), times)
 
 
-def own_time(name: str, steps: int) -> float:
-    """Layerscope's own time per ordinary observed step over its kernels' alone; printed."""
+def own_time(name: str, steps: int) -> tuple[float, float]:
+    """Layerscope's own time per ordinary observed step over its kernels' time; printed.
+
+    Over the kernels alone, and over what they add inside plain steps
+    (:func:`kernels_inside_steps`).
+    """
     import layerscope.gatherers.nonfinite as finite
     import layerscope.reduce.windows as windows
 
@@ -319,19 +328,52 @@ def own_time(name: str, steps: int) -> float:
     finally:
         windows.summarize_cpu, finite.nonfinite_count = summarize, count
     scope.close()
+
+    def replay() -> None:
+        for call, args in calls:
+            call(*args)
+
     kernel_times = []
     for _ in range(max(steps, 5)):
         start = time.perf_counter()
-        for call, args in calls:
-            call(*args)
+        replay()
         kernel_times.append(time.perf_counter() - start)
+    in_step = kernels_inside_steps(model, opt, batches, replay, steps)
     own = statistics.median(observed) - statistics.median(plain)
     kernels = statistics.median(kernel_times)
     print(
         f"{name:12s} own time {own * 1e3:6.3f} ms per observed step, its kernels alone "
-        f"{kernels * 1e3:6.3f} ms ({len(calls)} tensors): {own / kernels:.2f}x"
+        f"{kernels * 1e3:6.3f} ms ({len(calls)} tensors): {own / kernels:.2f}x; the same "
+        f"kernels inside plain steps add {in_step * 1e3:6.3f} ms: {own / in_step:.2f}x"
     )
-    return own / kernels
+    return own / kernels, own / in_step
+
+
+def kernels_inside_steps(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    replay: Callable[[], None],
+    steps: int,
+) -> float:
+    """What `replay` adds to a plain step when it runs inside it (at the optimizer step).
+
+    Inside a training step the kernels read data the step has pushed out of the caches, and
+    the step's own operations then find theirs pushed out: the floor of reading the data
+    once, as a training run pays it, without any of layerscope's bookkeeping.
+    """
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for block in range(2 * -(-steps // 10) + 2):  # blocks of ten, in turns; the first two settle
+        with_kernels = bool(block % 2)
+        handle = opt.register_step_pre_hook(lambda *_: replay()) if with_kernels else None
+        for i in range(10):
+            start = time.perf_counter()
+            training_step(model, opt, batches[i % len(batches)], None)
+            if block >= 2:
+                times[with_kernels].append(time.perf_counter() - start)
+        if handle is not None:
+            handle.remove()
+    return statistics.median(times[True]) - statistics.median(times[False])
 
 
 class LanguageModel(nn.Module):
@@ -410,6 +452,26 @@ def report_ratios(
     return ratios
 
 
+def steady_allocator() -> str:
+    """Fix glibc's thresholds for mmap and for trimming the heap; say what was done.
+
+    By default glibc moves both as blocks come and go, so a step's large temporaries (Adam's,
+    ~1.6 MB on the MLP) are served from fresh pages in some stretches of a run and from reused
+    heap in others: the same plain MLP step took 2.7 ms in one run and 4.0 ms (760 page faults
+    a step) in the next, and every ratio moved with it. Both loops fault alike, so fixing the
+    thresholds changes no variant's own cost; it keeps the denominator from drifting.
+    """
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        fixed = libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(
+            m_trim_threshold, 256 << 20
+        )
+    except (OSError, AttributeError):
+        fixed = False
+    return "glibc thresholds fixed (mmap 64 MB, trim 256 MB)" if fixed else "allocator as is"
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -474,13 +536,16 @@ def main() -> None:
     logging.getLogger("layerscope").setLevel(logging.WARNING)
     if args.quick:
         args.steps, args.rounds, args.memory_steps, args.gpt2_steps = 2, 2, 200, 2
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    allocator = steady_allocator()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator}")
     results = {name: measure_model(name, args.steps, args.rounds) for name in MODELS}
     summary = {}
     for label in next(iter(results.values())):
         if label != "plain":
             summary[label] = max(r[label] for r in results.values())
-    summary["own_vs_kernels"] = max(own_time(name, 10 * args.steps) for name in MODELS)
+    own = [own_time(name, 10 * args.steps) for name in MODELS]
+    summary["own_vs_kernels"] = max(alone for alone, _ in own)
+    summary["own_vs_kernels_in_step"] = max(in_step for _, in_step in own)
     summary.update(measure_gpt2(args.gpt2_steps, max(1, args.rounds // 3)))
     summary["memory_growth_mb"], summary["memory_growth_second_half_mb"] = memory_growth_apart(
         args.memory_steps
