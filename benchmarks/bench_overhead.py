@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import torch
@@ -278,6 +278,19 @@ def measure_model(name: str, steps: int, rounds: int) -> dict[str, float]:
     return report_ratios(name, list(runs), times)
 
 
+#: Steps of one block of :func:`blocks_in_turns`.
+BLOCK = 10
+
+
+def blocks_in_turns(steps: int) -> Iterator[tuple[bool, bool]]:
+    """``(on, counted)`` for each block of :data:`BLOCK` steps: off and on in turns.
+
+    Enough blocks for at least `steps` counted steps each way; the first two only settle.
+    """
+    for block in range(2 * -(-steps // BLOCK) + 2):
+        yield bool(block % 2), block >= 2
+
+
 def own_time(name: str, steps: int) -> tuple[float, float]:
     """Layerscope's own time per ordinary observed step over its kernels' time; printed.
 
@@ -294,15 +307,15 @@ def own_time(name: str, steps: int) -> tuple[float, float]:
     plain: list[float] = []
     observed: list[float] = []
     watched = Watched(model, opt)
-    for block in range(2 * -(-steps // 10) + 2):  # blocks of ten, in turns; the first two settle
-        after = watched.start() if block % 2 else None
-        for i in range(10):
+    for on, counted in blocks_in_turns(steps):
+        after = watched.start() if on else None
+        for i in range(BLOCK):
             scope = watched.scope
             ordinary = scope is not None and scope.step_count % 10 not in (0, 9)
             start = time.perf_counter()
             training_step(model, opt, batches[i % len(batches)], after)
             elapsed = time.perf_counter() - start
-            if block >= 2 and (scope is None or ordinary):  # no parameters, nor distributions
+            if counted and (scope is None or ordinary):  # no parameters, nor distributions
                 (observed if scope is not None else plain).append(elapsed)
         watched.stop()
     scope = layerscope.watch(model, optimizer=opt)
@@ -363,13 +376,12 @@ def kernels_inside_steps(
     once, as a training run pays it, without any of layerscope's bookkeeping.
     """
     times: dict[bool, list[float]] = {False: [], True: []}
-    for block in range(2 * -(-steps // 10) + 2):  # blocks of ten, in turns; the first two settle
-        with_kernels = bool(block % 2)
+    for with_kernels, counted in blocks_in_turns(steps):
         handle = opt.register_step_pre_hook(lambda *_: replay()) if with_kernels else None
-        for i in range(10):
+        for i in range(BLOCK):
             start = time.perf_counter()
             training_step(model, opt, batches[i % len(batches)], None)
-            if block >= 2:
+            if counted:
                 times[with_kernels].append(time.perf_counter() - start)
         if handle is not None:
             handle.remove()
