@@ -211,6 +211,28 @@ TEST(Summarize, ChannelAxisAnywhere) {
   }
 }
 
+TEST(Summarize, ChannelStretchesOfContiguousBuffersOfAnyLength) {
+  // Contiguous (batch, channels, stretch) buffers, whose activity the whole-buffer pass counts
+  // block by block: stretches shorter than a vector, with scalar tails, longer than a block;
+  // a NaN and infinities inside, zeros, and every activity test.
+  for (std::int64_t stretch : {1, 3, 8, 49, 196, 784, 5000}) {
+    const std::int64_t batch = 5, channels = 6, n = batch * channels * stretch;
+    std::vector<double> values = normal(static_cast<std::size_t>(n), 0.1, 1.0, 23);
+    for (std::size_t i = 0; i < values.size(); i += 9) values[i] = 0.0;
+    values[static_cast<std::size_t>(n / 2)] = kNaN;
+    values[static_cast<std::size_t>(n / 3)] = kInf;
+    values[static_cast<std::size_t>(n - 1)] = -kInf;
+    const ls::SummaryOptions options[] = {{}, {0.5, {}}, {0.0, 0.0}, {0.0, -1.0}};
+    for (ls::DType dtype : {ls::DType::Float32, ls::DType::Float64}) {
+      SCOPED_TRACE(std::string(ls::dtype_name(dtype)) + " stretch=" + std::to_string(stretch));
+      const Buffer b = store(values, dtype);
+      const ls::BufferView v = ls::make_view(b.data(), dtype, {batch, channels, stretch},
+                                             {channels * stretch, stretch, 1}, 1);
+      for (const auto& o : options) check(v, o);
+    }
+  }
+}
+
 TEST(Summarize, NonFiniteValuesAreCountedNotPropagated) {
   std::vector<double> values = normal(10000);
   values[0] = kNaN;  // the block's first value, used as its shift

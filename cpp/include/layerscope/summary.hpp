@@ -177,8 +177,12 @@ template <DType D> class SummaryFolder {
 
  public:
   /// `per_element`: the channel axis is innermost (RunPlan::channel_innermost()).
-  SummaryFolder(Summary& out, std::int64_t channels, ActiveTest<T> test, bool per_element)
-      : out_(out), channels_(channels), test_(test), per_element_(per_element) {}
+  /// `activity`, for a view that is a single run: also counts each folded block's activity per
+  /// channel, the block's values being consecutive elements of that run.
+  SummaryFolder(Summary& out, std::int64_t channels, ActiveTest<T> test, bool per_element,
+                const RunActivityCounter<T>* activity = nullptr)
+      : out_(out), channels_(channels), test_(test), per_element_(per_element),
+        activity_(activity) {}
 
   /// Folds elements [start, start + length) of `run`.
   void segment(const Run& run, std::int64_t start, std::int64_t length) {
@@ -234,7 +238,10 @@ template <DType D> class SummaryFolder {
  private:
   // x[0, n) are consecutive elements; with the channel axis innermost, x[0] belongs to channel
   // first % channels and the following ones to the next channels, wrapping around.
-  void fold(const T* x, int n, std::int64_t first) { apply(block_stats(x, n, test_), x, n, first); }
+  void fold(const T* x, int n, std::int64_t first) {
+    apply(block_stats(x, n, test_), x, n, first);
+    if (activity_ != nullptr) activity_->add(x, n, first);
+  }
 
   // Adds the block's statistics; `x` is read only with the channel axis innermost.
   void apply(const BlockStats& b, const T* x, int n, std::int64_t first) {
@@ -262,6 +269,7 @@ template <DType D> class SummaryFolder {
   std::int64_t channels_;
   ActiveTest<T> test_;
   bool per_element_;
+  const RunActivityCounter<T>* activity_;
   std::int64_t channel_ = -2;  // channel of the buffered values (runs with a fixed channel)
   std::int64_t first_ = 0;     // element index within its run of buffer_[0]
   int fill_ = 0;
@@ -309,64 +317,62 @@ inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 16;
 
 namespace detail {
 
-/// summarize() with its options checked; `wide`: use the AVX2 kernels (the tests pass false to
-/// run the portable ones on any CPU).
-inline Summary summarize_with(const BufferView& view, const SummaryOptions& options, bool wide) {
-  const DistinctView distinct = distinct_elements(view);
-  if (distinct.repeat > 1) {
-    Summary s = summarize_with(distinct.view, options, wide);
-    repeat_summary(s, distinct.repeat);
-    s.size = view.size();
-    return s;
-  }
-  if (!options.channel_sums) {
-    // The whole-buffer statistics over the buffer as if it had no channels (contiguous
-    // tensors are then one run), and the activity counts in a pass of their own.
-    BufferView flat = view;
-    flat.channel_axis = -1;
-    SummaryOptions whole = options;
-    whole.channel_sums = true;
-    if (view.channel_axis >= 0) {
-      // The activity counts come from the pass below, so the whole-buffer pass needs no
-      // caller's test: under |x| > 0 it derives the zeros from its active count, one compare
-      // less per vector (0.26 -> 0.17 ns/element where the test was x > threshold).
-      whole.eps = 0.0;
-      whole.threshold.reset();
-    }
-    Summary s = summarize_with(flat, whole, wide);
-    s.channel_count.clear();
-    s.channel_sum.clear();
-    s.channel_sum_sq.clear();
-    if (view.channel_axis >= 0)
-      s.channel_active = channel_activity(view, options.threshold ? *options.threshold : options.eps,
-                                          !options.threshold.has_value(), wide,
-                                          kSummaryParallelMin, options.max_threads);
-    return s;
-  }
+/// The caller's activity test, counted per channel by the whole-buffer pass itself.
+struct BlockActivity {
+  double limit;
+  bool absolute;
+  std::int64_t run_length;  ///< elements per channel stretch (RunActivityCounter)
+  std::int64_t channels;
+};
+
+/// The length of `view`'s channel stretches when the whole-buffer pass over `flat` (the same
+/// memory without its channel axis) can count the per-channel activity of each block it folds:
+/// float32 or float64, contiguous (`flat` is one run), channel axis not innermost; 0 otherwise.
+/// Other dtypes are folded through conversion buffers, and an innermost channel axis is counted
+/// column-wise, which a block-wise count would not beat.
+inline std::int64_t block_activity_run_length(const BufferView& view, const BufferView& flat) {
+  if (view.dtype != DType::Float32 && view.dtype != DType::Float64) return 0;
+  const RunPlan whole(flat);
+  if (whole.run_count() != 1 || whole.run_stride() != 1) return 0;
+  const RunPlan by_channel(view);
+  return by_channel.channel_innermost() ? 0 : by_channel.run_length();
+}
+
+/// The pass of summarize(): folds `view` (its runs cut into pieces shared among workers) with
+/// per-channel sums, and counts `activity` per channel on the way when it is given (then `view`
+/// must be a single run, and channel_active has activity->channels entries).
+inline Summary fold_summary(const BufferView& view, const SummaryOptions& options, bool wide,
+                            const BlockActivity* activity = nullptr) {
   const std::int64_t channels = view.channels();
   const RunPlan plan(view);
   const std::int64_t runs = plan.run_count();
   const std::int64_t length = plan.run_length();
   // Work units: each run cut into `pieces` stretches of at most `piece` elements.
   const std::int64_t pieces =
-      length > detail::kSummaryPiece ? (length + detail::kSummaryPiece - 1) / detail::kSummaryPiece
-                                     : 1;
+      length > kSummaryPiece ? (length + kSummaryPiece - 1) / kSummaryPiece : 1;
   const std::int64_t piece = (length + pieces - 1) / std::max<std::int64_t>(pieces, 1);
   const std::int64_t units = runs * pieces;
   const std::int64_t total = runs * length;
-  const unsigned workers = detail::split_workers(total, units, detail::kSummaryParallelMin,
-                                                  options.max_threads);
-  std::vector<Summary> partial(workers, detail::empty_summary(channels));
-
+  const unsigned workers = split_workers(total, units, kSummaryParallelMin, options.max_threads);
+  std::vector<Summary> partial(workers, empty_summary(channels));
+  const auto counted = static_cast<std::size_t>(activity != nullptr ? activity->channels : 0);
+  std::vector<std::vector<std::int64_t>> active(counted > 0 ? workers : 0,
+                                                std::vector<std::int64_t>(counted, 0));
   visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using T = std::conditional_t<D == DType::Float64, double, float>;
-    const detail::ActiveTest<T> test{
-        detail::round_down<T>(options.threshold ? *options.threshold : options.eps),
+    const ActiveTest<T> test{
+        round_down<T>(options.threshold ? *options.threshold : options.eps),
         !options.threshold.has_value(), wide};
-    detail::parallel_for(units, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
+    parallel_for(units, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
       if (begin >= end) return;
-      detail::SummaryFolder<D> folder(partial[w], channels, test, plan.channel_innermost());
+      std::optional<RunActivityCounter<T>> counter;
+      if (activity != nullptr)
+        counter = RunActivityCounter<T>{
+            ActiveTest<T>{round_down<T>(activity->limit), activity->absolute, wide},
+            activity->run_length, activity->channels, active[w].data()};
+      SummaryFolder<D> folder(partial[w], channels, test, plan.channel_innermost(),
+                              counter ? &*counter : nullptr);
       const std::int64_t first_run = begin / pieces, last_run = (end - 1) / pieces;
       std::int64_t r = first_run;
       plan.for_each_run(first_run, last_run + 1, [&](const Run& run) {
@@ -380,14 +386,57 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
       folder.flush();
     });
   });
-
   Summary result = std::move(partial[0]);
   for (unsigned w = 1; w < workers; ++w) merge(result, partial[w]);
   result.size = view.size();  // also right for views with no runs at all
   result.l2 = std::sqrt(result.sum_sq);
+  if (activity != nullptr) {
+    for (unsigned w = 1; w < workers; ++w)
+      for (std::size_t c = 0; c < counted; ++c) active[0][c] += active[w][c];
+    result.channel_active = std::move(active[0]);
+  }
   return result;
 }
 
+/// summarize() with its options checked; `wide`: use the AVX2 kernels (the tests pass false to
+/// run the portable ones on any CPU).
+inline Summary summarize_with(const BufferView& view, const SummaryOptions& options, bool wide) {
+  const DistinctView distinct = distinct_elements(view);
+  if (distinct.repeat > 1) {
+    Summary s = summarize_with(distinct.view, options, wide);
+    repeat_summary(s, distinct.repeat);
+    s.size = view.size();
+    return s;
+  }
+  if (options.channel_sums) return fold_summary(view, options, wide);
+  // The whole-buffer statistics over the buffer as if it had no channels (contiguous tensors
+  // are then one run), and the activity counts by the caller's test per channel: counted
+  // block by block in that pass where the layout allows, else in a pass of their own.
+  BufferView flat = view;
+  flat.channel_axis = -1;
+  SummaryOptions whole = options;
+  whole.channel_sums = true;
+  std::int64_t run_length = 0;
+  if (view.channel_axis >= 0) {
+    // The whole-buffer pass then needs no caller's test: under |x| > 0 it derives the zeros
+    // from its active count, one compare less per vector (0.26 -> 0.17 ns/element where the
+    // test was x > threshold).
+    whole.eps = 0.0;
+    whole.threshold.reset();
+    run_length = block_activity_run_length(view, flat);
+  }
+  const double limit = options.threshold ? *options.threshold : options.eps;
+  const BlockActivity activity{limit, !options.threshold.has_value(), run_length,
+                               view.channels()};
+  Summary s = fold_summary(flat, whole, wide, run_length > 0 ? &activity : nullptr);
+  s.channel_count.clear();
+  s.channel_sum.clear();
+  s.channel_sum_sq.clear();
+  if (view.channel_axis >= 0 && run_length == 0)
+    s.channel_active = channel_activity(view, limit, !options.threshold.has_value(), wide,
+                                        kSummaryParallelMin, options.max_threads);
+  return s;
+}
 }  // namespace detail
 
 /// Summarizes `view` in one pass: float32, float64, float16 or bfloat16, any strides (zero and

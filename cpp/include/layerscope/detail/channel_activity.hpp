@@ -89,6 +89,19 @@ LAYERSCOPE_AVX2_FN inline int add_active_columns_avx2(const float* const* rows,
   return c;
 }
 
+/// The sum of the eight counts in `lanes`, reduced in registers: short runs (a 7x7 feature map
+/// is six vectors) would otherwise spend about as long reducing as counting.
+LAYERSCOPE_AVX2_FN inline std::int64_t lane_total(__m256i lanes) {
+  const __m256i quad = _mm256_add_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(lanes)),
+                                        _mm256_cvtepu32_epi64(_mm256_extracti128_si256(lanes, 1)));
+  const __m128i pair =
+      _mm_add_epi64(_mm256_castsi256_si128(quad), _mm256_extracti128_si256(quad, 1));
+  const __m128i one = _mm_add_epi64(pair, _mm_unpackhi_epi64(pair, pair));
+  std::int64_t total;
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(&total), one);
+  return total;
+}
+
 /// Adds to `active` the active elements among the first n - n % 8 of x[0, n), all of one
 /// unit, and returns how many it read.
 LAYERSCOPE_AVX2_FN inline std::int64_t count_active_avx2(const float* x, std::int64_t n,
@@ -103,13 +116,48 @@ LAYERSCOPE_AVX2_FN inline std::int64_t count_active_avx2(const float* x, std::in
     __m256i lanes = _mm256_setzero_si256();
     for (; i < stop; i += 8)
       lanes = _mm256_sub_epi32(lanes, active_mask8(x + i, limit, test.absolute));
-    alignas(32) std::uint32_t count8[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(count8), lanes);
-    for (const std::uint32_t c : count8) active += c;
+    active += lane_total(lanes);
   }
   return whole;
 }
 #endif
+
+/// Active elements of x[0, n), contiguous values of type T.
+template <class T> std::int64_t count_active(const T* x, std::int64_t n, ActiveTest<T> test) {
+  std::int64_t active = 0, i = 0;
+#if defined(LAYERSCOPE_HAVE_AVX2)
+  if constexpr (std::is_same_v<T, float>)
+    if (test.wide) i = count_active_avx2(x, n, test, active);
+#endif
+  for (; i < n; ++i) active += is_active<T>(x[i], test);
+  return active;
+}
+
+/// Per-channel activity of a contiguous buffer whose channel axis is not innermost, counted a
+/// stretch at a time: element i belongs to channel (i / run_length) % channels. summarize()
+/// hands it each block of its whole-buffer pass while the block is still in L1, which saves
+/// reading the buffer a second time from memory.
+template <class T> struct RunActivityCounter {
+  ActiveTest<T> test;
+  std::int64_t run_length;
+  std::int64_t channels;
+  std::int64_t* counts;  ///< one per channel
+
+  /// Counts x[0, n), which are elements [first, first + n) of the buffer.
+  void add(const T* x, std::int64_t n, std::int64_t first) const {
+    // Divide once: a block of 4096 may span 80 runs of a 7x7 map.
+    const std::int64_t run = first / run_length;
+    std::int64_t channel = run % channels;
+    std::int64_t run_end = (run + 1) * run_length - first;  // relative to x
+    for (std::int64_t i = 0; i < n;) {
+      const std::int64_t stop = std::min(n, run_end);
+      counts[channel] += count_active(x + i, stop - i, test);
+      i = stop;
+      run_end += run_length;
+      if (++channel == channels) channel = 0;
+    }
+  }
+};
 
 /// Adds each channel's active elements among the runs [begin, end) of `plan` to `counts`.
 template <DType D>
@@ -158,12 +206,14 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
   }
   plan.for_each_run(begin, end, [&](const Run& run) {
     const S* p = reinterpret_cast<const S*>(run.data);
-    std::int64_t active = 0, i = 0;
-#if defined(LAYERSCOPE_HAVE_AVX2)
-    if constexpr (kFloat)
-      if (test.wide && run.stride == 1) i = count_active_avx2(p, run.length, test, active);
-#endif
-    for (; i < run.length; ++i)
+    if constexpr (std::is_same_v<S, T>) {
+      if (run.stride == 1) {
+        counts[run.channel] += count_active(p, run.length, test);
+        return;
+      }
+    }
+    std::int64_t active = 0;
+    for (std::int64_t i = 0; i < run.length; ++i)
       active += is_active<T>(static_cast<T>(Element<D>::load(p + i * run.stride)), test);
     counts[run.channel] += active;
   });
