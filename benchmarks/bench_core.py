@@ -11,6 +11,11 @@ Every timing is the best of several interleaved repetitions; torch keeps its def
 count. Each timed call starts after a short pause: torch's OpenMP workers spin for a few
 milliseconds after every parallel op, and without the pause they would hold a core while the
 next candidate (whichever it is) runs. The load average is printed with the figures.
+The per-channel activity of a conv output (64x16x28x28, channels on axis 1, ``x > 0``) costs
+``channel_activity_cost`` = the time of its summary with activity counts / that of the same
+summary without channels, back to back on a tensor in the caches (lower is better, target <=
+1.25: the counts are taken while each block of the whole-buffer pass is in L1, not by a second
+read of the tensor).
 If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
 every figure as ``name=value`` pairs.
 """
@@ -83,6 +88,37 @@ def bench_dtype(dtype: torch.dtype, prefix: str) -> dict[str, float]:
     }
 
 
+def time_hot(
+    candidates: dict[str, Callable[[torch.Tensor], object]], x: torch.Tensor, repeats: int = 300
+) -> dict[str, tuple[float, float]]:
+    """Best and median seconds of each candidate over back-to-back calls, interleaved: the
+    tensor stays in the caches, as an output does in the forward hook that reads it."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for i in range(repeats + 20):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn(x)
+            if i >= 20:  # warm-up
+                times[name].append(time.perf_counter() - start)
+    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+
+
+def bench_channel_activity() -> dict[str, float]:
+    x = torch.randn(64, 16, 28, 28, generator=torch.Generator().manual_seed(0)).relu_()
+    t = time_hot(
+        {
+            "whole": lambda x: stats.summarize(x, threshold=0.0),
+            "channels": lambda x: stats.summarize(
+                x, channel_axis=1, threshold=0.0, channel_sums=False
+            ),
+        },
+        x,
+    )
+    for name, (best, median) in t.items():
+        print(f"conv_{name}: best {best * 1e6:8.1f} us, median {median * 1e6:8.1f} us")
+    return {"channel_activity_cost": t["channels"][0] / t["whole"][0]}
+
+
 def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {N} elements, "
@@ -91,6 +127,7 @@ def main() -> None:
     results = {"load_avg_1min": os.getloadavg()[0]}
     results.update(bench_dtype(torch.float32, ""))
     results.update(bench_dtype(torch.bfloat16, "bf16_"))
+    results.update(bench_channel_activity())
     here = Path(__file__).resolve().parent
     if (here / "sketch_benchmark.py").exists():
         sys.path.insert(0, str(here))
