@@ -233,6 +233,26 @@ TEST(Summarize, ChannelStretchesOfContiguousBuffersOfAnyLength) {
   }
 }
 
+TEST(Summarize, UnitsInnermostOfContiguousBuffersOfAnyWidth) {
+  // Rows of units that the whole-buffer pass's blocks of 4096 cut anywhere: narrower than a
+  // vector, with column tails, a row per block, wider than a block; non-finite values inside.
+  for (std::int64_t width : {1, 3, 8, 33, 70, 768, 4096, 5000}) {
+    const std::int64_t rows = 12'000 / width + 3, n = rows * width;
+    std::vector<double> values = normal(static_cast<std::size_t>(n), 0.1, 1.0, 29);
+    for (std::size_t i = 0; i < values.size(); i += 11) values[i] = 0.0;
+    values[static_cast<std::size_t>(n / 2)] = kNaN;
+    values[static_cast<std::size_t>(n / 3)] = -kInf;
+    values[static_cast<std::size_t>(n - 1)] = kInf;
+    const ls::SummaryOptions options[] = {{}, {0.5, {}}, {0.0, 0.0}, {0.0, -1.0}};
+    for (ls::DType dtype : {ls::DType::Float32, ls::DType::Float64}) {
+      SCOPED_TRACE(std::string(ls::dtype_name(dtype)) + " width=" + std::to_string(width));
+      const Buffer b = store(values, dtype);
+      const ls::BufferView v = ls::make_view(b.data(), dtype, {rows, width}, {width, 1}, 1);
+      for (const auto& o : options) check(v, o);
+    }
+  }
+}
+
 TEST(Summarize, NonFiniteValuesAreCountedNotPropagated) {
   std::vector<double> values = normal(10000);
   values[0] = kNaN;  // the block's first value, used as its shift

@@ -178,9 +178,10 @@ template <DType D> class SummaryFolder {
  public:
   /// `per_element`: the channel axis is innermost (RunPlan::channel_innermost()).
   /// `activity`, for a view that is a single run: also counts each folded block's activity per
-  /// channel, the block's values being consecutive elements of that run.
+  /// channel, the block's values being consecutive elements of that run (the caller finishes
+  /// it after flush()).
   SummaryFolder(Summary& out, std::int64_t channels, ActiveTest<T> test, bool per_element,
-                const RunActivityCounter<T>* activity = nullptr)
+                ChannelActivityCounter<T>* activity = nullptr)
       : out_(out), channels_(channels), test_(test), per_element_(per_element),
         activity_(activity) {}
 
@@ -269,7 +270,7 @@ template <DType D> class SummaryFolder {
   std::int64_t channels_;
   ActiveTest<T> test_;
   bool per_element_;
-  const RunActivityCounter<T>* activity_;
+  ChannelActivityCounter<T>* activity_;
   std::int64_t channel_ = -2;  // channel of the buffered values (runs with a fixed channel)
   std::int64_t first_ = 0;     // element index within its run of buffer_[0]
   int fill_ = 0;
@@ -319,23 +320,20 @@ namespace detail {
 
 /// The caller's activity test, counted per channel by the whole-buffer pass itself.
 struct BlockActivity {
-  double limit;
-  bool absolute;
-  std::int64_t run_length;  ///< elements per channel stretch (RunActivityCounter)
-  std::int64_t channels;
+  double limit = 0.0;
+  bool absolute = true;
+  std::int64_t run_length = 1;  ///< elements per channel stretch, or per row when innermost
+  std::int64_t channels = 1;
+  bool innermost = false;  ///< the channel axis is the innermost (see ChannelActivityCounter)
 };
 
-/// The length of `view`'s channel stretches when the whole-buffer pass over `flat` (the same
-/// memory without its channel axis) can count the per-channel activity of each block it folds:
-/// float32 or float64, contiguous (`flat` is one run), channel axis not innermost; 0 otherwise.
-/// Other dtypes are folded through conversion buffers, and an innermost channel axis is counted
-/// column-wise, which a block-wise count would not beat.
-inline std::int64_t block_activity_run_length(const BufferView& view, const BufferView& flat) {
-  if (view.dtype != DType::Float32 && view.dtype != DType::Float64) return 0;
+/// Whether the whole-buffer pass over `flat` (the same memory as `view`, without its channel
+/// axis) can count the per-channel activity of each block it folds: float32 or float64 and
+/// contiguous (`flat` is one run). Other dtypes are folded through conversion buffers.
+inline bool counts_activity_by_block(const BufferView& view, const BufferView& flat) {
+  if (view.dtype != DType::Float32 && view.dtype != DType::Float64) return false;
   const RunPlan whole(flat);
-  if (whole.run_count() != 1 || whole.run_stride() != 1) return 0;
-  const RunPlan by_channel(view);
-  return by_channel.channel_innermost() ? 0 : by_channel.run_length();
+  return whole.run_count() == 1 && whole.run_stride() == 1;
 }
 
 /// The pass of summarize(): folds `view` (its runs cut into pieces shared among workers) with
@@ -366,13 +364,12 @@ inline Summary fold_summary(const BufferView& view, const SummaryOptions& option
         !options.threshold.has_value(), wide};
     parallel_for(units, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
       if (begin >= end) return;
-      std::optional<RunActivityCounter<T>> counter;
-      if (activity != nullptr)
-        counter = RunActivityCounter<T>{
-            ActiveTest<T>{round_down<T>(activity->limit), activity->absolute, wide},
-            activity->run_length, activity->channels, active[w].data()};
+      const BlockActivity& a = activity != nullptr ? *activity : BlockActivity{};
+      ChannelActivityCounter<T> counter(ActiveTest<T>{round_down<T>(a.limit), a.absolute, wide},
+                                        a.run_length, a.channels, a.innermost,
+                                        activity != nullptr ? active[w].data() : nullptr);
       SummaryFolder<D> folder(partial[w], channels, test, plan.channel_innermost(),
-                              counter ? &*counter : nullptr);
+                              activity != nullptr ? &counter : nullptr);
       const std::int64_t first_run = begin / pieces, last_run = (end - 1) / pieces;
       std::int64_t r = first_run;
       plan.for_each_run(first_run, last_run + 1, [&](const Run& run) {
@@ -384,6 +381,7 @@ inline Summary fold_summary(const BufferView& view, const SummaryOptions& option
         ++r;
       });
       folder.flush();
+      if (activity != nullptr) counter.finish();
     });
   });
   Summary result = std::move(partial[0]);
@@ -416,23 +414,24 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
   flat.channel_axis = -1;
   SummaryOptions whole = options;
   whole.channel_sums = true;
-  std::int64_t run_length = 0;
+  bool by_block = false;
   if (view.channel_axis >= 0) {
     // The whole-buffer pass then needs no caller's test: under |x| > 0 it derives the zeros
     // from its active count, one compare less per vector (0.26 -> 0.17 ns/element where the
     // test was x > threshold).
     whole.eps = 0.0;
     whole.threshold.reset();
-    run_length = block_activity_run_length(view, flat);
+    by_block = counts_activity_by_block(view, flat);
   }
   const double limit = options.threshold ? *options.threshold : options.eps;
-  const BlockActivity activity{limit, !options.threshold.has_value(), run_length,
-                               view.channels()};
-  Summary s = fold_summary(flat, whole, wide, run_length > 0 ? &activity : nullptr);
+  const RunPlan by_channel(view);
+  const BlockActivity activity{limit, !options.threshold.has_value(), by_channel.run_length(),
+                               view.channels(), by_channel.channel_innermost()};
+  Summary s = fold_summary(flat, whole, wide, by_block ? &activity : nullptr);
   s.channel_count.clear();
   s.channel_sum.clear();
   s.channel_sum_sq.clear();
-  if (view.channel_axis >= 0 && run_length == 0)
+  if (view.channel_axis >= 0 && !by_block)
     s.channel_active = channel_activity(view, limit, !options.threshold.has_value(), wide,
                                         kSummaryParallelMin, options.max_threads);
   return s;

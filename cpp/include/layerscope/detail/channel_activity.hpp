@@ -3,7 +3,10 @@
 // per-element channel bookkeeping when the caller asks for no per-channel sums: counting alone
 // is one compare and one integer add per element, where the full per-channel fold also keeps
 // counts, sums and squares in double (four read-modify-writes), which costs ~5x more on
-// activations whose unit axis is innermost (Linear outputs).
+// activations whose unit axis is innermost (Linear outputs). For a contiguous float32/float64
+// buffer the counts are taken inside summarize()'s whole-buffer pass, a block at a time while
+// the block is in L1 (ChannelActivityCounter); other buffers are counted in a pass of their own
+// (channel_activity).
 #pragma once
 
 #include <algorithm>
@@ -31,9 +34,18 @@ LAYERSCOPE_AVX2_FN inline __m256i active_mask8(const float* x, __m256 limit, boo
   return _mm256_castps_si256(_mm256_cmp_ps(v, limit, _CMP_GT_OQ));
 }
 
+/// Rows of a matrix `stride` elements apart, indexed like an array of row pointers.
+struct StridedRows {
+  const float* first;
+  std::int64_t stride;
+  const float* operator[](std::int64_t r) const { return first + r * stride; }
+  StridedRows operator+(std::int64_t r) const { return {first + r * stride, stride}; }
+};
+
 /// Lanes += active(x[0, 32)) for 32 columns of `n` rows, the test chosen at compile time.
-template <bool kAbsolute>
-LAYERSCOPE_AVX2_FN inline void count_columns32(const float* const* rows, std::int64_t n,
+/// `Rows`: an array of row pointers, or StridedRows.
+template <bool kAbsolute, class Rows>
+LAYERSCOPE_AVX2_FN inline void count_columns32(Rows rows, std::int64_t n,
                                                std::int64_t column, __m256 limit,
                                                __m256i lanes[4]) {
   // Four named accumulators, not an array: compilers keep those in registers.
@@ -61,8 +73,8 @@ LAYERSCOPE_AVX2_FN inline void add_lanes(const __m256i* lanes, int vectors, std:
 /// columns c < width - width % 8; returns how many columns it read. The unit axis innermost
 /// (Linear outputs [batch, units]): a block of 32 columns is counted down every row in
 /// registers, so no counter is loaded or stored per element.
-LAYERSCOPE_AVX2_FN inline int add_active_columns_avx2(const float* const* rows,
-                                                      std::int64_t n_rows, int width,
+template <class Rows>
+LAYERSCOPE_AVX2_FN inline int add_active_columns_avx2(Rows rows, std::int64_t n_rows, int width,
                                                       ActiveTest<float> test,
                                                       std::int64_t* counts) {
   const __m256 limit = _mm256_set1_ps(test.limit);
@@ -133,30 +145,112 @@ template <class T> std::int64_t count_active(const T* x, std::int64_t n, ActiveT
   return active;
 }
 
-/// Per-channel activity of a contiguous buffer whose channel axis is not innermost, counted a
-/// stretch at a time: element i belongs to channel (i / run_length) % channels. summarize()
-/// hands it each block of its whole-buffer pass while the block is still in L1, which saves
-/// reading the buffer a second time from memory.
-template <class T> struct RunActivityCounter {
-  ActiveTest<T> test;
-  std::int64_t run_length;
-  std::int64_t channels;
-  std::int64_t* counts;  ///< one per channel
+#if defined(LAYERSCOPE_HAVE_AVX2)
+/// narrow[j] += active(x[j]) for j < n - n % 8; returns how many it read.
+LAYERSCOPE_AVX2_FN inline std::int64_t add_active_row_avx2(const float* x, std::int64_t n,
+                                                           ActiveTest<float> test,
+                                                           std::int32_t* narrow) {
+  const __m256 limit = _mm256_set1_ps(test.limit);
+  const std::int64_t whole = n - n % 8;
+  for (std::int64_t j = 0; j < whole; j += 8) {
+    auto* c = reinterpret_cast<__m256i*>(narrow + j);  // a true compare is -1: subtract it
+    _mm256_storeu_si256(c, _mm256_sub_epi32(_mm256_loadu_si256(c),
+                                            active_mask8(x + j, limit, test.absolute)));
+  }
+  return whole;
+}
+#endif
+
+/// Per-channel activity of a contiguous buffer, counted a stretch of elements at a time, so
+/// that summarize() can count each block of its whole-buffer pass while the block is still in
+/// L1 instead of reading the buffer a second time from memory. Two layouts:
+/// - channel axis not innermost: element i belongs to channel (i / run_length) % channels, and
+///   each run of one channel is counted into its total;
+/// - channel axis innermost (rows of `channels` units): element i belongs to channel
+///   i % channels: whole rows are counted column-wise in registers, and the parts of rows that
+///   blocks cut add to narrow per-channel counters, widened into the totals by finish().
+template <class T> class ChannelActivityCounter {
+ public:
+  ChannelActivityCounter(ActiveTest<T> test, std::int64_t run_length, std::int64_t channels,
+                         bool innermost, std::int64_t* counts)
+      : test_(test), run_length_(run_length), channels_(channels), counts_(counts) {
+    if (innermost) narrow_.assign(static_cast<std::size_t>(channels), 0);
+  }
 
   /// Counts x[0, n), which are elements [first, first + n) of the buffer.
-  void add(const T* x, std::int64_t n, std::int64_t first) const {
+  void add(const T* x, std::int64_t n, std::int64_t first) {
+    if (channels_ == 1) {
+      counts_[0] += count_active(x, n, test_);
+      return;
+    }
+    if (!narrow_.empty()) {
+      add_rows(x, n, first);
+      return;
+    }
     // Divide once: a block of 4096 may span 80 runs of a 7x7 map.
-    const std::int64_t run = first / run_length;
-    std::int64_t channel = run % channels;
-    std::int64_t run_end = (run + 1) * run_length - first;  // relative to x
+    const std::int64_t run = first / run_length_;
+    std::int64_t channel = run % channels_;
+    std::int64_t run_end = (run + 1) * run_length_ - first;  // relative to x
     for (std::int64_t i = 0; i < n;) {
       const std::int64_t stop = std::min(n, run_end);
-      counts[channel] += count_active(x + i, stop - i, test);
+      counts_[channel] += count_active(x + i, stop - i, test_);
       i = stop;
-      run_end += run_length;
-      if (++channel == channels) channel = 0;
+      run_end += run_length_;
+      if (++channel == channels_) channel = 0;
     }
   }
+
+  /// Adds what the narrow counters hold to the totals; call once, after the last add().
+  void finish() {
+    for (std::size_t c = 0; c < narrow_.size(); ++c) counts_[c] += narrow_[c];
+    std::fill(narrow_.begin(), narrow_.end(), 0);
+    rows_since_widened_ = 0;
+  }
+
+ private:
+  void add_rows(const T* x, std::int64_t n, std::int64_t first) {
+    std::int64_t i = 0;
+    const std::int64_t head = (channels_ - first % channels_) % channels_;
+    if (head > 0) {  // the rest of a row begun in the previous block
+      i = std::min(n, head);
+      add_row(x, i, first % channels_);
+    }
+    const std::int64_t rows = (n - i) / channels_;
+#if defined(LAYERSCOPE_HAVE_AVX2)
+    if constexpr (std::is_same_v<T, float>) {
+      if (test_.wide && rows > 0) {
+        const StridedRows whole{x + i, channels_};
+        const int width = static_cast<int>(channels_);
+        const int done = add_active_columns_avx2(whole, rows, width, test_, counts_);
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (int c = done; c < width; ++c) counts_[c] += is_active<T>(whole[r][c], test_);
+        i += rows * channels_;
+      }
+    }
+#endif
+    for (; i + channels_ <= n; i += channels_) add_row(x + i, channels_, 0);
+    if (i < n) add_row(x + i, n - i, 0);  // a row the next block ends
+  }
+
+  /// narrow[c + j] += active(x[j]) for j < n: part of one row, from unit c on.
+  void add_row(const T* x, std::int64_t n, std::int64_t c) {
+    std::int32_t* narrow = narrow_.data() + c;
+    std::int64_t j = 0;
+#if defined(LAYERSCOPE_HAVE_AVX2)
+    if constexpr (std::is_same_v<T, float>)
+      if (test_.wide) j = add_active_row_avx2(x, n, test_, narrow);
+#endif
+    for (; j < n; ++j) narrow[j] += is_active<T>(x[j], test_);
+    // A counter gains at most one a row: widen before 2^30 rows.
+    if (++rows_since_widened_ == (std::int64_t{1} << 30)) finish();
+  }
+
+  ActiveTest<T> test_;
+  std::int64_t run_length_;
+  std::int64_t channels_;
+  std::int64_t* counts_;            ///< one per channel
+  std::vector<std::int32_t> narrow_;  ///< innermost layout: per-channel counts since finish()
+  std::int64_t rows_since_widened_ = 0;  ///< (parts of) rows added to narrow_
 };
 
 /// Adds each channel's active elements among the runs [begin, end) of `plan` to `counts`.
