@@ -15,7 +15,8 @@ The per-channel activity of a conv output (64x16x28x28, channels on axis 1, ``x 
 ``channel_activity_cost`` = the time of its summary with activity counts / that of the same
 summary without channels, back to back on a tensor in the caches (lower is better, target <=
 1.25: the counts are taken while each block of the whole-buffer pass is in L1, not by a second
-read of the tensor).
+read of the tensor). ``unit_activity_cost`` is the same for a Linear output with its units
+innermost (4096 tokens x 768 units; target <= 1.35).
 If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
 every figure as ``name=value`` pairs.
 """
@@ -103,20 +104,30 @@ def time_hot(
     return {name: (min(t), statistics.median(t)) for name, t in times.items()}
 
 
-def bench_channel_activity() -> dict[str, float]:
-    x = torch.randn(64, 16, 28, 28, generator=torch.Generator().manual_seed(0)).relu_()
+def activity_cost(x: torch.Tensor, channel_axis: int, label: str) -> float:
+    """Time of `x`'s summary with per-channel activity counts over that of its plain summary."""
     t = time_hot(
         {
             "whole": lambda x: stats.summarize(x, threshold=0.0),
             "channels": lambda x: stats.summarize(
-                x, channel_axis=1, threshold=0.0, channel_sums=False
+                x, channel_axis=channel_axis, threshold=0.0, channel_sums=False
             ),
         },
         x,
     )
     for name, (best, median) in t.items():
-        print(f"conv_{name}: best {best * 1e6:8.1f} us, median {median * 1e6:8.1f} us")
-    return {"channel_activity_cost": t["channels"][0] / t["whole"][0]}
+        print(f"{label}_{name}: best {best * 1e6:8.1f} us, median {median * 1e6:8.1f} us")
+    return t["channels"][0] / t["whole"][0]
+
+
+def bench_channel_activity() -> dict[str, float]:
+    seeded = torch.Generator().manual_seed(0)
+    conv = torch.randn(64, 16, 28, 28, generator=seeded).relu_()
+    linear = torch.randn(4096, 768, generator=seeded)
+    return {
+        "channel_activity_cost": activity_cost(conv, 1, "conv"),
+        "unit_activity_cost": activity_cost(linear, -1, "linear"),
+    }
 
 
 def main() -> None:
