@@ -55,6 +55,16 @@ class SelfAttention(nn.Module):
         return self.attn(x, x, x, need_weights=False)[0]
 
 
+def head_outputs(
+    mha: nn.MultiheadAttention, x: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Each head's output (N, H, L, d) of a batch-first self-attention: weights times values."""
+    e, h = mha.embed_dim, mha.num_heads
+    wv, bv = mha.in_proj_weight[2 * e :], mha.in_proj_bias[2 * e :]
+    v = (x @ wv.T + bv).reshape(x.shape[0], x.shape[1], h, e // h).permute(0, 2, 1, 3)
+    return torch.einsum("nhls,nhsd->nhld", weights, v)
+
+
 def batches(
     model_kind: str, steps: int, batch: int = 16
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:

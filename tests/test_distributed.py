@@ -43,9 +43,10 @@ def test_a_failed_rank_is_named_and_does_not_hang_the_others(tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_ranks_of_different_batch_sizes_weigh_as_their_items(tmp_path):
     # Rank 0 sees 1 sequence a step, rank 1 sees 7: the merged per-head means are those of all
-    # 8, as torch computes them, not the mean of the two ranks' means.
+    # 8, as torch computes them, not the mean of the two ranks' means; the heads' output norms
+    # are the norms over all 8.
     from distributed_values_worker import BATCHES, STEPS, inputs
-    from models import SelfAttention
+    from models import SelfAttention, head_outputs
 
     done = torchrun(HERE / "distributed_values_worker.py", str(tmp_path), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -56,11 +57,13 @@ def test_ranks_of_different_batch_sizes_weigh_as_their_items(tmp_path):
         x = torch.cat([inputs(rank, step) for rank in range(len(BATCHES))])
         with torch.no_grad():
             _, w = model.attn(x, x, x, need_weights=True, average_attn_weights=False)
+            per_head = head_outputs(model.attn, x, w).double()
         w = w.double()
         want = {
             "entropy": -torch.special.xlogy(w, w).sum(-1).mean(dim=(0, 2)),
             "max_weight": w.amax(-1).mean(dim=(0, 2)),
             "first_key_mass": w[..., 0].mean(dim=(0, 2)),
+            "output_l2": torch.linalg.vector_norm(per_head, dim=(0, 2, 3)),
         }
         for quantity, per_head in want.items():
             for h, value in enumerate(per_head.tolist()):

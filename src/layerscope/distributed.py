@@ -38,7 +38,8 @@ from layerscope.docs import error_message
 from layerscope.records import HistogramValue
 from layerscope.reduce.contract import SiteWindow
 from layerscope.reduce.windows import StepWindows, set_quantiles
-from layerscope.stats.tensors import combine, combine_values
+from layerscope.stats.tensors import combine
+from layerscope.stats.vectors import combine_values
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -206,7 +207,8 @@ def check_parameters_readable(model: nn.Module, kinds: Collection[str]) -> None:
 
 def _pack(w: SiteWindow) -> tuple[Any, ...]:
     state = w.quantile_state.serialize() if w.quantile_state is not None else None
-    return (w.module, w.kind, w.summary, w.histogram, state, w.values, w.exceed, w.values_count)
+    values = (w.values, w.values_count, w.values_rows)
+    return (w.module, w.kind, w.summary, w.histogram, state, values, w.exceed)
 
 
 def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
@@ -222,9 +224,11 @@ def _merge_site(site: str, packed: Sequence[tuple[Any, ...]]) -> SiteWindow:
             sum(h.underflow for h in histograms),
             sum(h.overflow for h in histograms),
         )
-    kept = [(p[5], p[7]) for p in packed if p[5] is not None]
-    if kept:  # gatherers' own reductions (attention heads, timesteps): weighted by their counts
-        window.values, window.values_count = combine_values(*zip(*kept, strict=True))
+    kept = [p[5] for p in packed if p[5][0] is not None]
+    if kept:  # gatherers' own reductions (attention heads, timesteps), by their rows' rules
+        arrays, counts, rows = zip(*kept, strict=True)
+        window.values_rows = rows[0]
+        window.values, window.values_count = combine_values(arrays, counts, rows[0])
     exceed = [p[6] for p in packed if p[6]]
     if exceed:  # element counts add up
         window.exceed = {key: sum(e.get(key, 0) for e in exceed) for key in exceed[0]}

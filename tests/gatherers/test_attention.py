@@ -14,7 +14,7 @@ import layerscope
 from layerscope.gatherers.attention import recompute_attention
 from layerscope.lenses import Attention
 from layerscope.records import select
-from models import SelfAttention
+from models import SelfAttention, head_outputs
 
 QUANTITIES = ("entropy", "entropy_ratio", "max_weight", "first_key_mass", "diagonal_mass")
 
@@ -63,16 +63,6 @@ def _expected(weights: torch.Tensor, head_out: torch.Tensor | None) -> dict[str,
     return out
 
 
-def _head_outputs(
-    mha: nn.MultiheadAttention, x: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """Each head's output (N, H, L, d): weights times that head's value projection."""
-    e, h = mha.embed_dim, mha.num_heads
-    wv, bv = mha.in_proj_weight[2 * e :], mha.in_proj_bias[2 * e :]
-    v = (x @ wv.T + bv).reshape(x.shape[0], x.shape[1], h, e // h).permute(0, 2, 1, 3)
-    return torch.einsum("nhls,nhsd->nhld", weights, v)
-
-
 def _value(records, **fields) -> float:
     found = select(records, **fields)
     assert len(found) == 1, (fields, found)
@@ -92,7 +82,7 @@ def test_transformer_heads_match_weights_from_need_weights_true():
                 _, w = mha.forward(
                     *args, **{**kwargs, "need_weights": True, "average_attn_weights": False}
                 )
-                expected[(step["i"], name)] = _expected(w, _head_outputs(mha, args[0], w))
+                expected[(step["i"], name)] = _expected(w, head_outputs(mha, args[0], w))
 
         return hook
 
@@ -253,7 +243,8 @@ def weights_of(model: SelfAttention, x: torch.Tensor) -> torch.Tensor:
 
 def test_calls_of_different_batch_sizes_weigh_as_their_items():
     # Two micro-batches of 1 and 7 sequences in one step: the step's numbers are those of all
-    # 8 sequences together, not the equal-weight mean of the two calls' means.
+    # 8 sequences together, not the equal-weight mean of the two calls' means; the heads' output
+    # norms are the norms over all 8, not a mean of the two calls' norms.
     model = SelfAttention()
     g = torch.Generator().manual_seed(4)
     calls = [torch.randn(1, 5, 8, generator=g), torch.randn(7, 5, 8, generator=g)]
@@ -262,8 +253,11 @@ def test_calls_of_different_batch_sizes_weigh_as_their_items():
             model(x).square().mean().backward()
         scope.step()
     table = {(r.site, r.quantity): r.value for r in scope.records()}
-    want = _expected(torch.cat([weights_of(model, x) for x in calls]), None)
-    for quantity in QUANTITIES:
+    weights = [weights_of(model, x) for x in calls]
+    with torch.no_grad():
+        outputs = [head_outputs(model.attn, x, w) for x, w in zip(calls, weights, strict=True)]
+    want = _expected(torch.cat(weights), torch.cat(outputs))
+    for quantity in (*QUANTITIES, "output_l2"):
         for h, value in enumerate(want[quantity]):
             got = table[(f"attn:attention.head{h}", quantity)]
             assert got == pytest.approx(value, rel=1e-5), (quantity, h)

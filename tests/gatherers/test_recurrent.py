@@ -178,10 +178,13 @@ def test_device_path_gives_the_host_numbers():
         assert device[key] == pytest.approx(value, rel=1e-6), key
 
 
-def test_micro_batches_of_different_lengths_average_per_timestep():
+def test_micro_batches_of_different_lengths_merge_per_timestep_as_one_batch():
+    # Each timestep's mean, standard deviation and norm are those of every output that reached
+    # it, from either micro-batch: the norm is not a mean of the two norms, the deviation pools
+    # both about the merged mean.
     torch.manual_seed(0)
     gru = nn.GRU(2, 3)
-    long, short = torch.randn(6, 1, 2), torch.randn(4, 1, 2)
+    long, short = torch.randn(6, 1, 2) + 1.0, torch.randn(4, 1, 2) - 1.0
     with layerscope.watch(gru, lenses=[Recurrent()]) as scope:
         outs = []
         for x in (long, short):  # gradient accumulation: two forwards, one step
@@ -191,10 +194,12 @@ def test_micro_batches_of_different_lengths_average_per_timestep():
         scope.step()
     table = _table(scope.records())
     for t in range(6):
-        norms = [o[t].norm().item() for o in outs if t < len(o)]
-        assert table[(0, f"model:hidden[t={t}]", "l2", "last")] == pytest.approx(
-            sum(norms) / len(norms)
-        )
+        reached = torch.cat([o[t].flatten() for o in outs if t < len(o)]).double()
+        site = f"model:hidden[t={t}]"
+        assert table[(0, site, "l2", "last")] == pytest.approx(reached.norm().item(), rel=1e-6)
+        assert table[(0, site, "value", "mean")] == pytest.approx(reached.mean().item(), rel=1e-6)
+        std = reached.std(correction=0).item()
+        assert table[(0, site, "value", "std")] == pytest.approx(std, rel=1e-5)
     assert not any("#1" in site for _, site, _, _ in table)  # a new forward restarts the count
 
 

@@ -13,7 +13,6 @@ from layerscope import _core
 from layerscope.stats import SiteSummary, summarize
 from layerscope.stats.tensors import (
     combine,
-    combine_values,
     device_tensors,
     fetch,
     summarize_cpu,
@@ -159,24 +158,6 @@ def test_pickles_whole_and_stays_read_only():
         s.channel_active[0] = 5
     with pytest.raises(AttributeError):
         s.mean = 0.0
-
-
-def test_kept_vectors_merge_weighted_by_their_counts():
-    # A mean of 1 item and a mean of 3 items: the merge is the mean of all 4, not of the means.
-    short = np.array([[1.0, 10.0]], np.float32)
-    long = np.array([[5.0, 20.0, 7.0]], np.float32)
-    merged, counts = combine_values([short, long], [1, np.array([3.0, 3.0, 2.0])])
-    np.testing.assert_allclose(merged, [[(1 + 15) / 4, (10 + 60) / 4, 7.0]])
-    np.testing.assert_array_equal(counts, [[4.0, 4.0, 2.0]])
-    assert merged.dtype == np.float32
-    # Merging merged vectors again (another rank, another step) stays exact.
-    again, total = combine_values([merged, short], [counts, 2])
-    np.testing.assert_allclose(again, [[(16 + 2) / 6, (70 + 20) / 6, 7.0]])
-    np.testing.assert_array_equal(total, [[6.0, 6.0, 2.0]])
-    # A NaN a vector holds stays NaN (a padded element never counts).
-    nan, _ = combine_values([np.array([np.nan, 1.0]), np.array([2.0, 3.0])])
-    assert np.isnan(nan[0])
-    assert nan[1] == 2.0
 
 
 def test_merge_all_refuses_none_by_position():

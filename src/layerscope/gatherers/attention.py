@@ -32,16 +32,20 @@ from torch.utils.hooks import RemovableHandle
 
 from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name, tensor_leaves
+from layerscope.stats.vectors import L2, MEAN, VectorRows
 
-#: Rows of the (quantities, heads) tensor observed per call, in order.
-HEAD_QUANTITIES: tuple[str, ...] = (
-    "entropy",
-    "entropy_ratio",
-    "max_weight",
-    "first_key_mass",
-    "diagonal_mass",
-    "output_l2",
+#: Rows of the (quantities, heads) tensor observed per call, in order, with their merge rules:
+#: means over batch and query rows, and the norm of each head's output.
+HEAD_ROWS = VectorRows.of(
+    entropy=MEAN,
+    entropy_ratio=MEAN,
+    max_weight=MEAN,
+    first_key_mass=MEAN,
+    diagonal_mass=MEAN,
+    output_l2=L2,
 )
+#: The names of :data:`HEAD_ROWS`.
+HEAD_QUANTITIES: tuple[str, ...] = HEAD_ROWS.names
 #: Transformer layers whose attention submodules are observed when the layer is selected.
 TRANSFORMER_LAYERS: tuple[type[nn.Module], ...] = (
     nn.TransformerEncoderLayer,
@@ -160,7 +164,7 @@ class AttentionGatherer(Gatherer):
     """Observes per-head attention statistics (kind ``"attention"``).
 
     Each observed call hands the scope one small (quantities, heads) tensor (rows:
-    :data:`HEAD_QUANTITIES`) and the number of query rows it averages (:func:`rows_of`), at
+    :data:`HEAD_ROWS`) and the number of query rows it averages (:func:`rows_of`), at
     site ``"<attention module>:attention"``, e.g. ``"enc.layers.0.self_attn:attention"``; the
     ``Attention`` lens reads it whole from the window's ``values``. A selected Transformer layer
     is observed through its ``self_attn`` and ``multihead_attn`` submodules; another module
@@ -226,7 +230,9 @@ class AttentionGatherer(Gatherer):
         with torch.no_grad():
             weights, head_output = recompute_attention(module, args, kwargs)
             values = head_statistics(weights, head_output)
-        self.context.observe(name, "attention", site, values, count=rows_of(weights))
+        self.context.observe(
+            name, "attention", site, values, count=rows_of(weights), rows=HEAD_ROWS
+        )
 
     @contained
     def _output_hook(
@@ -249,7 +255,9 @@ class AttentionGatherer(Gatherer):
                 with torch.no_grad():
                     heads = as_heads(tensor)
                     values = head_statistics(heads)
-                self.context.observe(name, "attention", site, values, count=rows_of(heads))
+                self.context.observe(
+                    name, "attention", site, values, count=rows_of(heads), rows=HEAD_ROWS
+                )
                 return
         if site not in self._noted:  # a run-time skip: noted once, training goes on
             self._noted.add(site)

@@ -13,14 +13,17 @@ from torch import nn
 
 from layerscope.observation import site_name, tensor_leaves
 from layerscope.stats.site_summary import SiteSummary
+from layerscope.stats.vectors import VectorRows
 
 
 class Observe(Protocol):
-    """``observe(module_name, kind, site, tensor, count=None)``: hand one tensor to the scope.
+    """``observe(module_name, kind, site, tensor, count=None, rows=None)``: hand one tensor over.
 
-    `count`, for a vector a gatherer reduced itself (a mean over items), is how many items it
-    averages: a number, or a host array broadcastable to it (one per timestep along the last
-    axis); vectors of a site merge across calls, steps and ranks weighted by it (1 when None).
+    For a vector a gatherer reduced itself, `count` is how many items it summarizes: a number, or
+    a host array broadcastable to it (one per timestep along the last axis), 1 when None; `rows`
+    declares how each of its rows merges across calls, steps and ranks (a mean weighted by the
+    counts, a norm of norms, a pooled standard deviation: :class:`VectorRows`). Without `rows`,
+    every element is a mean.
     """
 
     def __call__(  # noqa: D102
@@ -30,6 +33,7 @@ class Observe(Protocol):
         site: str,
         tensor: torch.Tensor,
         count: Any = None,  # noqa: ANN401
+        rows: VectorRows | None = None,
     ) -> None: ...
 
 

@@ -24,14 +24,15 @@ from torch.utils.hooks import RemovableHandle
 
 from layerscope.gatherers.base import GatherContext, Gatherer, contained
 from layerscope.observation import site_name
+from layerscope.stats.vectors import L2, LABEL, MEAN, STD, VectorRows
 
 #: Rows of the tensor observed at ``"<rnn>:hidden"`` (one column per timestep).
-HIDDEN_ROWS: tuple[str, ...] = ("t", "mean", "std", "l2")
+HIDDEN_ROWS = VectorRows.of(t=LABEL, mean=MEAN, std=STD, l2=L2)
 #: Rows of the tensor observed at ``"<rnn>:hidden.grad"``.
-GRAD_ROWS: tuple[str, ...] = ("t", "l2")
+GRAD_ROWS = VectorRows.of(t=LABEL, l2=L2)
 #: Rows of the tensors observed at ``"<rnn>:h_n"`` / ``"<rnn>:c_n"`` (one column per layer and
 #: direction, in torch's order: layer-major, forward before reverse).
-STATE_ROWS: tuple[str, ...] = ("layer", "reverse", "mean", "std", "l2")
+STATE_ROWS = VectorRows.of(layer=LABEL, reverse=LABEL, mean=MEAN, std=STD, l2=L2)
 #: Modules the gatherer understands.
 RECURRENT_MODULES: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.RNNCellBase)
 
@@ -180,15 +181,14 @@ class RecurrentGatherer(Gatherer):
             if "hidden" in wanted:
                 values = packed_statistics(target, sizes)
                 counts = packed_per_timestep(target, sizes)
-                observe(name, "hidden", site_name(prefix, "hidden"), values, count=counts)
+                observe(name, "hidden", site_name(prefix, "hidden"), values, counts, HIDDEN_ROWS)
         else:
             target, sizes = sequence, None
             if "hidden" in wanted:
                 timed = _time_first(sequence, time_dim)
                 values = timestep_statistics(timed)
-                observe(
-                    name, "hidden", site_name(prefix, "hidden"), values, count=per_timestep(timed)
-                )
+                count = per_timestep(timed)
+                observe(name, "hidden", site_name(prefix, "hidden"), values, count, HIDDEN_ROWS)
         if "hidden.grad" in wanted and target.requires_grad:
             # on the output itself: a view made here would not be part of the graph
             hook = partial(self._grad_hook, name, site_name(prefix, "hidden.grad"), sizes, time_dim)
@@ -198,7 +198,8 @@ class RecurrentGatherer(Gatherer):
             states = state if isinstance(state, tuple) else (state,)
             for label, tensor in zip(("h_n", "c_n"), states, strict=False):
                 values = state_statistics(tensor, directions)
-                observe(name, "state", site_name(prefix, label), values, count=per_timestep(tensor))
+                count = per_timestep(tensor)
+                observe(name, "state", site_name(prefix, label), values, count, STATE_ROWS)
 
     @contained
     def _grad_hook(
@@ -218,7 +219,7 @@ class RecurrentGatherer(Gatherer):
         else:
             values = packed_statistics(grad, sizes, with_moments=False)
             count = packed_per_timestep(grad, sizes)
-        self.context.observe(name, "hidden.grad", site, values, count=count)
+        self.context.observe(name, "hidden.grad", site, values, count, GRAD_ROWS)
 
     def remove(self) -> None:
         """Remove every hook; tensor hooks still pending on live graphs become no-ops."""

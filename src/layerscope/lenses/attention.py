@@ -26,7 +26,8 @@ class Attention(Lens):
     the weights (``"[1]"`` for a module returning ``(output, weights)``).
 
     Records, for an attention module ``m`` with heads ``h`` (statistic ``"mean"``: the mean
-    over batch and query rows, and over the step's calls):
+    over batch and query rows of all the step's calls, and across ranks, as if one call had
+    seen them all; ``output_l2`` is the norm over all of them, not a mean of norms):
 
     * site ``"m:attention.head<h>"``, quantities ``"entropy"`` (nats), ``"entropy_ratio"``
       (entropy / log(keys): 0 all mass on one key, 1 uniform), ``"max_weight"``,

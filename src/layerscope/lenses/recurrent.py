@@ -32,7 +32,9 @@ class Recurrent(Lens):
     * ``"lstm:h_n[l0]"``, ``"lstm:h_n[l0_reverse]"``, ``"lstm:c_n[l1]"``: the same three for
       each layer and direction of the final states.
 
-    Over the step's calls of one site, each number is the mean. Sequences of up to
+    Over the step's calls of one site (micro-batches) and across ranks, each number is that of
+    everything they saw together at that timestep: means weigh as their items, norms and
+    standard deviations are those of the whole, never means of the parts'. Sequences of up to
     ``max_timesteps`` steps report every timestep; longer ones every ``stride``-th (by default
     the smallest stride that keeps ``max_timesteps`` or fewer) and always the last.
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from layerscope.records import HistogramValue
 from layerscope.stats.site_summary import SiteSummary
+from layerscope.stats.vectors import VectorRows
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ class SiteWindow:
     ``quantiles`` maps each level of :data:`~layerscope.stats.tensors.QUANTILE_LEVELS` to its value
     when a lens asked for quantiles (``quantile_state`` is the mergeable state they were read
     from); ``histogram`` is set when one asked for a histogram.
-    ``values`` holds the observed tensor itself, as a float32 array (the element-wise mean over
-    the step's observations, weighted by their counts), when a lens asked for it
+    ``values`` holds the observed tensor itself, as a float32 array, when a lens asked for it
     (:attr:`Needs.values`): gatherers that reduce on their own (attention heads, timesteps) hand
-    over such small vectors, each with the number of items it averages. ``values_count`` holds
-    those counts, added up, element by element (the weight of ``values`` in any further merge).
+    over such small vectors, each with the number of items it summarizes and, in
+    ``values_rows``, how each row merges (a mean weighted by the counts, an L2 norm of the norms,
+    a pooled standard deviation; without rows every element is a count-weighted mean). The step's
+    vectors are merged by those rules. ``values_count`` holds the counts, added up, element by
+    element (the weight of ``values`` in any further merge).
     ``exceed`` maps each ``(level, absolute)`` of :attr:`Needs.exceed` to its element count.
     """
 
@@ -66,4 +69,5 @@ class SiteWindow:
     quantile_state: Any = None
     values: np.ndarray | None = None
     values_count: np.ndarray | None = None
+    values_rows: VectorRows | None = None
     exceed: dict[tuple[float, bool], int] | None = None

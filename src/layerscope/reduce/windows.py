@@ -25,7 +25,6 @@ from layerscope.stats.tensors import (
     QUANTILE_LEVELS,
     DeviceSummary,
     combine,
-    combine_values,
     count_exceeding,
     count_exceeding_torch,
     device_tensors,
@@ -35,6 +34,7 @@ from layerscope.stats.tensors import (
     summarize_torch,
     unpack,
 )
+from layerscope.stats.vectors import VectorRows, combine_values
 
 #: Histogram edges of every site: symmetric log scale from 1e-9 to 1e4, four bins a decade.
 HISTOGRAM_EDGES: dict[str, float] = {"linear_width": 1e-9, "max_abs": 1e4, "bins_per_decade": 4}
@@ -56,6 +56,7 @@ class _Pending:
     quantiles: Any = None  # stats.ExactQuantiles on the host, list of device samples otherwise
     histogram: Any = None  # stats.Histogram on the host, list of device bin counts otherwise
     values: list[tuple[Any, Any]] = field(default_factory=list)  # (vector, count): Needs.values
+    rows: VectorRows | None = None  # how the values' rows merge (None: every element a mean)
     exceed: dict[tuple[float, bool], Any] = field(default_factory=dict)  # int, or device counts
     on_device: bool = False  # some of it is still on a device
     dropped: int = 0  # observations past PENDING_LIMIT that could not be merged
@@ -84,6 +85,7 @@ def _merge_into(into: _Pending, other: _Pending) -> None:
     """Fold the observations of `other` (the same site, one step) into `into`."""
     into.summaries.extend(other.summaries)
     into.values.extend(other.values)
+    into.rows = into.rows or other.rows
     for name in ("quantiles", "histogram"):
         mine, theirs = getattr(into, name), getattr(other, name)
         if mine is None or theirs is None:
@@ -146,8 +148,13 @@ class WindowBuilder:
         axis: int | None,
         threshold: float | None,
         count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
+        rows: VectorRows | None = None,
     ) -> None:
-        """Reduce one observed tensor (a kept vector: of `count` items) into `site`'s window."""
+        """Reduce one observed tensor into `site`'s window.
+
+        A kept vector (:attr:`Needs.values`) summarizes `count` items, and `rows` says how its
+        rows merge with the site's other vectors (see :func:`combine_values`).
+        """
         pending = self._current.get(site)  # _pending, without a call per observation
         if pending is None:
             pending = self._current[site] = _Pending(module, kind)
@@ -158,6 +165,7 @@ class WindowBuilder:
             on_host = kept.is_cpu and not self.force_torch
             copy = kept.numpy().copy() if on_host else kept.clone()
             pending.values.append((copy, 1.0 if count is None else count))
+            pending.rows = rows
             pending.on_device = pending.on_device or not on_host
         if tensor.is_cpu and not self.force_torch:
             pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
@@ -399,7 +407,9 @@ class WindowBuilder:
                     for v, _ in p.values
                 ],
                 [count for _, count in p.values],
+                p.rows,
             )
+            window.values_rows = p.rows
         if p.exceed:
             window.exceed = {
                 key: int(next(values)[0]) if isinstance(c, list) else c

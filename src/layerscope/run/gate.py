@@ -25,6 +25,7 @@ from layerscope.reduce.windows import WindowBuilder
 from layerscope.run.guard import Guard
 from layerscope.run.plan import StepPlan
 from layerscope.stats.site_summary import SiteSummary
+from layerscope.stats.vectors import VectorRows
 from layerscope.units import unit_axes, unit_axis
 
 log = logging.getLogger("layerscope")
@@ -85,11 +86,13 @@ class Gate:
         kind: str,
         site: str,
         tensor: torch.Tensor,
-        count: Any = None,  # noqa: ANN401 - an int, or a 0-d tensor on the tensor's device
+        count: Any = None,  # noqa: ANN401 - a number, or a host array broadcastable to `tensor`
+        rows: VectorRows | None = None,
     ) -> None:
         """Reduce `tensor` into the step's window of `site`, if the plan observes it.
 
-        `count` is the number of items a kept vector averages (attention rows, timesteps).
+        `count` is the number of items a kept vector summarizes (attention rows, timesteps) and
+        `rows` how its rows merge.
         """
         needs = self._active.get((module, kind))
         if needs is None:
@@ -100,7 +103,7 @@ class Gate:
         tensor, axis = readable
         threshold = 0.0 if kind == "output" and module in self._relu_like else None
         try:
-            self._windows.add(module, kind, site, tensor, needs, axis, threshold, count)
+            self._windows.add(module, kind, site, tensor, needs, axis, threshold, count, rows)
         except Exception as error:  # noqa: BLE001 - a statistic must never kill training
             self._site_failed(module, kind, site, error)
 

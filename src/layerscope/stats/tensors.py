@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -240,41 +239,3 @@ def combine(summaries: Sequence[SiteSummary]) -> SiteSummary:
     if len(summaries) == 1:
         return summaries[0]
     return SiteSummary.merge_all(summaries)
-
-
-def combine_values(
-    arrays: Sequence[np.ndarray], counts: Sequence[Any] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Count-weighted element-wise mean of the vectors one site handed over, and its counts.
-
-    Each vector is a mean of items (batch rows, sequences, elements): its count says how many,
-    as a number or an array broadcastable to it (one per timestep along the last axis), 1 when
-    `counts` or the count is None. The merge is ``sum(count * vector) / sum(count)`` element
-    by element, so that calls, steps and ranks of different batch sizes weigh as their items do
-    (an equal-weight mean of means is wrong whenever the counts differ); the counts add. Vectors
-    of different lengths along the last axis (sequences of different lengths) are padded to the
-    longest with count 0; an element no vector has is NaN. A NaN a vector holds stays NaN.
-
-    Returns:
-        The merged vector (the dtype of the first) and its counts (float64, of its shape).
-    """
-    if counts is None:
-        counts = [1.0] * len(arrays)
-    weights = [
-        np.broadcast_to(np.asarray(1.0 if c is None else c, np.float64), a.shape)
-        for a, c in zip(arrays, counts, strict=True)
-    ]
-    if len(arrays) == 1:
-        return arrays[0], np.array(weights[0])
-    if any(a.shape[:-1] != arrays[0].shape[:-1] for a in arrays):
-        return arrays[-1], np.array(weights[-1])  # incomparable layouts: keep the latest
-    width = max(a.shape[-1] for a in arrays)
-    total = np.zeros((*arrays[0].shape[:-1], width))
-    weighted = np.zeros_like(total)
-    for a, w in zip(arrays, weights, strict=True):
-        columns = (..., slice(0, a.shape[-1]))
-        total[columns] += w
-        weighted[columns] += np.where(w > 0, w * a, 0.0)  # a NaN with weight stays
-    with np.errstate(invalid="ignore", divide="ignore"):
-        merged = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
-    return merged.astype(arrays[0].dtype), total
