@@ -10,6 +10,7 @@ NB_MODULE(_core, m) {
   bind_summary(m);
   bind_site_summary(m);
   bind_nonfinite(m);
+  bind_sum_of_squares(m);
   bind_moments(m);
   bind_histogram(m);
   bind_quantile_sketch(m);

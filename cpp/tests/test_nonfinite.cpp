@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "layerscope/nonfinite.hpp"
+#include "stored_elements.hpp"
 
 namespace ls = layerscope;
 
@@ -18,57 +19,13 @@ namespace {
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// `values` stored in `dtype` (float16/bfloat16 rounded to nearest): raw bytes and a view.
-struct Stored {
-  std::vector<unsigned char> bytes;
-  ls::DType dtype;
-};
-
-Stored store(const std::vector<float>& values, ls::DType dtype) {
-  Stored s{{}, dtype};
-  const std::size_t size = ls::itemsize(dtype);
-  s.bytes.resize(values.size() * size);
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    unsigned char* at = s.bytes.data() + i * size;
-    switch (dtype) {
-      case ls::DType::Float32: std::memcpy(at, &values[i], 4); break;
-      case ls::DType::Float64: {
-        const double d = values[i];
-        std::memcpy(at, &d, 8);
-        break;
-      }
-      case ls::DType::Float16: {
-        const std::uint16_t h = ls::detail::float_to_half(values[i]);
-        std::memcpy(at, &h, 2);
-        break;
-      }
-      case ls::DType::BFloat16: {
-        const std::uint16_t b = ls::detail::float_to_bfloat16(values[i]);
-        std::memcpy(at, &b, 2);
-        break;
-      }
-    }
-  }
-  return s;
-}
+using layerscope_tests::store;
+using layerscope_tests::Stored;
 
 // The oracle: every element of the view, by its multi-index, widened and tested.
 std::int64_t reference(const ls::BufferView& v) {
   std::int64_t count = 0;
-  std::vector<std::int64_t> index(v.ndim, 0);
-  for (std::int64_t n = 0; n < v.size(); ++n) {
-    std::int64_t offset = 0;
-    for (int d = 0; d < v.ndim; ++d) offset += index[d] * v.strides[d];
-    const double x = ls::visit_dtype(v.dtype, [&](auto tag) {
-      using E = ls::Element<decltype(tag)::value>;
-      return static_cast<double>(E::load(static_cast<const typename E::storage*>(v.data) + offset));
-    });
-    count += !std::isfinite(x);
-    for (int d = v.ndim - 1; d >= 0; --d) {
-      if (++index[d] < v.shape[d]) break;
-      index[d] = 0;
-    }
-  }
+  layerscope_tests::for_each_element(v, [&](double x) { count += !std::isfinite(x); });
   return count;
 }
 

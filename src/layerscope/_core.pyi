@@ -274,6 +274,11 @@ def count_nonfinite(array: Annotated[NDArray, dict(writable=False)], max_threads
     The NaN and +/-Inf elements of a float32/float64/float16/bfloat16 CPU array, any strides, read by their exponent bits in place; large contiguous arrays are read by at most max_threads threads (None: the hardware's).
     """
 
+def sum_of_squares(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None) -> float:
+    """
+    The sum of the squares of a float32/float64/float16/bfloat16 CPU array's elements, any strides, in place, as a float: NaN or inf when an element is (or a float32 square overflows), so a finite sum proves every element finite; large contiguous arrays are read by at most max_threads threads (None: the hardware's).
+    """
+
 class Moments:
     """Running moments of the finite values of a stream."""
 
