@@ -16,7 +16,10 @@ The per-channel activity of a conv output (64x16x28x28, channels on axis 1, ``x 
 summary without channels, back to back on a tensor in the caches (lower is better, target <=
 1.25: the counts are taken while each block of the whole-buffer pass is in L1, not by a second
 read of the tensor). ``unit_activity_cost`` is the same for a Linear output with its units
-innermost (4096 tokens x 768 units; target <= 1.35).
+innermost (4096 tokens x 768 units; target <= 1.35). ``norms_only_cost_<shape>`` = the time
+of a norms-only summary (the sum of squares a parameter gradient is read for when its lenses
+read only its norm) / that of its full summary, back to back on a GPT-2-small-shaped gradient
+in the caches (lower is better).
 If benchmarks/sketch_benchmark.py exists its figures are merged in. The last line holds
 every figure as ``name=value`` pairs.
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 
 from layerscope import stats
+from layerscope.stats.tensors import summarize_cpu, summarize_norms_cpu
 
 N = 64 * 1024 * 1024
 REPEATS = 7
@@ -130,6 +134,22 @@ def bench_channel_activity() -> dict[str, float]:
     }
 
 
+def bench_norms_only() -> dict[str, float]:
+    seeded = torch.Generator().manual_seed(0)
+    out = {}
+    for rows, cols in ((768, 768), (3072, 768)):
+        grad = torch.randn(rows, cols, generator=seeded) * 1e-3
+        label = f"norms_{rows}x{cols}"
+        t = time_hot(
+            {"full": lambda x: summarize_cpu(x, None, 0.0, None), "norms": summarize_norms_cpu},
+            grad,
+        )
+        for name, (best, median) in t.items():
+            print(f"{label}_{name}: best {best * 1e6:8.1f} us, median {median * 1e6:8.1f} us")
+        out[f"norms_only_cost_{rows}x{cols}"] = t["norms"][0] / t["full"][0]
+    return out
+
+
 def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {N} elements, "
@@ -139,6 +159,7 @@ def main() -> None:
     results.update(bench_dtype(torch.float32, ""))
     results.update(bench_dtype(torch.bfloat16, "bf16_"))
     results.update(bench_channel_activity())
+    results.update(bench_norms_only())
     here = Path(__file__).resolve().parent
     if (here / "sketch_benchmark.py").exists():
         sys.path.insert(0, str(here))

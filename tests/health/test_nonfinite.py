@@ -70,6 +70,23 @@ def test_a_nan_born_in_the_backward_pass_names_the_first_gradient():
     assert "backward" in origins[0].message
 
 
+def test_a_nan_put_into_one_weight_gradient_names_that_gradient():
+    """A parameter gradient the default lenses read for its norm alone still counts its NaN."""
+    model = faulty_mlp(nn.Linear(32, 32))
+    calls = []
+
+    def poison(grad: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) < 4:  # the fourth step's gradient: step 3
+            return grad
+        return grad.masked_fill(torch.rand_like(grad) < 0.01, float("nan"))
+
+    model[4].weight.register_hook(poison)
+    scope, _ = run(model, teacher_data(6))
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("4:weight.grad",), 3)]
+
+
 def test_no_nan_no_finding():
     scope, _ = run(faulty_mlp(LogLinear(32, 32, armed_at=99)), teacher_data(8))
     assert kinds(scope) == []

@@ -16,7 +16,7 @@ from layerscope.health.findings import Finding
 from layerscope.lenses.state import Stateful
 from layerscope.observation import site_module
 from layerscope.records import Record
-from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.reduce.contract import NOTHING, Needs, SiteWindow
 from layerscope.vocabulary import Key
 
 
@@ -164,8 +164,12 @@ class Check(Stateful):
         )
 
     def needs_at(self, module: str, module_type: type[nn.Module], kind: str) -> Needs:
-        """Extra statistics this check needs at a site; none by default."""
-        return Needs()
+        """What this check reads at a site beyond records: by default the element counts only.
+
+        A check that reads a window's moments (``summary.mean``, ``min``...) asks for them with
+        ``Needs()``; without, the site may be read for its norms alone (:attr:`Needs.moments`).
+        """
+        return NOTHING
 
     def run(self, view: StepView) -> Iterable[Finding]:
         """What the check sees on this step (the finding log de-duplicates)."""

@@ -15,7 +15,7 @@ from layerscope.health.catalog import CHECKS
 from layerscope.health.findings import Finding, FindingLog
 from layerscope.lenses.base import EmitContext, Lens, owns_parameters
 from layerscope.records import Record
-from layerscope.reduce.contract import Needs
+from layerscope.reduce.contract import NOTHING, Needs
 from layerscope.vocabulary import FINDING, Key
 
 _LENS_OPTIONS = ("modules", "names", "where", "every", "first", "schedule", "tag")
@@ -119,13 +119,13 @@ class Health(Lens):
         return chosen
 
     def needs(self, kind: str) -> Needs:
-        """Nothing beyond the fused summary, except where a check asks (see :meth:`needs_at`)."""
-        return Needs()
+        """The counts of the summary, except where a check asks for more (see :meth:`needs_at`)."""
+        return NOTHING
 
     def needs_at(self, module: str, kind: str) -> Needs:
         """What the checks need at `module`'s site of `kind` (threshold counts for saturation)."""
         module_type = self._types.get(module)
-        out = Needs()
+        out = NOTHING
         if module_type is not None:
             for check in self.checks:
                 out = out | check.needs_at(module, module_type, kind)

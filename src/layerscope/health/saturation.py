@@ -18,7 +18,7 @@ from torch import nn
 
 from layerscope.health.base import Check, Series, StepView, short
 from layerscope.health.findings import Finding
-from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.reduce.contract import NOTHING, Needs, SiteWindow
 from layerscope.units import activation_family
 
 
@@ -84,7 +84,9 @@ class SaturationCheck(Check):
 
     def needs_at(self, module: str, module_type: type[nn.Module], kind: str) -> Needs:
         """Threshold counts on the outputs of squashing and smooth-ReLU activations."""
-        return Needs(exceed=self._levels(module_type)) if kind == "output" else Needs()
+        if kind != "output":
+            return NOTHING
+        return Needs(exceed=self._levels(module_type), moments=False)
 
     def saturated(self, w: SiteWindow, module_type: type[nn.Module]) -> float | None:
         """The saturated share of the window's elements, or None when not counted."""

@@ -13,6 +13,7 @@ from layerscope.gatherers import AttentionGatherer, ForwardGatherer, RecurrentGa
 from layerscope.lenses.state import Stateful
 from layerscope.lenses.statistics import (
     NORM_STATISTICS,
+    NORMS_ONLY_STATISTICS,
     QUANTILE_STATISTICS,
     VALUE_STATISTICS,
     check_statistics,
@@ -271,10 +272,17 @@ class Lens(Stateful):
 
     # -- what to compute ---------------------------------------------------------------------
     def needs(self, kind: str) -> Needs:
-        """What the reducer must compute at a site of `kind` for this lens."""
+        """What the reducer must compute at a site of `kind` for this lens.
+
+        Quantiles and histograms when a statistic asks for them, and the summary's moments
+        unless every statistic is one a norms-only summary answers (``l2``, ``rms``,
+        ``nonfinite_fraction``). A subclass whose records read other fields of the window
+        asks for them here (``Needs()`` asks for the whole summary).
+        """
         return Needs(
             quantiles=any(s in QUANTILE_STATISTICS for s in self.statistics),
             histogram="histogram" in self.statistics,
+            moments=any(s not in NORMS_ONLY_STATISTICS for s in self.statistics),
         )
 
     def needs_at(self, module: str, kind: str) -> Needs:

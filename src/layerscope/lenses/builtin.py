@@ -309,6 +309,10 @@ class Loss(Lens):
         """The loss is not a module's: the lens selects the whole model once."""
         return name == ""
 
+    def needs(self, kind: str) -> Needs:
+        """The loss's mean and spread, whatever ``statistics`` says."""
+        return Needs()
+
     def site_records(self, ctx: EmitContext, w: SiteWindow) -> list[Record]:
         """The loss value and, for per-sample losses, its spread."""
         s = w.summary

@@ -42,6 +42,10 @@ NORM_STATISTICS: dict[str, Callable[[SiteWindow], float]] = {
     "rms": lambda w: w.summary.l2 / math.sqrt(w.summary.count) if w.summary.count else math.nan,
 }
 
+#: The statistics a norms-only summary answers (the L2 norm and the element counts, without
+#: moments: :attr:`~layerscope.reduce.contract.Needs.moments`).
+NORMS_ONLY_STATISTICS = frozenset({"l2", "rms", "nonfinite_fraction"})
+
 QUANTILE_STATISTICS = frozenset(
     {"median", "iqr", *(f"q{round(level * 100):02d}" for level in QUANTILE_LEVELS)}
 )

@@ -4,7 +4,7 @@
 contract with the lenses above; :class:`WindowBuilder` does the work.
 """
 
-from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.reduce.contract import NOTHING, Needs, SiteWindow
 from layerscope.reduce.windows import StepWindows, WindowBuilder
 
-__all__ = ["Needs", "SiteWindow", "StepWindows", "WindowBuilder"]
+__all__ = ["NOTHING", "Needs", "SiteWindow", "StepWindows", "WindowBuilder"]

@@ -31,6 +31,7 @@ from layerscope.stats.tensors import (
     fetch,
     strided_sample,
     summarize_cpu,
+    summarize_norms_cpu,
     summarize_torch,
     unpack,
 )
@@ -168,7 +169,10 @@ class WindowBuilder:
             pending.rows = rows
             pending.on_device = pending.on_device or not on_host
         if tensor.is_cpu and not self.force_torch:
-            pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            if needs.moments or axis is not None:
+                pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
+            else:
+                pending.summaries.append(summarize_norms_cpu(tensor))
             for key in needs.exceed:
                 pending.exceed[key] = pending.exceed.get(key, 0) + count_exceeding(tensor, *key)
             if needs.quantiles or needs.histogram:

@@ -10,6 +10,7 @@ its own attributes only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -135,7 +136,9 @@ class Gate:
     def summary_suffices(self, module: str, kind: str) -> bool:
         """Whether a :class:`SiteSummary` is all the plan needs of this site kind now."""
         needs = self._active.get((module, kind))
-        return needs == Needs() and not self._windows.force_torch
+        # A host summary holds the moments whether or not they are needed.
+        full = needs is not None and dataclasses.replace(needs, moments=True) == Needs()
+        return full and not self._windows.force_torch
 
     def observe_summary(self, module: str, kind: str, site: str, summary: SiteSummary) -> None:
         """Take a summary a gatherer reduced on the host (after :meth:`summary_suffices`)."""

@@ -16,7 +16,7 @@ from torch import nn
 from layerscope.docs import error_message
 from layerscope.gatherers import GATHERERS
 from layerscope.lenses import Lens
-from layerscope.reduce.contract import Needs, SiteWindow
+from layerscope.reduce.contract import NOTHING, Needs, SiteWindow
 from layerscope.run.guard import Guard
 
 #: A step's plan: (module, kind) -> what its lenses need of that site kind.
@@ -118,7 +118,7 @@ class Plan:
                     for kind in kinds:
                         key = (name, kind)
                         if key not in self.failed:
-                            plan[key] = plan.get(key, Needs()) | lens.needs_at(name, kind)
+                            plan[key] = plan.get(key, NOTHING) | lens.needs_at(name, kind)
         if plan is not self.active or afresh:
             self.active = plan
             for follow in self.followers:

@@ -26,6 +26,11 @@ QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: (rank error of a sampled quantile ~ 1/sqrt(16384) = 0.8 %), so their cost stays bounded.
 DISTRIBUTION_SAMPLE = 1 << 14
 
+#: The smallest mean square a norms-only summary is taken for. Float squares below 1.2e-38 are
+#: subnormal and below 7e-46 vanish, so a float sum of squares is off by at most ~3e-45 per
+#: element: from a mean square of 2^-100 (8e-31) up that is under 1e-14 of the sum.
+TINY_MEAN_SQUARE = 2.0**-100
+
 
 @dataclass
 class DeviceSummary:
@@ -45,6 +50,25 @@ def summarize_cpu(
     # threads follow torch's.
     return _core.summarize_site(
         to_dlpack(tensor), channel_axis, eps, threshold, torch.get_num_threads()
+    )
+
+
+def summarize_norms_cpu(tensor: torch.Tensor) -> SiteSummary:
+    """A norms-only summary of a CPU tensor: its L2 norm and element counts, read in place.
+
+    One multiply-add per element (``_core.sum_of_squares``) where the full summary spends
+    about ten operations on moments and extremes. ``mean``, ``m2``, ``min``, ``max`` and
+    ``l1`` are NaN and ``zeros`` 0 (not computed). The full summary is taken instead for a
+    tensor holding a NaN or an infinity, whose non-finite elements must be counted, and for
+    one of tiny values (vanishing gradients), whose squares underflow in float.
+    """
+    squares = _core.sum_of_squares(to_dlpack(tensor), torch.get_num_threads())
+    size = tensor.numel()
+    if not (TINY_MEAN_SQUARE * size <= squares < math.inf):  # NaN fails both
+        return summarize_cpu(tensor, None, 0.0, None)
+    nan = math.nan
+    return SiteSummary(
+        size=size, count=size, mean=nan, m2=nan, min=nan, max=nan, l1=nan, l2=math.sqrt(squares)
     )
 
 
