@@ -6,6 +6,9 @@
 //
 // A NaN or an infinity among the elements makes the sum NaN or +Inf, so a finite result also
 // proves every element finite; a non-finite one leaves the counting to the full summary.
+// Narrow types are squared in float: squares below 1.2e-38 (values below ~1e-19) are subnormal
+// and lose digits, so a caller checks the mean square before it trusts a tiny sum (the Python
+// side takes the full summary below 2^-100, TINY_MEAN_SQUARE in stats/tensors.py).
 #pragma once
 
 #include <cstdint>
