@@ -64,4 +64,18 @@ template <class F> void for_each_element(const ls::BufferView& v, F&& f) {
   }
 }
 
+// Views that read the 12 x 35 elements of `s` out of their stored order: transposed, every
+// third row, reversed (a negative stride) and broadcast (a zero stride).
+inline std::vector<ls::BufferView> scrambled_views(const Stored& s) {
+  const void* data = s.bytes.data();
+  const ls::DType dtype = s.dtype;
+  return {
+      ls::make_view(data, dtype, {35, 12}, {1, 35}),
+      ls::make_view(data, dtype, {4, 35}, {105, 1}),
+      ls::make_view(static_cast<const unsigned char*>(data) + (12 * 35 - 1) * ls::itemsize(dtype),
+                    dtype, {12 * 35}, {-1}),
+      ls::make_view(data, dtype, {6, 35}, {0, 1}),
+  };
+}
+
 }  // namespace layerscope_tests
