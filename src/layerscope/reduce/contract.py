@@ -27,8 +27,8 @@ class Needs:
     (absolute) or ``x > level``; the counts reach the lens as ``SiteWindow.exceed``.
     ``moments``: the summary's mean, variance, extremes, L1 norm and zero count. Without them
     (every lens at the site reads only the L2 norm and the element counts, as the gradient
-    norms do) a CPU tensor is read for its sum of squares alone, in about half the time, and
-    its summary is *norms-only*: ``size``, ``count``, ``nonfinite`` and ``l2`` hold, ``mean``,
+    norms do) a CPU tensor is read for its sum of squares alone (half the time of the full
+    pass while the tensor is in the caches), and its summary is *norms-only*: ``size``, ``count``, ``nonfinite`` and ``l2`` hold, ``mean``,
     ``m2``, ``min``, ``max`` and ``l1`` are NaN and ``zeros`` 0.
     """
 
