@@ -28,8 +28,9 @@ class Needs:
     ``moments``: the summary's mean, variance, extremes, L1 norm and zero count. Without them
     (every lens at the site reads only the L2 norm and the element counts, as the gradient
     norms do) a CPU tensor is read for its sum of squares alone (half the time of the full
-    pass while the tensor is in the caches), and its summary is *norms-only*: ``size``, ``count``, ``nonfinite`` and ``l2`` hold, ``mean``,
-    ``m2``, ``min``, ``max`` and ``l1`` are NaN and ``zeros`` 0.
+    pass while the tensor is in the caches), and its summary is *norms-only*: ``size``,
+    ``count``, ``nonfinite`` and ``l2`` hold, ``mean``, ``m2``, ``min``, ``max`` and ``l1``
+    are NaN and ``zeros`` 0.
     """
 
     quantiles: bool = False
