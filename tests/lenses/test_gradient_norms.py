@@ -98,7 +98,10 @@ class WindowsSeen(layerscope.lenses.Lens):
     [((), True), ((GradientNorms(of=("weight",), statistics=("l2", "std"), tag="g2"),), False)],
     ids=["defaults", "a lens reads the std"],
 )
-def test_gradients_whose_lenses_read_only_norms_are_read_for_their_norms(extra, norms_only):
+@pytest.mark.parametrize("device_path", [False, True], ids=["engine", "torch ops"])
+def test_gradients_whose_lenses_read_only_norms_are_read_for_their_norms(
+    extra, norms_only, device_path
+):
     """The default lenses read a parameter gradient's L2 norm and counts alone: it is read for
     its sum of squares (its mean is not computed) and its norm is torch's; a lens asking for
     more gets the full summary. Outputs, whose statistics need moments, get it always."""
@@ -107,13 +110,17 @@ def test_gradients_whose_lenses_read_only_norms_are_read_for_their_norms(extra, 
     def capture(step, m):
         expected[step] = {n: p.grad.norm().item() for n, p in m.named_parameters()}
 
+    def factory(model, optimizer):
+        lenses = [*layerscope.default_lenses(optimizer=True), *extra, WindowsSeen()]
+        scope = layerscope.watch(model, optimizer, lenses=lenses)
+        scope.force_torch_reducer = device_path  # the reducer of tensors on an accelerator
+        return scope
+
     _, scope = train(
         mlp(),
         batches("mlp", 3),
         after_backward=capture,
-        scope_factory=lambda m, o: layerscope.watch(
-            m, o, lenses=[*layerscope.default_lenses(optimizer=True), *extra, WindowsSeen()]
-        ),
+        scope_factory=factory,
     )
     step = 1  # not a step of the distributions lens, whose histograms read everything
     (lens,) = (lens for lens in scope.lenses if isinstance(lens, WindowsSeen))  # watch's copy

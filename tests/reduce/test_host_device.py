@@ -25,6 +25,8 @@ from layerscope.stats.tensors import (
     device_tensors,
     fetch,
     summarize_cpu,
+    summarize_norms_cpu,
+    summarize_norms_torch,
     summarize_torch,
     unpack,
 )
@@ -72,6 +74,29 @@ def tensors(draw: st.DrawFn) -> tuple[torch.Tensor, int | None, float, float | N
 @given(tensors())
 def test_host_and_device_summaries_agree_field_by_field(case):
     assert_paths_agree(*case)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tensors())
+def test_host_and_device_norms_only_summaries_agree_on_the_norm_and_counts(case):
+    """What a norms-only summary holds (the L2 norm of the finite elements and the counts) is
+    the full summary's, on both paths; the device path leaves the moments out even when the
+    tensor holds NaN (it cannot look without a host sync), the host path then reads them."""
+    t = case[0]
+    if t.numel() == 0:
+        return  # never reduced: the gate skips empty tensors
+    want = summary_oracle(t)
+    host = summarize_norms_cpu(t)
+    packed = summarize_norms_torch(t)
+    device = unpack(packed, iter(fetch(device_tensors(packed))))
+    for got in (host, device):
+        for name in ("size", "count", "nonfinite"):
+            assert getattr(got, name) == want[name], name
+        assert got.l2 == pytest.approx(want["l2"], rel=1e-6, abs=1e-300)
+    if device.count:  # without finite elements the fields are those of no element
+        for name in ("mean", "m2", "min", "max", "l1"):
+            assert math.isnan(getattr(device, name)), name
+    assert device.zeros == 0
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from layerscope.stats.tensors import (
     strided_sample,
     summarize_cpu,
     summarize_norms_cpu,
+    summarize_norms_torch,
     summarize_torch,
     unpack,
 )
@@ -179,7 +180,10 @@ class WindowBuilder:
                 self._add_distribution(site, pending, strided_sample(tensor), needs)
             return
         pending.on_device = True
-        pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
+        if needs.moments or axis is not None or needs.quantiles:
+            pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
+        else:
+            pending.summaries.append(summarize_norms_torch(tensor))
         for key in needs.exceed:
             pending.exceed.setdefault(key, []).append(count_exceeding_torch(tensor, *key))
         if needs.histogram:

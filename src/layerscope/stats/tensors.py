@@ -8,6 +8,7 @@ a flush to the host in a single transfer (:func:`fetch`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,11 @@ def summary_of_values(values: Sequence[float]) -> SiteSummary:
     )
 
 
+def _scalar(value: float, device: torch.device) -> torch.Tensor:
+    """A float64 0-d tensor on `device`, made by a fill kernel (no host-to-device copy)."""
+    return torch.full((), value, dtype=torch.float64, device=device)
+
+
 def _wide(x: torch.Tensor) -> torch.Tensor:
     """`x` in float32, or float64 as it is: float32 would make 1e39 infinite and 1e-50 zero."""
     return x if x.dtype == torch.float64 else x.float()
@@ -141,10 +147,7 @@ def summarize_torch(
     x = tensor.detach()
     xf = _wide(x)
     device = x.device
-
-    def scalar(value: float) -> torch.Tensor:  # a fill kernel: no host-to-device copy
-        return torch.full((), value, dtype=torch.float64, device=device)
-
+    scalar = functools.partial(_scalar, device=device)
     finite = torch.isfinite(xf)
     count = finite.sum(dtype=torch.float64)
     zeroed = torch.where(finite, xf, torch.zeros((), dtype=xf.dtype, device=device)).double()
@@ -177,6 +180,31 @@ def summarize_torch(
     # the host-side quantile buffer skips NaN.
     sample = strided_sample(xf) if want_sample and x.numel() else None
     return DeviceSummary(packed=packed, channel_active=active, sample=sample)
+
+
+def summarize_norms_torch(tensor: torch.Tensor) -> DeviceSummary:
+    """A norms-only summary (see :func:`summarize_norms_cpu`) with torch ops on the device.
+
+    No host synchronisation, so the non-finite count is always taken, and the norm is that of
+    the finite elements, as in the full summary: four reductions and element-wise ops where
+    :func:`summarize_torch` launches about twenty and widens the tensor to float64 first.
+    """
+    x = tensor.detach()
+    device = x.device
+    finite = torch.isfinite(x)
+    count = finite.sum(dtype=torch.float64)
+    zero = torch.zeros((), dtype=x.dtype, device=device)
+    l2 = torch.linalg.vector_norm(torch.where(finite, x, zero), dtype=torch.float64)
+    size, nan = _scalar(float(x.numel()), device), _scalar(math.nan, device)
+    fields = {
+        "size": size,
+        "count": count,
+        "l2": l2,
+        "zeros": _scalar(0.0, device),
+        "nonfinite": size - count,
+    }
+    packed = torch.stack([fields.get(name, nan) for name in SiteSummary.fields])
+    return DeviceSummary(packed=packed)
 
 
 def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
