@@ -8,11 +8,10 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "layerscope/buffer.hpp"
 #include "layerscope/detail/cpu_features.hpp"
-#include "layerscope/detail/parallel_for.hpp"
+#include "layerscope/detail/sum_over_elements.hpp"
 
 namespace layerscope {
 
@@ -80,41 +79,18 @@ std::int64_t count_exponent_ones_fast(const U* x, std::int64_t n, bool wide) {
 /// split over at most `max_threads` threads (0: the hardware's). Never throws but for
 /// std::system_error when a thread cannot start.
 inline std::int64_t count_nonfinite(const BufferView& view, unsigned max_threads = 0) {
-  const DistinctView distinct = distinct_elements(view);
-  const RunPlan plan(distinct.view);
   const bool wide = detail::cpu_has_avx2_fma();
-  std::int64_t total = 0;
-  visit_dtype(view.dtype, [&](auto tag) {
+  return visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using U = typename detail::ExponentBits<D>::type;
     constexpr U kMask = detail::ExponentBits<D>::mask;
-    const std::int64_t length = plan.run_length();
-    if (plan.run_count() == 1 && plan.run_stride() == 1) {  // contiguous: the usual case
-      const U* bits = nullptr;
-      plan.for_each_run([&](const Run& run) { bits = reinterpret_cast<const U*>(run.data); });
-      const unsigned workers =
-          detail::split_workers(length, length, kNonfiniteParallelMin, max_threads);
-      if (workers == 1) {  // the usual size: no partial counts to allocate
-        total = detail::count_exponent_ones_fast<U, kMask>(bits, length, wide);
-        return;
-      }
-      std::vector<std::int64_t> counts(workers, 0);
-      detail::parallel_for(length, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-        counts[w] = detail::count_exponent_ones_fast<U, kMask>(bits + begin, end - begin, wide);
-      });
-      for (const std::int64_t c : counts) total += c;
-      return;
-    }
-    plan.for_each_run([&](const Run& run) {
-      const U* bits = reinterpret_cast<const U*>(run.data);
-      if (run.stride == 1) {
-        total += detail::count_exponent_ones_fast<U, kMask>(bits, run.length, wide);
-        return;
-      }
-      for (std::int64_t i = 0; i < run.length; ++i) total += (bits[i * run.stride] & kMask) == kMask;
-    });
+    return detail::sum_over_elements<std::int64_t, U>(
+        view, kNonfiniteParallelMin, max_threads,
+        [&](const U* bits, std::int64_t n) {
+          return detail::count_exponent_ones_fast<U, kMask>(bits, n, wide);
+        },
+        [](const U* bits) -> std::int64_t { return (*bits & kMask) == kMask; });
   });
-  return total * distinct.repeat;
 }
 
 }  // namespace layerscope

@@ -12,11 +12,10 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "layerscope/buffer.hpp"
 #include "layerscope/detail/cpu_features.hpp"
-#include "layerscope/detail/parallel_for.hpp"
+#include "layerscope/detail/sum_over_elements.hpp"
 
 namespace layerscope {
 
@@ -114,43 +113,18 @@ double squares_fast(const typename Element<D>::storage* x, std::int64_t n, bool 
 /// is split over at most `max_threads` threads (0: the hardware's). Never throws but for
 /// std::system_error when a thread cannot start.
 inline double sum_of_squares(const BufferView& view, unsigned max_threads = 0) {
-  const DistinctView distinct = distinct_elements(view);
-  const RunPlan plan(distinct.view);
   const bool wide = detail::cpu_has_avx2_fma();
-  double total = 0.0;
-  visit_dtype(view.dtype, [&](auto tag) {
+  return visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using S = typename Element<D>::storage;
-    const std::int64_t length = plan.run_length();
-    if (plan.run_count() == 1 && plan.run_stride() == 1) {  // contiguous: the usual case
-      const S* x = nullptr;
-      plan.for_each_run([&](const Run& run) { x = reinterpret_cast<const S*>(run.data); });
-      const unsigned workers =
-          detail::split_workers(length, length, kSquaresParallelMin, max_threads);
-      if (workers == 1) {
-        total = detail::squares_fast<D>(x, length, wide);
-        return;
-      }
-      std::vector<double> parts(workers, 0.0);
-      detail::parallel_for(length, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-        parts[w] = detail::squares_fast<D>(x + begin, end - begin, wide);
-      });
-      for (const double part : parts) total += part;
-      return;
-    }
-    plan.for_each_run([&](const Run& run) {
-      const S* x = reinterpret_cast<const S*>(run.data);
-      if (run.stride == 1) {
-        total += detail::squares_fast<D>(x, run.length, wide);
-        return;
-      }
-      for (std::int64_t i = 0; i < run.length; ++i) {
-        const double v = Element<D>::load(x + i * run.stride);
-        total += v * v;
-      }
-    });
+    return detail::sum_over_elements<double, S>(
+        view, kSquaresParallelMin, max_threads,
+        [&](const S* x, std::int64_t n) { return detail::squares_fast<D>(x, n, wide); },
+        [](const S* x) {
+          const double v = Element<D>::load(x);
+          return v * v;
+        });
   });
-  return total * static_cast<double>(distinct.repeat);
 }
 
 }  // namespace layerscope
