@@ -169,8 +169,10 @@ class WindowBuilder:
             pending.values.append((copy, 1.0 if count is None else count))
             pending.rows = rows
             pending.on_device = pending.on_device or not on_host
+        # A norms-only summary answers the lenses unless they read moments or unit activity.
+        full = needs.moments or axis is not None
         if tensor.is_cpu and not self.force_torch:
-            if needs.moments or axis is not None:
+            if full:
                 pending.summaries.append(summarize_cpu(tensor, axis, 0.0, threshold))
             else:
                 pending.summaries.append(summarize_norms_cpu(tensor))
@@ -180,7 +182,7 @@ class WindowBuilder:
                 self._add_distribution(site, pending, strided_sample(tensor), needs)
             return
         pending.on_device = True
-        if needs.moments or axis is not None or needs.quantiles:
+        if full or needs.quantiles:  # the device path samples for quantiles in its summary
             pending.summaries.append(summarize_torch(tensor, axis, 0.0, threshold, needs.quantiles))
         else:
             pending.summaries.append(summarize_norms_torch(tensor))
