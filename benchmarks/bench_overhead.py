@@ -6,6 +6,9 @@ For an MLP, a small CNN and a small transformer encoder on the CPU, the same tra
 - plain;
 - under ``layerscope.watch`` with the default lenses at ``every=1`` and ``every=10``, and at
   ``every=1`` writing a TensorBoard run (``logdir=``);
+- under ``layerscope.watch`` on steps that no lens but the NaN search observes (``idle``: the
+  nine steps in ten between ``every=10``'s observations, which pay the loss's hooks and the
+  search for NaN and Inf in every output, output gradient and parameter gradient);
 - under ``wandb.watch(model, log="all", log_freq=1)`` in offline mode (if wandb is installed);
 - with TensorBoard ``add_histogram`` over ``named_parameters()`` (values and grads) every step;
 - with a hand-written per-layer gradient-norm loop (``p.grad.norm().item()`` per parameter).
@@ -31,8 +34,9 @@ Then a long run with the default lenses, in a process of its own, measures how m
 grows. The timings run with glibc's allocator thresholds fixed (:func:`steady_allocator`); the
 memory run with the allocator as a user's process has it.
 
-The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard``
-(layerscope's worst ratio over the three models), ``own_vs_kernels`` (the worst ratio of
+The last line holds ``name=value`` pairs: ``every1`` / ``every10`` / ``every1_tensorboard`` /
+``idle`` (layerscope's worst ratio over the three models; ``every10`` is about nine tenths of
+``idle`` and a tenth of an observed step), ``own_vs_kernels`` (the worst ratio of
 layerscope's own time to its kernels' alone), ``own_vs_kernels_in_step`` (to what its kernels
 add inside plain steps), ``gpt2_every1`` / ``gpt2_every10``, ``wandb``,
 ``tb_histograms``,
@@ -72,6 +76,9 @@ SETTLE = 20
 #: layerscope variant is timed over at least one whole cycle, so that its periodic steps weigh
 #: in their true proportion.
 CYCLE = {"every1": 50, "every10": 500, "every1_tensorboard": 50}
+#: ``every`` of the idle variant: no lens but the NaN search (and Health, which reads it)
+#: observes a step after the first, which the warm-up runs.
+IDLE_EVERY = 10**9
 
 
 def mlp() -> tuple[nn.Module, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
@@ -181,6 +188,7 @@ def variants(base: nn.Module, stack: ExitStack, logdir: str) -> dict[str, Varian
     out: dict[str, Variant] = {"plain": Variant(model, opt, None)}
     for every in (1, 10):
         out[f"every{every}"] = Watched(model, opt, every=every)
+    out["idle"] = Watched(model, opt, every=IDLE_EVERY)
     # the one-liner users write: the records go to TensorBoard too
     out["every1_tensorboard"] = Watched(model, opt, logdir=os.path.join(logdir, "layerscope"))
     try:
