@@ -15,7 +15,9 @@ on a device for every site.
 The data is read once: a site another gatherer hands to the scope on the step is summarized
 there, and its summary's non-finite count is the one the NaN search reads
 (:func:`~layerscope.health.nonfinite.nonfinite_of`); this gatherer hooks and counts only the
-sites no other lens observes on the step.
+sites no other lens observes on the step. Nor is an output read whose module cannot make a
+NaN or Inf out of a clean input that was just counted (a ReLU after a convolution:
+:mod:`~layerscope.gatherers.known_finite`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from layerscope.gatherers.base import (
     outside_compile,
 )
 from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
+from layerscope.gatherers.known_finite import KnownFinite, keeps_finite
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
 from layerscope.observation import readable_reason, site_name
 
@@ -86,6 +89,22 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     return x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
 
 
+def _counted_clean(tensor: torch.Tensor, bad: int | torch.Tensor) -> bool:
+    """Whether `bad`, :func:`nonfinite_count` of `tensor`, says the engine read it clean.
+
+    Not a count of 0 given for a tensor no statistic reads (sparse, integer, meta), nor one on a
+    device.
+    """
+    return (
+        type(bad) is int
+        and bad == 0
+        and type(tensor) is torch.Tensor
+        and tensor.is_cpu
+        and tensor.dtype in _KERNEL_DTYPES
+        and tensor.layout == torch.strided
+    )
+
+
 class FiniteGatherer(Gatherer):
     """Counts the non-finite elements of outputs, their gradients and parameter gradients.
 
@@ -106,6 +125,14 @@ class FiniteGatherer(Gatherer):
         self._grads: list[tuple[str, str, str, str, nn.Parameter]] = []
         self._calls = Recomputations()
         self._leaf = OutputLeaves(self._grad_hook, FINITE_SUFFIX)
+        # The outputs of the step counted or proved clean, and the modules (by name) whose
+        # clean input proves their output clean, with whether they work in place.
+        self._known = KnownFinite()
+        self._keep_finite = {
+            name: bool(getattr(module, "inplace", False))
+            for name, module in self._outputs.items()
+            if keeps_finite(module)
+        }
         # The plan's decisions (see follow): module -> (count outputs, count their gradients)
         self._planned: dict[str, tuple[bool | None, bool | None]] = {}
         self._planned_grads: list[tuple[str, str, str, str, nn.Parameter, bool | None]] = []
@@ -170,9 +197,18 @@ class FiniteGatherer(Gatherer):
         if not (want_output or want_grad) or not torch.is_grad_enabled():
             return
         recomputed = want_output and self._calls.recomputed(name)  # activation checkpointing
+        inplace = self._keep_finite.get(name)
         for tensor, site, grad_hook in self._leaf.of(name, output, result_first):
             if want_output and not recomputed:
-                self._observe(name, "output.finite", site, tensor)
+                proved = (
+                    inplace is not None
+                    and tensor is output
+                    and self._known.output_is_clean(args, tensor, inplace)
+                )  # else read:
+                if proved or _counted_clean(
+                    tensor, self._observe(name, "output.finite", site, tensor)
+                ):
+                    self._known.add(tensor)
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
 
@@ -183,8 +219,11 @@ class FiniteGatherer(Gatherer):
         if not self._closed:
             self._observe(name, "output.grad.finite", site, grad)
 
-    def _observe(self, name: str, kind: str, site: str, tensor: torch.Tensor) -> None:
-        """Hand ``[nonfinite, size]`` of `tensor` to the scope (on the CPU only when nonzero)."""
+    def _observe(self, name: str, kind: str, site: str, tensor: torch.Tensor) -> int | torch.Tensor:
+        """Hand ``[nonfinite, size]`` of `tensor` to the scope (on the CPU only when nonzero).
+
+        Returns the count (:func:`nonfinite_count`).
+        """
         bad = nonfinite_count(tensor)
         if isinstance(bad, torch.Tensor):
             size = torch.full_like(bad, float(tensor.numel()))
@@ -192,6 +231,7 @@ class FiniteGatherer(Gatherer):
         elif bad:
             counts = torch.tensor([float(bad), float(tensor.numel())], dtype=torch.float64)
             self.context.observe(name, kind, site, counts)
+        return bad
 
     def before_step(self) -> None:
         """Count the parameter gradients the optimizer is about to apply.
@@ -200,6 +240,7 @@ class FiniteGatherer(Gatherer):
         for no call per parameter and micro-batch.
         """
         self._calls.clear()
+        self._known.clear()
         summarized = self.context.summarized
         for name, kind, counted, site, param, planned in self._planned_grads:
             grad = param.grad

@@ -1,0 +1,95 @@
+"""Outputs known to hold no NaN or Inf without reading them: finite in, finite out.
+
+Some modules cannot make a non-finite value out of finite ones: they select elements of their
+input (max pooling, flattening), clamp them (ReLU, ReLU6, Hardtanh) or scale them by at most one
+(LeakyReLU with a slope of magnitude at most one). When such a module's input is an output the
+finiteness gatherer has just counted clean, or proved clean this way, and nothing has written
+to it since, its output is clean too, and the search for NaN and Inf need not read it: a
+Conv -> ReLU -> MaxPool chain is read once, at the convolution's output, not three times.
+
+The proof is exact for the modules :func:`keeps_finite` admits, and holds only while the input
+is the very tensor that was counted, unchanged since: :class:`KnownFinite` keeps a weak
+reference to each clean tensor and the version counter it had (which every in-place torch op
+bumps), and checks both.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Modules whose output on finite input is finite, whatever their options: selections of
+#: their input (pooling by maximum, reshaping) and clamps to finite bounds.
+_ALWAYS_FINITE: frozenset[type[nn.Module]] = frozenset(
+    {
+        nn.ReLU,
+        nn.ReLU6,
+        nn.MaxPool1d,
+        nn.MaxPool2d,
+        nn.MaxPool3d,
+        nn.AdaptiveMaxPool1d,
+        nn.AdaptiveMaxPool2d,
+        nn.AdaptiveMaxPool3d,
+        nn.Flatten,
+        nn.Unflatten,
+        nn.Identity,
+    }
+)
+
+
+def keeps_finite(module: nn.Module) -> bool:
+    """Whether `module` gives a finite output for every finite input, exactly.
+
+    Only modules of exactly these classes (a subclass may compute anything), with their class's
+    own ``forward``: those of :data:`_ALWAYS_FINITE`; ``LeakyReLU`` whose slope has magnitude at
+    most 1; ``Hardtanh`` with finite bounds. Smooth activations (GELU, SiLU, Tanh) are left out:
+    their kernels evaluate exponentials whose intermediate overflow is theirs to handle.
+    """
+    if "forward" in vars(module):  # a forward replaced on the instance
+        return False
+    kind = type(module)
+    if kind in _ALWAYS_FINITE:
+        return True
+    if kind is nn.LeakyReLU:
+        return abs(module.negative_slope) <= 1
+    if kind is nn.Hardtanh:
+        return math.isfinite(module.min_val) and math.isfinite(module.max_val)
+    return False
+
+
+class KnownFinite:
+    """The tensors of the step in progress known to hold no NaN or Inf, as they are now.
+
+    Each is kept by a weak reference (no tensor outlives its use) with its version counter at
+    the time it was known clean; a tensor written in place since then is no longer known.
+    """
+
+    def __init__(self) -> None:
+        self._clean: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
+
+    def add(self, tensor: torch.Tensor) -> None:
+        """Note that `tensor`, as it is now, holds no NaN or Inf."""
+        self._clean[id(tensor)] = (weakref.ref(tensor), tensor._version)
+
+    def output_is_clean(self, args: Any, output: torch.Tensor, inplace: bool) -> bool:  # noqa: ANN401
+        """Whether a :func:`keeps_finite` module's `output` is clean: its input is known clean.
+
+        `args` are the positional arguments of the call; the input is the first. A module that
+        works in place (``ReLU(inplace=True)``) returns its input written once more.
+        """
+        if not args or type(args[0]) is not torch.Tensor:
+            return False
+        source = args[0]
+        known = self._clean.get(id(source))
+        if known is None or known[0]() is not source:  # another tensor at a reused address
+            return False
+        written = 1 if inplace and output is source else 0
+        return source._version == known[1] + written
+
+    def clear(self) -> None:
+        """Forget every tensor (at the step boundary)."""
+        self._clean.clear()

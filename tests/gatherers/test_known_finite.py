@@ -1,0 +1,168 @@
+"""Outputs proved clean by their clean input are not read again, and the proof is never wrong."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import layerscope.gatherers.nonfinite as nonfinite
+from health_models import run, teacher_data
+from layerscope.gatherers.known_finite import KnownFinite, keeps_finite
+from layerscope.health import NonFinite
+
+FINITE_KEEPERS = [
+    nn.ReLU(),
+    nn.ReLU6(),
+    nn.LeakyReLU(0.2),
+    nn.LeakyReLU(-1.0),
+    nn.Hardtanh(-3.0, 2.0),
+    nn.MaxPool2d(2),
+    nn.MaxPool2d(3, stride=1, padding=1),  # padded with -inf: each window holds one element
+    nn.AdaptiveMaxPool2d(1),
+    nn.Flatten(),
+    nn.Unflatten(1, (2, 2)),
+    nn.Identity(),
+]
+
+
+@pytest.mark.parametrize("module", FINITE_KEEPERS, ids=lambda m: repr(m))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_the_modules_kept_finite_give_finite_outputs_for_the_most_extreme_finite_inputs(
+    module: nn.Module, dtype: torch.dtype
+) -> None:
+    assert keeps_finite(module)
+    info = torch.finfo(dtype)
+    extremes = torch.tensor(
+        [info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal / 4, 0.0, -0.0, 1.0],
+        dtype=dtype,
+    )
+    g = torch.Generator().manual_seed(0)
+    x = extremes[torch.randint(len(extremes), (4, 4, 6, 6), generator=g)]
+    assert torch.isfinite(x).all()
+    assert torch.isfinite(module(x)).all()
+
+
+class MyReLU(nn.ReLU):
+    pass
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.GELU(),
+        nn.Tanh(),
+        nn.SiLU(),
+        nn.Linear(2, 2),
+        nn.LeakyReLU(1.5),
+        nn.Hardtanh(-1.0, float("inf")),
+        MyReLU(),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_modules_that_may_compute_a_non_finite_value_are_not_kept_finite(module: nn.Module) -> None:
+    assert not keeps_finite(module)
+
+
+def test_a_forward_replaced_on_the_instance_is_not_kept_finite() -> None:
+    relu = nn.ReLU()
+    relu.forward = lambda x: x * float("inf")  # type: ignore[method-assign]
+    assert not keeps_finite(relu)
+
+
+def test_a_known_tensor_is_known_only_as_it_was() -> None:
+    known = KnownFinite()
+    x = torch.ones(3)
+    known.add(x)
+    assert known.output_is_clean((x,), x.relu(), inplace=False)
+    assert not known.output_is_clean((x.clone(),), x, inplace=False)  # another tensor
+    assert not known.output_is_clean((), x, inplace=False)
+    x.relu_()  # an in-place module writes its input once: the same tensor, one version on
+    assert known.output_is_clean((x,), x, inplace=True)
+    assert not known.output_is_clean((x,), x.relu(), inplace=False)  # written since
+    x.mul_(2)
+    assert not known.output_is_clean((x,), x, inplace=True)
+    known.clear()
+    assert not known.output_is_clean((x,), x.relu(), inplace=False)
+
+
+def small_cnn(inplace: bool) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(inplace=inplace),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    )
+
+
+def cnn_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return teacher_data(steps, shape=(1, 8, 8), batch=8)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_conv_relu_pool_chain_is_read_once_on_the_steps_between_observations(
+    inplace: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = small_cnn(inplace)
+    # each module output (held, so that no other tensor takes its address) -> the first module
+    # that returned it: an in-place ReLU returns the convolution's tensor
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}
+
+    def keep(name: str, output: torch.Tensor) -> None:
+        outputs.setdefault(id(output), (name, output))
+
+    for name, module in model.named_children():
+        module.register_forward_hook(lambda m, a, out, name=name: keep(name, out))
+    read: list[torch.Tensor] = []
+    count = nonfinite.nonfinite_count
+    monkeypatch.setattr(nonfinite, "nonfinite_count", lambda t: read.append(t) or count(t))
+    outputs_read: list[set[str]] = []  # per step
+
+    def note_reads(step: int, x: torch.Tensor) -> torch.Tensor:
+        kept = (outputs.get(id(t)) for t in read)
+        outputs_read.append(
+            {k[0] for k, t in zip(kept, read, strict=True) if k is not None and k[1] is t}
+        )
+        read.clear()
+        outputs.clear()
+        return x
+
+    run(model, cnn_data(4), every=1000, before_step=note_reads)
+    # Step 0, observed by every lens, summarizes the outputs; steps 1 and 2 observe nothing
+    # else, and the search reads the convolution's and the head's outputs: the ReLU's, the
+    # pooling's and the flattening's are proved clean.
+    assert outputs_read[2:] == [{"0", "4"}, {"0", "4"}]
+
+
+def poison_after(armed_at: int):
+    """A forward hook writing NaN into its module's output in place from the given call on."""
+    calls = []
+
+    def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
+        calls.append(1)
+        if len(calls) - 1 >= armed_at:
+            with torch.no_grad():
+                output[0, 0].fill_(float("nan"))
+
+    return hook
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_nan_written_into_a_counted_output_is_found_at_the_next_module(inplace: bool) -> None:
+    # The hook runs after layerscope's, which counted the convolution's output clean; the write
+    # moves its version on, so the ReLU's output is read, and holds the NaN.
+    model = small_cnn(inplace)
+    model[0].register_forward_hook(poison_after(3))
+    scope, losses = run(model, cnn_data(6), every=1000, lenses=[NonFinite()])
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("1:output",), 3)]
+
+
+def test_a_nan_written_into_a_proved_output_is_found_at_the_next_module() -> None:
+    model = small_cnn(False)
+    model[2].register_forward_hook(poison_after(3))  # the pooling's output, proved clean
+    scope, _ = run(model, cnn_data(6), every=1000, lenses=[NonFinite()])
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("3:output",), 3)]
