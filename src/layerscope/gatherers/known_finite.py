@@ -46,8 +46,10 @@ def keeps_finite(module: nn.Module) -> bool:
 
     Only modules of exactly these classes (a subclass may compute anything), with their class's
     own ``forward``: those of :data:`_ALWAYS_FINITE`; ``LeakyReLU`` whose slope has magnitude at
-    most 1; ``Hardtanh`` with finite bounds. Smooth activations (GELU, SiLU, Tanh) are left out:
-    their kernels evaluate exponentials whose intermediate overflow is theirs to handle.
+    most 1; ``Hardtanh`` with finite bounds. Activations that compute are left out, even those
+    bounded in exact arithmetic: torch's float32 GELU returns inf from 1.7e38 up (its
+    intermediate ``x * (1 + erf(...))`` overflows), Hardswish from 6.4e37, and whether SiLU's
+    or Tanh's kernels stay finite may differ between CPU instruction sets.
     """
     if "forward" in vars(module):  # a forward replaced on the instance
         return False
