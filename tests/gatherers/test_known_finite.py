@@ -167,3 +167,25 @@ def test_a_nan_written_into_a_proved_output_is_found_at_the_next_module() -> Non
     scope, _ = run(model, cnn_data(6), every=1000, lenses=[NonFinite()])
     origins = [f for f in scope.findings() if f.kind == "nan_origin"]
     assert [(f.sites, f.step) for f in origins] == [(("3:output",), 3)]
+
+
+class ArmedSqrtReLU(nn.Module):
+    """ReLU until the given call; then sqrt(max(x, 0)), whose gradient at 0 is inf * 0 = NaN."""
+
+    def __init__(self, armed_at: int) -> None:
+        super().__init__()
+        self.armed_at, self.calls = armed_at, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.sqrt(x * (x > 0)) if self.calls - 1 >= self.armed_at else torch.relu(x)
+
+
+def test_the_gradient_of_an_output_proved_clean_is_still_searched() -> None:
+    # The ReLU's output is proved clean in the forward pass; the NaN is born in the gradient
+    # reaching it (the ReLU masks it out of the gradients below, so no other site holds one).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), ArmedSqrtReLU(3), nn.Linear(32, 3))
+    scope, _ = run(model, teacher_data(6), every=1000, lenses=[NonFinite()])
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("1:output.grad",), 3)]

@@ -200,15 +200,16 @@ class FiniteGatherer(Gatherer):
         inplace = self._keep_finite.get(name)
         for tensor, site, grad_hook in self._leaf.of(name, output, result_first):
             if want_output and not recomputed:
-                proved = (
+                if (
                     inplace is not None
                     and tensor is output
                     and self._known.output_is_clean(args, tensor, inplace)
-                )  # else read:
-                if proved or _counted_clean(
-                    tensor, self._observe(name, "output.finite", site, tensor)
                 ):
                     self._known.add(tensor)
+                else:
+                    bad = self._observe(name, "output.finite", site, tensor)
+                    if self._keep_finite and _counted_clean(tensor, bad):  # (a model with
+                        self._known.add(tensor)  # no such module keeps no record)
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
 
