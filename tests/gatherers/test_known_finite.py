@@ -8,7 +8,7 @@ from torch import nn
 
 import layerscope.gatherers.nonfinite as nonfinite
 from health_models import run, teacher_data
-from layerscope.gatherers.known_finite import KnownFinite, keeps_finite
+from layerscope.gatherers.known_finite import KnownFinite, keeps_finite, keeps_finite_backward
 from layerscope.health import NonFinite
 
 FINITE_KEEPERS = [
@@ -189,3 +189,125 @@ def test_the_gradient_of_an_output_proved_clean_is_still_searched() -> None:
     scope, _ = run(model, teacher_data(6), every=1000, lenses=[NonFinite()])
     origins = [f for f in scope.findings() if f.kind == "nan_origin"]
     assert [(f.sites, f.step) for f in origins] == [(("1:output.grad",), 3)]
+
+
+def test_max_pooling_passes_a_clean_gradient_back_clean_only_where_its_windows_do_not_overlap() -> (
+    None
+):
+    assert keeps_finite_backward(nn.MaxPool2d(2))
+    assert keeps_finite_backward(nn.MaxPool2d(3, stride=3, padding=1))
+    assert not keeps_finite_backward(nn.MaxPool2d(3, stride=1, padding=1))  # gradients add up
+    assert not keeps_finite_backward(nn.MaxPool2d(2, dilation=2))
+    assert not keeps_finite_backward(nn.AdaptiveMaxPool2d(3))  # its windows may overlap
+    assert keeps_finite_backward(nn.ReLU(inplace=True))
+    assert not keeps_finite_backward(nn.Identity())  # no node of its own
+    assert not keeps_finite_backward(MyReLU())
+
+
+def big_cnn_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    # every gradient of the chain at least FOLLOW_BACK_FROM elements: 64 x 4 x 8 x 8 after pooling
+    return teacher_data(steps, shape=(1, 16, 16), batch=64)
+
+
+def big_cnn(inplace: bool = False) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(inplace=inplace),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    )
+
+
+class SitesRead:
+    """The sites the finiteness gatherer reads, per step (``note`` is run's `before_step`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.per_step: list[set[str]] = []
+        self._read: set[str] = set()
+        observe = nonfinite.FiniteGatherer._observe
+
+        def counting(gatherer, name, kind, site, tensor):  # noqa: ANN001, ANN202
+            self._read.add(site.removesuffix(nonfinite.FINITE_SUFFIX))
+            return observe(gatherer, name, kind, site, tensor)
+
+        monkeypatch.setattr(nonfinite.FiniteGatherer, "_observe", counting)
+
+    def note(self, step: int, x: torch.Tensor) -> torch.Tensor:
+        """Close the previous step's set (``before_step`` runs before each step's forward)."""
+        self.per_step.append(self._read)
+        self._read = set()
+        return x
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_conv_relu_pool_chain_reads_its_gradients_once_too(
+    inplace: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = SitesRead(monkeypatch)
+    run(big_cnn(inplace), big_cnn_data(4), every=1000, before_step=read.note)
+    # Steps 1 and 2 (idle): outputs read at the convolution and the head; output gradients at
+    # the head and the flattening (whose consumer, the head, is no such module); the pooling's,
+    # the ReLU's and the convolution's gradients are what the next module's node handed back
+    # from a clean one.
+    expected = {
+        "0:output",
+        "4:output",
+        "4:output.grad",
+        "3:output.grad",
+        "0:weight.grad",
+        "0:bias.grad",
+        "4:weight.grad",
+        "4:bias.grad",
+    }
+    assert read.per_step[2:] == [expected, expected]
+
+
+class TwoPaths(nn.Module):
+    """The convolution's output feeds a ReLU chain and a side path: its gradient is a sum."""
+
+    def __init__(self, side: nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(4 * 8 * 8, 3)
+        self.side = side
+        self.side_head = nn.Linear(4 * 16 * 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.conv(x)
+        main = self.head(self.flatten(self.pool(self.relu(t))))
+        return main + self.side_head(self.side(t).flatten(1))
+
+
+def test_a_gradient_summed_from_two_consumers_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = SitesRead(monkeypatch)
+    run(TwoPaths(nn.Tanh()), big_cnn_data(4), every=1000, before_step=read.note)
+    assert "conv:output.grad" in read.per_step[2]
+    assert "relu:output.grad" not in read.per_step[2]  # the pooling's alone
+
+
+def test_a_nan_born_on_a_second_consumers_path_is_found_at_the_summed_gradient() -> None:
+    # The ReLU hands back a clean gradient; the side path's square root a NaN at each t <= 0.
+    scope, _ = run(TwoPaths(ArmedSqrtReLU(3)), big_cnn_data(6), every=1000, lenses=[NonFinite()])
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("conv:output.grad",), 3)]
+
+
+def test_a_gradient_a_users_hook_changed_after_it_was_counted_is_not_passed_on_as_clean() -> None:
+    model = big_cnn()
+    calls = []
+
+    def poison_gradient(module: nn.Module, args: object, output: torch.Tensor) -> None:
+        calls.append(1)
+        if len(calls) - 1 >= 3:  # a hook after layerscope's: it sees the gradient first
+            output.register_hook(lambda g: g.masked_fill(torch.rand_like(g) < 0.5, float("nan")))
+
+    model[1].register_forward_hook(poison_gradient)
+    scope, _ = run(model, big_cnn_data(6), every=1000, lenses=[NonFinite()])
+    origins = [f for f in scope.findings() if f.kind == "nan_origin"]
+    assert [(f.sites, f.step) for f in origins] == [(("0:output.grad",), 3)]

@@ -7,10 +7,19 @@ finiteness gatherer has just counted clean, or proved clean this way, and nothin
 to it since, its output is clean too, and the search for NaN and Inf need not read it: a
 Conv -> ReLU -> MaxPool chain is read once, at the convolution's output, not three times.
 
-The proof is exact for the modules :func:`keeps_finite` admits, and holds only while the input
-is the very tensor that was counted, unchanged since: :class:`KnownFinite` keeps a weak
-reference to each clean tensor and the version counter it had (which every in-place torch op
-bumps), and checks both.
+The backward pass is proved the same way, from the other end. The gradient such a module's
+node hands back (a ReLU's mask of the gradient it received, a reshape, max pooling's copy of
+each value into one place) is clean when the gradient it received was counted or proved clean
+(:func:`keeps_finite_backward`). When that very tensor is the whole gradient reaching the
+module's input, no other consumer having added to it, the input's gradient is not read
+either.
+
+Each proof is exact for the modules admitted, and holds only for the very tensor that was
+counted, unchanged since: :class:`KnownFinite` keeps a weak reference to each clean tensor
+(torch keeps a tensor's Python object while the tensor lives, so an object seen again is the
+same tensor) and the version counter it had (which every in-place torch op bumps), and checks
+both. A gradient summed from several consumers is a new tensor (or the first one written in
+place), and is read.
 """
 
 from __future__ import annotations
@@ -63,6 +72,47 @@ def keeps_finite(module: nn.Module) -> bool:
     return False
 
 
+#: The autograd nodes, by module class, whose gradient w.r.t. the module's input is finite when
+#: the gradient they receive is: masks (``where(x > 0, g, 0)``), scaling by at most one, a copy
+#: of each value into at most one place (max pooling whose windows do not overlap), reshaping.
+_FINITE_BACKWARD: dict[type[nn.Module], frozenset[str]] = {
+    nn.ReLU: frozenset(
+        {"ReluBackward0", "ReluBackward1", "ThresholdBackward0", "ThresholdBackward1"}
+    ),
+    nn.ReLU6: frozenset({"HardtanhBackward0", "HardtanhBackward1"}),
+    nn.Hardtanh: frozenset({"HardtanhBackward0", "HardtanhBackward1"}),
+    nn.LeakyReLU: frozenset({"LeakyReluBackward0", "LeakyReluBackward1"}),
+    nn.MaxPool2d: frozenset({"MaxPool2DWithIndicesBackward0"}),
+    nn.MaxPool3d: frozenset({"MaxPool3DWithIndicesBackward0"}),
+    nn.Flatten: frozenset({"ViewBackward0", "UnsafeViewBackward0"}),
+    nn.Unflatten: frozenset({"ViewBackward0", "UnsafeViewBackward0"}),
+}
+
+
+def keeps_finite_backward(module: nn.Module) -> frozenset[str]:
+    """The names of the autograd nodes of `module`'s output that keep a finite gradient finite.
+
+    Empty unless :func:`keeps_finite` admits the module and its backward pass moves each
+    gradient value to at most one place, unchanged or scaled by at most one: max pooling only
+    where its windows do not overlap (overlapping ones add gradients up).
+    """
+    nodes = _FINITE_BACKWARD.get(type(module), frozenset())
+    if not nodes or not keeps_finite(module):
+        return frozenset()
+    if isinstance(module, (nn.MaxPool2d, nn.MaxPool3d)):
+        dims = 2 if isinstance(module, nn.MaxPool2d) else 3
+        kernel = _per_dim(module.kernel_size, dims)
+        stride = _per_dim(module.stride or module.kernel_size, dims)
+        dilation = _per_dim(module.dilation, dims)
+        if any(s < d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation, strict=True)):
+            return frozenset()
+    return nodes
+
+
+def _per_dim(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (value,) * dims
+
+
 class KnownFinite:
     """The tensors of the step in progress known to hold no NaN or Inf, as they are now.
 
@@ -76,6 +126,11 @@ class KnownFinite:
     def add(self, tensor: torch.Tensor) -> None:
         """Note that `tensor`, as it is now, holds no NaN or Inf."""
         self._clean[id(tensor)] = (weakref.ref(tensor), tensor._version)
+
+    def holds(self, tensor: torch.Tensor) -> bool:
+        """Whether `tensor` is known clean, as it is now."""
+        known = self._clean.get(id(tensor))
+        return known is not None and known[0]() is tensor and tensor._version == known[1]
 
     def output_is_clean(self, args: Any, output: torch.Tensor, inplace: bool) -> bool:  # noqa: ANN401
         """Whether a :func:`keeps_finite` module's `output` is clean: its input is known clean.

@@ -41,7 +41,11 @@ from layerscope.gatherers.base import (
     outside_compile,
 )
 from layerscope.gatherers.forward import RESULT_FIRST, Recomputations
-from layerscope.gatherers.known_finite import KnownFinite, keeps_finite
+from layerscope.gatherers.known_finite import (
+    KnownFinite,
+    keeps_finite,
+    keeps_finite_backward,
+)
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
 from layerscope.observation import readable_reason, site_name
 
@@ -89,6 +93,17 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     return x.numel() - torch.isfinite(x).sum(dtype=torch.float64)
 
 
+#: Elements from which a gradient proved clean through the next module's backward node is
+#: worth that node's hook: below it, reading the gradient costs less than the hook's call.
+FOLLOW_BACK_FROM = 1 << 14
+
+
+def _worth_following(args: Any) -> bool:  # noqa: ANN401
+    """Whether the gradient reaching a module's input (``args[0]``) is worth proving clean."""
+    source = args[0] if args else None
+    return isinstance(source, torch.Tensor) and source.is_cpu and source.numel() >= FOLLOW_BACK_FROM
+
+
 def _counted_clean(tensor: torch.Tensor, bad: int | torch.Tensor) -> bool:
     """Whether `bad`, :func:`nonfinite_count` of `tensor`, says the engine read it clean.
 
@@ -132,6 +147,14 @@ class FiniteGatherer(Gatherer):
             name: bool(getattr(module, "inplace", False))
             for name, module in self._outputs.items()
             if keeps_finite(module)
+        }
+        # The same for gradients: the gradients of the step counted or proved clean, and the
+        # modules whose backward node keeps a clean gradient clean (by the node's name).
+        self._known_grads = KnownFinite()
+        self._back_finite = {
+            name: nodes
+            for name, module in self._outputs.items()
+            if (nodes := keeps_finite_backward(module))
         }
         # The plan's decisions (see follow): module -> (count outputs, count their gradients)
         self._planned: dict[str, tuple[bool | None, bool | None]] = {}
@@ -212,13 +235,33 @@ class FiniteGatherer(Gatherer):
                         self._known.add(tensor)  # no such module keeps no record)
             if want_grad and tensor.requires_grad:
                 tensor.register_hook(grad_hook)
+                nodes = self._back_finite.get(name)
+                if nodes is not None and tensor is output and _worth_following(args):
+                    self._follow_back(tensor, nodes)
 
     _forward_hook = outside_compile(_observe_call)
 
+    def _follow_back(self, output: torch.Tensor, nodes: frozenset[str]) -> None:
+        """Watch `output`'s node hand a gradient back to its module's input (one edge)."""
+        node = output.grad_fn
+        if node is not None and type(node).__name__ in nodes and len(node.next_functions) == 1:
+            node.register_hook(partial(self._passed_back, output.output_nr))
+
+    @contained
+    def _passed_back(self, nr: int, grad_inputs: Any, grad_outputs: Any) -> None:  # noqa: ANN401
+        """A node of :meth:`_follow_back` ran: what it handed back is clean if what it got was."""
+        received = grad_outputs[nr] if nr < len(grad_outputs) else None
+        if received is not None and grad_inputs and grad_inputs[0] is not None:
+            if self._known_grads.holds(received):
+                self._known_grads.add(grad_inputs[0])
+
     @contained
     def _grad_hook(self, name: str, site: str, grad: torch.Tensor) -> None:
-        if not self._closed:
-            self._observe(name, "output.grad.finite", site, grad)
+        if self._closed or self._known_grads.holds(grad):  # (proved clean by the next module)
+            return
+        bad = self._observe(name, "output.grad.finite", site, grad)
+        if self._back_finite and _counted_clean(grad, bad):
+            self._known_grads.add(grad)
 
     def _observe(self, name: str, kind: str, site: str, tensor: torch.Tensor) -> int | torch.Tensor:
         """Hand ``[nonfinite, size]`` of `tensor` to the scope (on the CPU only when nonzero).
@@ -242,6 +285,7 @@ class FiniteGatherer(Gatherer):
         """
         self._calls.clear()
         self._known.clear()
+        self._known_grads.clear()
         summarized = self.context.summarized
         for name, kind, counted, site, param, planned in self._planned_grads:
             grad = param.grad
