@@ -87,19 +87,20 @@ def test_a_known_tensor_is_known_only_as_it_was() -> None:
     assert not known.output_is_clean((x,), x.relu(), inplace=False)
 
 
-def small_cnn(inplace: bool) -> nn.Sequential:
+def small_cnn(inplace: bool = False, side: int = 8) -> nn.Sequential:
+    """Conv, ReLU, MaxPool, Flatten, Linear over `side` x `side` images."""
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
         nn.ReLU(inplace=inplace),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(4 * 4 * 4, 3),
+        nn.Linear(4 * (side // 2) ** 2, 3),
     )
 
 
-def cnn_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return teacher_data(steps, shape=(1, 8, 8), batch=8)
+def cnn_data(steps: int, side: int = 8, batch: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return teacher_data(steps, shape=(1, side, side), batch=batch)
 
 
 @pytest.mark.parametrize("inplace", [False, True])
@@ -206,18 +207,11 @@ def test_max_pooling_passes_a_clean_gradient_back_clean_only_where_its_windows_d
 
 def big_cnn_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     # every gradient of the chain at least FOLLOW_BACK_FROM elements: 64 x 4 x 8 x 8 after pooling
-    return teacher_data(steps, shape=(1, 16, 16), batch=64)
+    return cnn_data(steps, side=16, batch=64)
 
 
 def big_cnn(inplace: bool = False) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(inplace=inplace),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * 8 * 8, 3),
-    )
+    return small_cnn(inplace, side=16)
 
 
 class SitesRead:
