@@ -7,7 +7,7 @@ For an MLP, a small CNN and a small transformer encoder on the CPU, the same tra
 - under ``layerscope.watch`` with the default lenses at ``every=1`` and ``every=10``, and at
   ``every=1`` writing a TensorBoard run (``logdir=``);
 - under ``layerscope.watch`` on steps that no lens but the NaN search observes (``idle``: the
-  nine steps in ten between ``every=10``'s observations, which pay the loss's hooks and the
+  nine steps in ten between ``every=10``'s observations, which pay the step clock's hooks and the
   search for NaN and Inf in every output, output gradient and parameter gradient);
 - under ``wandb.watch(model, log="all", log_freq=1)`` in offline mode (if wandb is installed);
 - with TensorBoard ``add_histogram`` over ``named_parameters()`` (values and grads) every step;
