@@ -132,7 +132,12 @@ class KnownFinite:
         known = self._clean.get(id(tensor))
         return known is not None and known[0]() is tensor and tensor._version == known[1]
 
-    def output_is_clean(self, args: Any, output: torch.Tensor, inplace: bool) -> bool:  # noqa: ANN401
+    def output_is_clean(
+        self,
+        args: Any,  # noqa: ANN401 - a module's positional arguments
+        output: torch.Tensor,
+        inplace: bool,
+    ) -> bool:
         """Whether a :func:`keeps_finite` module's `output` is clean: its input is known clean.
 
         `args` are the positional arguments of the call; the input is the first. A module that
