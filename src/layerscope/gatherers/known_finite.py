@@ -127,10 +127,16 @@ class KnownFinite:
         """Note that `tensor`, as it is now, holds no NaN or Inf."""
         self._clean[id(tensor)] = (weakref.ref(tensor), tensor._version)
 
+    def _version_when_clean(self, tensor: torch.Tensor) -> int | None:
+        """The version `tensor` had when it was known clean; None when it never was."""
+        known = self._clean.get(id(tensor))
+        if known is None or known[0]() is not tensor:  # another tensor at a reused address
+            return None
+        return known[1]
+
     def holds(self, tensor: torch.Tensor) -> bool:
         """Whether `tensor` is known clean, as it is now."""
-        known = self._clean.get(id(tensor))
-        return known is not None and known[0]() is tensor and tensor._version == known[1]
+        return self._version_when_clean(tensor) == tensor._version
 
     def output_is_clean(
         self,
@@ -146,11 +152,9 @@ class KnownFinite:
         if not args or type(args[0]) is not torch.Tensor:
             return False
         source = args[0]
-        known = self._clean.get(id(source))
-        if known is None or known[0]() is not source:  # another tensor at a reused address
-            return False
+        version = self._version_when_clean(source)
         written = 1 if inplace and output is source else 0
-        return source._version == known[1] + written
+        return version is not None and source._version == version + written
 
     def clear(self) -> None:
         """Forget every tensor (at the step boundary)."""

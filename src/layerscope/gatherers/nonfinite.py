@@ -68,6 +68,11 @@ TORCH_SUM_FROM = 1 << 18
 _KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 
 
+def _engine_reads(x: torch.Tensor) -> bool:
+    """Whether :func:`nonfinite_count` reads `x` itself (not: a tensor no statistic reads)."""
+    return x.dtype in _KERNEL_DTYPES and x.is_cpu and x.layout == torch.strided
+
+
 def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     """The non-finite elements of `tensor`: an int for a CPU tensor, else a 0-d device tensor.
 
@@ -79,7 +84,7 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     statistic reads (integers cannot be non-finite) count 0.
     """
     x = tensor.detach()
-    if x.dtype in _KERNEL_DTYPES and x.is_cpu and x.layout == torch.strided:  # the usual case
+    if _engine_reads(x):  # the usual case
         if x.numel() >= TORCH_SUM_FROM:  # torch's resident threads read it faster
             wide = torch.float64 if x.dtype == torch.float64 else torch.float32
             if math.isfinite(x.sum(dtype=wide)):
@@ -110,14 +115,7 @@ def _counted_clean(tensor: torch.Tensor, bad: int | torch.Tensor) -> bool:
     Not a count of 0 given for a tensor no statistic reads (sparse, integer, meta), nor one on a
     device.
     """
-    return (
-        type(bad) is int
-        and bad == 0
-        and type(tensor) is torch.Tensor
-        and tensor.is_cpu
-        and tensor.dtype in _KERNEL_DTYPES
-        and tensor.layout == torch.strided
-    )
+    return type(bad) is int and bad == 0 and type(tensor) is torch.Tensor and _engine_reads(tensor)
 
 
 class FiniteGatherer(Gatherer):
