@@ -16,8 +16,9 @@ The data is read once: a site another gatherer hands to the scope on the step is
 there, and its summary's non-finite count is the one the NaN search reads
 (:func:`~layerscope.health.nonfinite.nonfinite_of`); this gatherer hooks and counts only the
 sites no other lens observes on the step. Nor is an output read whose module cannot make a
-NaN or Inf out of a clean input that was just counted (a ReLU after a convolution:
-:mod:`~layerscope.gatherers.known_finite`).
+NaN or Inf out of a clean input that was just counted (a ReLU after a convolution), nor a
+gradient such a module's node handed back from a clean one, when nothing else added to it
+(:mod:`~layerscope.gatherers.known_finite`).
 """
 
 from __future__ import annotations
