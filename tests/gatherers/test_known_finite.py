@@ -103,39 +103,38 @@ def cnn_data(steps: int, side: int = 8, batch: int = 8) -> list[tuple[torch.Tens
     return teacher_data(steps, shape=(1, side, side), batch=batch)
 
 
+class SitesRead:
+    """The sites the finiteness gatherer reads, per step (``note`` is run's `before_step`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.per_step: list[set[str]] = []
+        self._read: set[str] = set()
+        observe = nonfinite.FiniteGatherer._observe
+
+        def counting(gatherer, name, kind, site, tensor):  # noqa: ANN001, ANN202
+            self._read.add(site.removesuffix(nonfinite.FINITE_SUFFIX))
+            return observe(gatherer, name, kind, site, tensor)
+
+        monkeypatch.setattr(nonfinite.FiniteGatherer, "_observe", counting)
+
+    def note(self, step: int, x: torch.Tensor) -> torch.Tensor:
+        """Close the previous step's set (``before_step`` runs before each step's forward)."""
+        self.per_step.append(self._read)
+        self._read = set()
+        return x
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_a_conv_relu_pool_chain_is_read_once_on_the_steps_between_observations(
     inplace: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = small_cnn(inplace)
-    # each module output (held, so that no other tensor takes its address) -> the first module
-    # that returned it: an in-place ReLU returns the convolution's tensor
-    outputs: dict[int, tuple[str, torch.Tensor]] = {}
-
-    def keep(name: str, output: torch.Tensor) -> None:
-        outputs.setdefault(id(output), (name, output))
-
-    for name, module in model.named_children():
-        module.register_forward_hook(lambda m, a, out, name=name: keep(name, out))
-    read: list[torch.Tensor] = []
-    count = nonfinite.nonfinite_count
-    monkeypatch.setattr(nonfinite, "nonfinite_count", lambda t: read.append(t) or count(t))
-    outputs_read: list[set[str]] = []  # per step
-
-    def note_reads(step: int, x: torch.Tensor) -> torch.Tensor:
-        kept = (outputs.get(id(t)) for t in read)
-        outputs_read.append(
-            {k[0] for k, t in zip(kept, read, strict=True) if k is not None and k[1] is t}
-        )
-        read.clear()
-        outputs.clear()
-        return x
-
-    run(model, cnn_data(4), every=1000, before_step=note_reads)
+    read = SitesRead(monkeypatch)
+    run(small_cnn(inplace), cnn_data(4), every=1000, before_step=read.note)
     # Step 0, observed by every lens, summarizes the outputs; steps 1 and 2 observe nothing
     # else, and the search reads the convolution's and the head's outputs: the ReLU's, the
     # pooling's and the flattening's are proved clean.
-    assert outputs_read[2:] == [{"0", "4"}, {"0", "4"}]
+    outputs_read = [{site for site in step if site.endswith(":output")} for step in read.per_step]
+    assert outputs_read[2:] == [{"0:output", "4:output"}, {"0:output", "4:output"}]
 
 
 def poison_after(armed_at: int):
@@ -212,27 +211,6 @@ def big_cnn_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def big_cnn(inplace: bool = False) -> nn.Sequential:
     return small_cnn(inplace, side=16)
-
-
-class SitesRead:
-    """The sites the finiteness gatherer reads, per step (``note`` is run's `before_step`)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.per_step: list[set[str]] = []
-        self._read: set[str] = set()
-        observe = nonfinite.FiniteGatherer._observe
-
-        def counting(gatherer, name, kind, site, tensor):  # noqa: ANN001, ANN202
-            self._read.add(site.removesuffix(nonfinite.FINITE_SUFFIX))
-            return observe(gatherer, name, kind, site, tensor)
-
-        monkeypatch.setattr(nonfinite.FiniteGatherer, "_observe", counting)
-
-    def note(self, step: int, x: torch.Tensor) -> torch.Tensor:
-        """Close the previous step's set (``before_step`` runs before each step's forward)."""
-        self.per_step.append(self._read)
-        self._read = set()
-        return x
 
 
 @pytest.mark.parametrize("inplace", [False, True])
