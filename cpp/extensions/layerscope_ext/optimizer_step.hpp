@@ -49,6 +49,8 @@ struct StepInputs {
   /// At most this many threads read a large parameter (the caller's included); 0: as many as
   /// the hardware has. The Python package passes torch.get_num_threads().
   unsigned max_threads = 0;
+  /// Threads lent for the split (see ThreadTeam); none: threads are started for the call.
+  ThreadTeam team{};
 };
 
 /// What summarize_step() read. Summaries follow summarize()'s conventions (NaN and ±Inf counted
@@ -170,7 +172,7 @@ inline StepSummary summarize_step(const StepInputs& in) {
   }
   const std::int64_t blocks = (in.size + detail::kSummaryBlock - 1) / detail::kSummaryBlock;
   const unsigned workers =
-      detail::split_workers(in.size, blocks, detail::kSummaryParallelMin, in.max_threads);
+      detail::split_workers(in.size, blocks, detail::kSummaryParallelMin, in.max_threads, in.team);
   const bool wide = detail::cpu_has_avx2_fma();
   StepSummary empty;
   empty.states.resize(in.states.size());
@@ -178,10 +180,13 @@ inline StepSummary summarize_step(const StepInputs& in) {
   std::vector<double> before_sq(workers, 0.0);
   std::vector<float> sizes;
   if (in.adam) sizes.resize(static_cast<std::size_t>((in.size + in.adam->stride - 1) / in.adam->stride));
-  detail::parallel_for(blocks, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-    step_detail::summarize_step_blocks(in, begin, end, wide, partial[w], before_sq[w],
-                                       sizes.data());
-  });
+  detail::parallel_for(
+      blocks, workers,
+      [&](unsigned w, std::int64_t begin, std::int64_t end) {
+        step_detail::summarize_step_blocks(in, begin, end, wide, partial[w], before_sq[w],
+                                           sizes.data());
+      },
+      in.team);
   StepSummary result = std::move(partial[0]);
   for (unsigned w = 1; w < workers; ++w) {
     merge(result.update, partial[w].update);

@@ -76,16 +76,17 @@ std::int64_t count_exponent_ones_fast(const U* x, std::int64_t n, bool wide) {
 
 /// The NaN and +/-Inf elements of `view` (any strides; each element of a broadcast view counts
 /// as often as it appears). A contiguous view of at least kNonfiniteParallelMin elements is
-/// split over at most `max_threads` threads (0: the hardware's). Never throws but for
-/// std::system_error when a thread cannot start.
-inline std::int64_t count_nonfinite(const BufferView& view, unsigned max_threads = 0) {
+/// split over at most `max_threads` threads (0: the hardware's), on `team` when one is lent.
+/// Never throws but for std::system_error when a thread cannot start.
+inline std::int64_t count_nonfinite(const BufferView& view, unsigned max_threads = 0,
+                                    const ThreadTeam& team = {}) {
   const bool wide = detail::cpu_has_avx2_fma();
   return visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using U = typename detail::ExponentBits<D>::type;
     constexpr U kMask = detail::ExponentBits<D>::mask;
     return detail::sum_over_elements<std::int64_t, U>(
-        view, kNonfiniteParallelMin, max_threads,
+        view, kNonfiniteParallelMin, max_threads, team,
         [&](const U* bits, std::int64_t n) {
           return detail::count_exponent_ones_fast<U, kMask>(bits, n, wide);
         },

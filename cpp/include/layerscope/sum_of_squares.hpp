@@ -110,15 +110,16 @@ double squares_fast(const typename Element<D>::storage* x, std::int64_t n, bool 
 /// (|x| > 1.8e19): a finite result proves every element finite. Float16, bfloat16 and float32
 /// squares are added in float for at most 16 terms a lane, so the relative error against a
 /// float64 oracle stays below 1e-6. A contiguous view of at least kSquaresParallelMin elements
-/// is split over at most `max_threads` threads (0: the hardware's). Never throws but for
-/// std::system_error when a thread cannot start.
-inline double sum_of_squares(const BufferView& view, unsigned max_threads = 0) {
+/// is split over at most `max_threads` threads (0: the hardware's), on `team` when one is lent.
+/// Never throws but for std::system_error when a thread cannot start.
+inline double sum_of_squares(const BufferView& view, unsigned max_threads = 0,
+                             const ThreadTeam& team = {}) {
   const bool wide = detail::cpu_has_avx2_fma();
   return visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using S = typename Element<D>::storage;
     return detail::sum_over_elements<double, S>(
-        view, kSquaresParallelMin, max_threads,
+        view, kSquaresParallelMin, max_threads, team,
         [&](const S* x, std::int64_t n) { return detail::squares_fast<D>(x, n, wide); },
         [](const S* x) {
           const double v = Element<D>::load(x);

@@ -36,6 +36,8 @@ struct SummaryOptions {
   /// At most this many threads read a large buffer (the caller's included); 0: as many as the
   /// hardware has. The Python package passes torch.get_num_threads().
   unsigned max_threads = 0;
+  /// Threads lent for the split (see ThreadTeam); none: threads are started for the call.
+  ThreadTeam team{};
 };
 
 /// Statistics of one buffer.
@@ -311,8 +313,8 @@ inline void repeat_summary(Summary& s, std::int64_t repeat) {
 /// Buffers smaller than this are summarized on the calling thread alone.
 inline constexpr std::int64_t kSummaryParallelMin = std::int64_t{1} << 20;
 /// Long runs are cut into pieces of about this many elements so that a single contiguous
-/// tensor can be shared among workers.
-inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 16;
+/// tensor can be shared among workers: one of kLentTeamParallelMin elements in four.
+inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 14;
 
 }  // namespace detail
 
@@ -351,7 +353,8 @@ inline Summary fold_summary(const BufferView& view, const SummaryOptions& option
   const std::int64_t piece = (length + pieces - 1) / std::max<std::int64_t>(pieces, 1);
   const std::int64_t units = runs * pieces;
   const std::int64_t total = runs * length;
-  const unsigned workers = split_workers(total, units, kSummaryParallelMin, options.max_threads);
+  const unsigned workers = split_workers(total, units, kSummaryParallelMin, options.max_threads,
+                                         options.team);
   std::vector<Summary> partial(workers, empty_summary(channels));
   const auto counted = static_cast<std::size_t>(activity != nullptr ? activity->channels : 0);
   std::vector<std::vector<std::int64_t>> active(counted > 0 ? workers : 0,
@@ -382,7 +385,7 @@ inline Summary fold_summary(const BufferView& view, const SummaryOptions& option
       });
       folder.flush();
       if (activity != nullptr) counter.finish();
-    });
+    }, options.team);
   });
   Summary result = std::move(partial[0]);
   for (unsigned w = 1; w < workers; ++w) merge(result, partial[w]);
@@ -433,7 +436,7 @@ inline Summary summarize_with(const BufferView& view, const SummaryOptions& opti
   s.channel_sum_sq.clear();
   if (view.channel_axis >= 0 && !by_block)
     s.channel_active = channel_activity(view, limit, !options.threshold.has_value(), wide,
-                                        kSummaryParallelMin, options.max_threads);
+                                        kSummaryParallelMin, options.max_threads, options.team);
   return s;
 }
 }  // namespace detail

@@ -314,24 +314,28 @@ void add_channel_activity(const RunPlan& plan, std::int64_t begin, std::int64_t 
 }
 
 /// Active elements per channel of `view` (one entry without a channel axis). Large buffers are
-/// split by runs among at most thread_cap(max_threads) threads.
+/// split by runs among at most thread_cap(max_threads) threads, on `team` when one is lent.
 inline std::vector<std::int64_t> channel_activity(const BufferView& view, double limit,
                                                   bool absolute, bool wide,
-                                                  std::int64_t parallel_min, unsigned max_threads) {
+                                                  std::int64_t parallel_min, unsigned max_threads,
+                                                  const ThreadTeam& team = {}) {
   const std::int64_t channels = view.channels();
   const RunPlan plan(view);
   const std::int64_t runs = plan.run_count();
   const std::int64_t total = runs * plan.run_length();
-  const unsigned workers = split_workers(total, runs, parallel_min, max_threads);
+  const unsigned workers = split_workers(total, runs, parallel_min, max_threads, team);
   std::vector<std::vector<std::int64_t>> partial(
       workers, std::vector<std::int64_t>(static_cast<std::size_t>(channels), 0));
   visit_dtype(view.dtype, [&](auto tag) {
     constexpr DType D = decltype(tag)::value;
     using T = std::conditional_t<D == DType::Float64, double, float>;
     const ActiveTest<T> test{round_down<T>(limit), absolute, wide};
-    parallel_for(runs, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-      add_channel_activity<D>(plan, begin, end, test, partial[w].data(), channels);
-    });
+    parallel_for(
+        runs, workers,
+        [&](unsigned w, std::int64_t begin, std::int64_t end) {
+          add_channel_activity<D>(plan, begin, end, test, partial[w].data(), channels);
+        },
+        team);
   });
   for (unsigned w = 1; w < workers; ++w)
     for (std::int64_t c = 0; c < channels; ++c) partial[0][c] += partial[w][c];

@@ -1,4 +1,5 @@
-// Splits an index range over a few std::threads; the caller's thread takes the first share.
+// Splits an index range over a few threads: a team the caller lends, or std::threads started
+// for the call, of which the caller's thread takes the first share.
 #pragma once
 
 #include <algorithm>
@@ -6,6 +7,8 @@
 #include <exception>
 #include <thread>
 #include <vector>
+
+#include "layerscope/thread_team.hpp"
 
 namespace layerscope::detail {
 
@@ -27,44 +30,52 @@ inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker,
 }
 
 /// Workers for `total` elements cut into `units` pieces of work: one below `parallel_min`
-/// elements, else worker_count(total, parallel_min / 2, max_threads), and never more than there
-/// are units. Counted in 64 bits throughout: a view of 2^48 elements has more units than
-/// `unsigned` holds.
+/// elements (at most kLentTeamParallelMin when a team is lent), else worker_count(total,
+/// parallel_min / 2, max_threads), and never more than there are units. Counted in 64 bits
+/// throughout: a view of 2^48 elements has more units than `unsigned` holds.
 inline unsigned split_workers(std::int64_t total, std::int64_t units, std::int64_t parallel_min,
-                              unsigned max_threads) noexcept {
+                              unsigned max_threads, const ThreadTeam& team = {}) noexcept {
+  if (team) parallel_min = std::min(parallel_min, kLentTeamParallelMin);
   if (total < parallel_min) return 1;
   const unsigned wanted = worker_count(total, parallel_min / 2, max_threads);
   return static_cast<unsigned>(std::clamp<std::int64_t>(units, 1, wanted));
 }
 
-/// Calls body(worker, begin, end) on `workers` contiguous slices of [0, count). Slices are
-/// disjoint and cover the range in order; an exception thrown by any worker is rethrown here
-/// after all threads have joined.
+/// Where worker `w`'s contiguous slice of [0, count) starts when `workers` share it evenly.
+inline std::int64_t slice_start(std::int64_t count, unsigned workers, unsigned w) noexcept {
+  return count * w / workers;
+}
+
+/// Calls body(worker, begin, end) on `workers` contiguous slices of [0, count), on `team` when
+/// one is lent, else on threads started here. Slices are disjoint and cover the range in order;
+/// an exception thrown by any worker is rethrown here after all workers have finished.
 template <class Body>
-void parallel_for(std::int64_t count, unsigned workers, Body&& body) {
+void parallel_for(std::int64_t count, unsigned workers, Body&& body, const ThreadTeam& team = {}) {
   if (workers <= 1 || count <= 1) {
     body(0u, std::int64_t{0}, count);
     return;
   }
-  std::vector<std::thread> threads;
   std::vector<std::exception_ptr> errors(workers);
-  threads.reserve(workers - 1);
-  const auto slice = [count, workers](unsigned w) { return count * w / workers; };
-  for (unsigned w = 1; w < workers; ++w) {
-    threads.emplace_back([&, w] {
-      try {
-        body(w, slice(w), slice(w + 1));
-      } catch (...) {
-        errors[w] = std::current_exception();
-      }
-    });
+  const auto run_worker = [&](unsigned w) {
+    try {
+      body(w, slice_start(count, workers, w), slice_start(count, workers, w + 1));
+    } catch (...) {
+      errors[w] = std::current_exception();
+    }
+  };
+  using Worker = decltype(run_worker);
+  if (team) {
+    team.run(
+        team.runtime, workers,
+        [](void* context, unsigned w) { (*static_cast<const Worker*>(context))(w); },
+        const_cast<void*>(static_cast<const void*>(&run_worker)));
+  } else {
+    std::vector<std::thread> threads;
+    threads.reserve(workers - 1);
+    for (unsigned w = 1; w < workers; ++w) threads.emplace_back(run_worker, w);
+    run_worker(0);
+    for (auto& t : threads) t.join();
   }
-  try {
-    body(0u, slice(0), slice(1));
-  } catch (...) {
-    errors[0] = std::current_exception();
-  }
-  for (auto& t : threads) t.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
 }

@@ -16,10 +16,11 @@ namespace layerscope::detail {
 /// contiguous elements from x (the fast kernel) and `one(p)` gives for the element at p (a
 /// strided run), both reading the elements as `S` (their storage, or their bits). Each element
 /// of a broadcast view counts as often as it appears. A contiguous view of at least
-/// `parallel_min` elements is split over at most `max_threads` threads (0: the hardware's).
+/// `parallel_min` elements is split over at most `max_threads` threads (0: the hardware's), on
+/// `team` when one is lent.
 template <class T, class S, class Contiguous, class One>
 T sum_over_elements(const BufferView& view, std::int64_t parallel_min, unsigned max_threads,
-                    Contiguous&& contiguous, One&& one) {
+                    const ThreadTeam& team, Contiguous&& contiguous, One&& one) {
   const DistinctView distinct = distinct_elements(view);
   const RunPlan plan(distinct.view);
   const std::int64_t length = plan.run_length();
@@ -27,14 +28,17 @@ T sum_over_elements(const BufferView& view, std::int64_t parallel_min, unsigned 
   if (plan.run_count() == 1 && plan.run_stride() == 1) {  // contiguous: the usual case
     const S* x = nullptr;
     plan.for_each_run([&](const Run& run) { x = reinterpret_cast<const S*>(run.data); });
-    const unsigned workers = split_workers(length, length, parallel_min, max_threads);
+    const unsigned workers = split_workers(length, length, parallel_min, max_threads, team);
     if (workers == 1) {  // the usual size: no partial sums to allocate
       total = contiguous(x, length);
     } else {
       std::vector<T> parts(workers, T{});
-      parallel_for(length, workers, [&](unsigned w, std::int64_t begin, std::int64_t end) {
-        parts[w] = contiguous(x + begin, end - begin);
-      });
+      parallel_for(
+          length, workers,
+          [&](unsigned w, std::int64_t begin, std::int64_t end) {
+            parts[w] = contiguous(x + begin, end - begin);
+          },
+          team);
       for (const T part : parts) total += part;
     }
   } else {
