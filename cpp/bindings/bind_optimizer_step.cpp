@@ -39,10 +39,11 @@ void bind_optimizer_step(nb::module_& m) {
       [](std::int64_t size, std::optional<Floats> after, std::optional<Floats> before,
          const std::vector<Floats>& states, std::optional<Floats> second, double correction,
          double eps, double lr, double level, std::int64_t stride,
-         std::optional<int> max_threads) {
+         std::optional<int> max_threads, const LentTeam* team) {
         ext::StepInputs in;
         in.size = size;
         in.max_threads = thread_limit(max_threads, "summarize_step");
+        in.team = team_of(team);
         if (after.has_value() != before.has_value())
           throw nb::value_error("summarize_step: give both after and before, or neither");
         if (after) {
@@ -76,7 +77,7 @@ void bind_optimizer_step(nb::module_& m) {
       nb::arg("size"), nb::arg("after").none(), nb::arg("before").none(), nb::arg("states"),
       nb::arg("second").none(), nb::arg("correction") = 1.0, nb::arg("eps") = 0.0,
       nb::arg("lr") = 0.0, nb::arg("level") = 0.0, nb::arg("stride") = 1,
-      nb::arg("max_threads") = nb::none(),
+      nb::arg("max_threads") = nb::none(), nb::arg("team").none() = nb::none(),
       "One pass over a parameter's step, every array contiguous float32 on the CPU with `size` "
       "elements. Returns (update, states, adam): update is None without after/before, else "
       "(SiteSummary of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); "
@@ -84,7 +85,8 @@ void bind_optimizer_step(nb::module_& m) {
       "SiteSummary of v, "
       "smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step "
       "sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). max_threads caps "
-      "the threads that read a large parameter (None: the hardware's).");
+      "the threads that read a large parameter (None: the hardware's)."
+      " With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.");
 }
 
 }  // namespace layerscope::bindings

@@ -172,21 +172,24 @@ void bind_site_summary(nb::module_& m) {
   m.def(
       "summarize_site",
       [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold, std::optional<int> max_threads) {
+         std::optional<double> threshold, std::optional<int> max_threads, const LentTeam* team) {
         const BufferView view = view_of(array, channel_axis, "summarize_site");
         SummaryOptions options;
         options.eps = eps;
         options.threshold = threshold;
         options.channel_sums = false;
         options.max_threads = thread_limit(max_threads, "summarize_site");
+        options.team = team_of(team);
         nb::gil_scoped_release released;
         return site_summary(summarize(view, options), channel_axis.has_value());
       },
       nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
       nb::arg("threshold") = nb::none(), nb::arg("max_threads") = nb::none(),
+      nb::arg("team").none() = nb::none(),
       "The SiteSummary of a float32/float64/float16/bfloat16 CPU array, any strides: one pass "
       "of summarize(); per-unit active counts along `channel_axis` (None: no unit counts); "
-      "large arrays are read by at most max_threads threads (None: the hardware's).");
+      "large arrays are read by at most max_threads threads (None: the hardware's)."
+      " With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.");
 }
 
 }  // namespace layerscope::bindings

@@ -42,7 +42,8 @@ template <class T> auto numpy_copy(const std::vector<T>& values) {
 // summarize() with its arguments checked; the errors name `caller`.
 Summary checked_summarize(const AnyArray& array, std::optional<int> channel_axis, double eps,
                           std::optional<double> threshold, bool channel_sums,
-                          std::optional<int> max_threads, const char* caller) {
+                          std::optional<int> max_threads, const LentTeam* team,
+                          const char* caller) {
   const BufferView view = view_of(array, channel_axis, caller);
   if (!(eps >= 0.0))
     throw nb::value_error((std::string(caller) + ": eps must be >= 0, got " + std::to_string(eps)).c_str());
@@ -53,6 +54,7 @@ Summary checked_summarize(const AnyArray& array, std::optional<int> channel_axis
   options.threshold = threshold;
   options.channel_sums = channel_sums;
   options.max_threads = thread_limit(max_threads, caller);
+  options.team = team_of(team);
   nb::gil_scoped_release released;
   return summarize(view, options);
 }
@@ -107,15 +109,17 @@ void bind_summary(nb::module_& m) {
   m.def(
       "summarize",
       [](const AnyArray& array, std::optional<int> channel_axis, double eps,
-         std::optional<double> threshold, bool channel_sums, std::optional<int> max_threads) {
+         std::optional<double> threshold, bool channel_sums, std::optional<int> max_threads,
+         const LentTeam* team) {
         return checked_summarize(array, channel_axis, eps, threshold, channel_sums, max_threads,
-                                 "summarize");
+                                 team, "summarize");
       },
       nb::arg("array"), nb::arg("channel_axis") = nb::none(), nb::arg("eps") = 0.0,
       nb::arg("threshold") = nb::none(), nb::arg("channel_sums") = true,
-      nb::arg("max_threads") = nb::none(),
+      nb::arg("max_threads") = nb::none(), nb::arg("team").none() = nb::none(),
       "One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large "
-      "arrays are read by at most max_threads threads (None: the hardware's).");
+      "arrays are read by at most max_threads threads (None: the hardware's)."
+      " With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.");
 }
 
 }  // namespace layerscope::bindings

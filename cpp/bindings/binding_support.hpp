@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "layerscope/buffer.hpp"
+#include "layerscope/thread_team.hpp"
+#include "layerscope_ext/openmp_team.hpp"
 
 namespace layerscope::bindings {
 
@@ -85,6 +87,16 @@ inline unsigned thread_limit(std::optional<int> max_threads, const char* caller)
                            "hardware's threads), got " + std::to_string(*max_threads))
                               .c_str());
   return static_cast<unsigned>(*max_threads);
+}
+
+/// layerscope._core.ThreadTeam: the OpenMP runtime a kernel call may borrow threads from.
+struct LentTeam {
+  ext::OpenMPRuntime runtime;
+};
+
+/// The ThreadTeam behind a kernel's `team` argument; no team when Python passed None.
+inline ThreadTeam team_of(const LentTeam* team) {
+  return team != nullptr ? ext::openmp_team(team->runtime) : ThreadTeam{};
 }
 
 /// A copy of serialized state as Python bytes.

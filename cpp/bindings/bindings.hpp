@@ -15,4 +15,5 @@ void bind_crc32c(nanobind::module_& m);
 void bind_optimizer_step(nanobind::module_& m);
 void bind_nonfinite(nanobind::module_& m);
 void bind_sum_of_squares(nanobind::module_& m);
+void bind_thread_team(nanobind::module_& m);
 }  // namespace layerscope::bindings

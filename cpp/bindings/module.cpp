@@ -7,6 +7,7 @@ NB_MODULE(_core, m) {
   // globals, in a Scope closed at exit); nanobind's shutdown leak report would only be noise.
   nanobind::set_leak_warnings(false);
   using namespace layerscope::bindings;
+  bind_thread_team(m);  // first: the kernels' signatures name it
   bind_summary(m);
   bind_site_summary(m);
   bind_nonfinite(m);

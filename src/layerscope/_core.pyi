@@ -9,6 +9,19 @@ import numpy
 from numpy.typing import NDArray
 
 
+class ThreadTeam:
+    """
+    Threads the kernels borrow for a large buffer (their `team` argument): those of the OpenMP runtime already loaded into the process, which start in microseconds where threads of the kernels' own take tens, and which read the shares of a tensor that they wrote themselves.
+    """
+
+    @staticmethod
+    def openmp() -> ThreadTeam | None:
+        """
+        The team of the OpenMP runtime (libgomp, libiomp5 or libomp) that a library of the process has loaded, such as PyTorch's; None when none is loaded (nothing is loaded here) or the platform has no dlopen.
+        """
+
+    def __repr__(self) -> str: ...
+
 class Summary:
     """
     Statistics of one buffer, as returned by :func:`summarize`; read-only.
@@ -140,9 +153,9 @@ class Summary:
 
     def __repr__(self) -> str: ...
 
-def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, channel_sums: bool = True, max_threads: int | None = None) -> Summary:
+def summarize(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, channel_sums: bool = True, max_threads: int | None = None, team: ThreadTeam | None = None) -> Summary:
     """
-    One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large arrays are read by at most max_threads threads (None: the hardware's).
+    One-pass Summary of a float32/float64/float16/bfloat16 CPU array, any strides; large arrays are read by at most max_threads threads (None: the hardware's). With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.
     """
 
 class SiteSummary:
@@ -264,19 +277,19 @@ class SiteSummary:
 
     fields: tuple = ...
 
-def summarize_site(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, max_threads: int | None = None) -> SiteSummary:
+def summarize_site(array: Annotated[NDArray, dict(writable=False)], channel_axis: int | None = None, eps: float = 0.0, threshold: float | None = None, max_threads: int | None = None, team: ThreadTeam | None = None) -> SiteSummary:
     """
-    The SiteSummary of a float32/float64/float16/bfloat16 CPU array, any strides: one pass of summarize(); per-unit active counts along `channel_axis` (None: no unit counts); large arrays are read by at most max_threads threads (None: the hardware's).
-    """
-
-def count_nonfinite(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None) -> int:
-    """
-    The NaN and +/-Inf elements of a float32/float64/float16/bfloat16 CPU array, any strides, read by their exponent bits in place; large contiguous arrays are read by at most max_threads threads (None: the hardware's).
+    The SiteSummary of a float32/float64/float16/bfloat16 CPU array, any strides: one pass of summarize(); per-unit active counts along `channel_axis` (None: no unit counts); large arrays are read by at most max_threads threads (None: the hardware's). With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.
     """
 
-def sum_of_squares(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None) -> float:
+def count_nonfinite(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None, team: ThreadTeam | None = None) -> int:
     """
-    The sum of the squares of a float32/float64/float16/bfloat16 CPU array's elements, any strides, in place, as a float: NaN or inf when an element is (or a float32 square overflows), so a finite sum proves every element finite; large contiguous arrays are read by at most max_threads threads (None: the hardware's).
+    The NaN and +/-Inf elements of a float32/float64/float16/bfloat16 CPU array, any strides, read by their exponent bits in place; large contiguous arrays are read by at most max_threads threads (None: the hardware's). With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.
+    """
+
+def sum_of_squares(array: Annotated[NDArray, dict(writable=False)], max_threads: int | None = None, team: ThreadTeam | None = None) -> float:
+    """
+    The sum of the squares of a float32/float64/float16/bfloat16 CPU array's elements, any strides, in place, as a float: NaN or inf when an element is (or a float32 square overflows), so a finite sum proves every element finite; large contiguous arrays are read by at most max_threads threads (None: the hardware's). With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.
     """
 
 class Moments:
@@ -568,7 +581,7 @@ def masked_crc32c(data: bytes) -> int:
     The masked CRC-32C of `data`, as TFRecord framing (TensorBoard event files) stores it.
     """
 
-def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1, max_threads: int | None = None) -> tuple:
+def summarize_step(size: int, after: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, before: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, states: Sequence[Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)]], second: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, correction: float = 1.0, eps: float = 0.0, lr: float = 0.0, level: float = 0.0, stride: int = 1, max_threads: int | None = None, team: ThreadTeam | None = None) -> tuple:
     """
-    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (SiteSummary of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the SiteSummary of each state array; adam None without `second`, else (the SiteSummary of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). max_threads caps the threads that read a large parameter (None: the hardware's).
+    One pass over a parameter's step, every array contiguous float32 on the CPU with `size` elements. Returns (update, states, adam): update is None without after/before, else (SiteSummary of Δw = after - before, ‖Δw‖, ‖before‖) with plain norms (NaN/Inf propagate); states the SiteSummary of each state array; adam None without `second`, else (the SiteSummary of v, smallest v, largest v (±Inf included, NaN left out), count of v < level, float32 step sizes lr / (sqrt(v / correction) + eps) at v[0], v[stride], ...). max_threads caps the threads that read a large parameter (None: the hardware's). With `team` (a ThreadTeam), the split runs on its threads from smaller sizes on.
     """
