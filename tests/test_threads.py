@@ -1,5 +1,7 @@
 """The engine's threads follow torch's: ``torch.set_num_threads(1)`` keeps every kernel on the
-calling thread, results do not depend on the cap, and a bad cap is an error naming it.
+calling thread, results do not depend on the cap, and a bad cap is an error naming it. The
+kernels borrow torch's own OpenMP threads (:mod:`layerscope.stats.threads`): they start none of
+their own, and give what the engine's own threads give.
 
 Threads are counted where Linux lists them (``/proc/self/task``), polled from a Python thread
 while the kernels run with the GIL released.
@@ -7,10 +9,14 @@ while the kernels run with the GIL released.
 
 from __future__ import annotations
 
+import math
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,13 +26,26 @@ from torch.utils.dlpack import to_dlpack
 
 import layerscope
 from layerscope import _core
+from layerscope.gatherers import nonfinite, optimizer
 from layerscope.gatherers.nonfinite import nonfinite_count
 from layerscope.lenses import Optimizer
-from layerscope.stats import summarize, tensors
+from layerscope.stats import summarize, tensors, threads
 
 TASKS = "/proc/self/task"
 # Large enough that the kernels split it among threads (from 2^20 elements, two per 2^20).
 LARGE = 1 << 22
+
+
+TEAM = threads.torch_team()
+needs_team = pytest.mark.skipif(TEAM is None, reason="torch runs without an OpenMP runtime")
+
+
+@pytest.fixture
+def own_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels as they run without torch's team: on threads they start per call."""
+    for module in (tensors, nonfinite, optimizer):
+        monkeypatch.setattr(module, "TEAM", None)
+    monkeypatch.setattr(threads, "_borrowed", [None])
 
 
 @pytest.fixture
@@ -64,9 +83,7 @@ needs_cores = pytest.mark.skipif(
 )
 
 
-@needs_proc
-@needs_cores
-@pytest.mark.parametrize(
+KERNELS = pytest.mark.parametrize(
     "kernel",
     [
         lambda x: tensors.summarize_cpu(x, None, 0.0, None),
@@ -85,6 +102,11 @@ needs_cores = pytest.mark.skipif(
         "nonfinite_count",
     ],
 )
+
+
+@needs_proc
+@needs_cores
+@KERNELS
 def test_one_torch_thread_keeps_the_kernels_on_the_callers_thread(one_torch_thread, kernel):
     x = torch.randn(LARGE)
 
@@ -94,6 +116,90 @@ def test_one_torch_thread_keeps_the_kernels_on_the_callers_thread(one_torch_thre
 
     before, most = _most_threads_while(work)
     assert most == before
+
+
+@needs_proc
+@needs_cores
+@needs_team
+@KERNELS
+def test_on_torchs_team_the_kernels_start_no_threads(kernel):
+    x = torch.randn(LARGE)
+    x.sum()  # torch's OpenMP threads start with its first parallel loop, and stay
+
+    def work() -> None:
+        for _ in range(20):
+            kernel(x)
+
+    before, most = _most_threads_while(work)
+    assert most == before
+
+
+@needs_proc
+@needs_cores
+@KERNELS
+def test_without_the_team_the_kernels_start_threads(own_threads, kernel):
+    # What the test above would see if the kernels did not borrow torch's threads.
+    x = torch.randn(LARGE)
+    x.sum()
+
+    def work() -> None:
+        for _ in range(20):
+            kernel(x)
+
+    before, most = _most_threads_while(work)
+    assert most > before
+
+
+@pytest.mark.parametrize("size", [(1 << 16) - 1, 1 << 16, 3 << 16, 1 << 20, LARGE + 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_torchs_team_gives_what_the_engines_own_threads_give(size, dtype):
+    g = torch.Generator().manual_seed(size)
+    x = (torch.randn(size, generator=g) * 3).to(dtype)
+    x[[0, size // 2, size - 1]] = torch.tensor([math.nan, math.inf, -math.inf]).to(dtype)
+    rows = x[: size - size % 64].view(-1, 64)
+
+    def both(kernel: Callable[..., Any], *args: object) -> tuple[Any, Any]:
+        # A DLPack capsule is read once: fresh ones for each call.
+        return kernel(*args, None), kernel(*args, TEAM)
+
+    own, lent = both(lambda team: _core.count_nonfinite(to_dlpack(x), 2, team))
+    assert own == lent == 3
+    clean = x.nan_to_num(0.0, 0.0, 0.0)
+    own, lent = both(lambda team: _core.sum_of_squares(to_dlpack(clean), 2, team))
+    assert lent == pytest.approx(own, rel=1e-12)
+    assert lent == pytest.approx(float(clean.double().square().sum()), rel=1e-5)
+    for axis, eps, threshold in ((None, 0.0, None), (1, 0.5, None), (1, 0.0, 0.0)):
+        own, lent = both(
+            lambda *args: _core.summarize_site(to_dlpack(rows), *args), axis, eps, threshold, 2
+        )
+        for name in ("size", "count", "zeros", "nonfinite", "min", "max"):
+            assert getattr(own, name) == getattr(lent, name), name
+        for name in ("mean", "m2", "l1", "l2"):  # merged in another order: equal to rounding
+            assert getattr(lent, name) == pytest.approx(getattr(own, name), rel=1e-12), name
+        np.testing.assert_array_equal(own.channel_active, lent.channel_active)
+
+
+@needs_team
+def test_a_second_python_thread_borrows_a_team_of_its_own():
+    # OpenMP gives each thread that opens a parallel region a team of its own.
+    x = torch.randn(LARGE)
+    x[5] = float("nan")
+    counts: list[int] = []
+    worker = threading.Thread(target=lambda: counts.append(nonfinite_count(x)))
+    worker.start()
+    worker.join(timeout=60)
+    assert counts == [1]
+    assert nonfinite_count(x) == 1
+
+
+def test_the_team_is_declined_through_the_environment(tmp_path):
+    code = "import torch; from layerscope.stats import threads; print(threads.torch_team())"
+    env = {**os.environ, threads.OPT_OUT: "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
 
 
 @needs_proc

@@ -49,6 +49,7 @@ from layerscope.gatherers.known_finite import (
 )
 from layerscope.gatherers.parameters import owned_parameters, parameter_kind
 from layerscope.observation import readable_reason, site_name
+from layerscope.stats.tensors import TEAM
 
 #: The finiteness kinds, each ``"<observed kind>.finite"``.
 FINITE_KINDS: tuple[str, ...] = (
@@ -86,12 +87,12 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
     """
     x = tensor.detach()
     if _engine_reads(x):  # the usual case
-        if x.numel() >= TORCH_SUM_FROM:  # torch's resident threads read it faster
+        if TEAM is None and x.numel() >= TORCH_SUM_FROM:  # torch's threads read it faster
             wide = torch.float64 if x.dtype == torch.float64 else torch.float32
             if math.isfinite(x.sum(dtype=wide)):
                 return 0
         try:
-            return _core.count_nonfinite(to_dlpack(x), torch.get_num_threads())
+            return _core.count_nonfinite(to_dlpack(x), torch.get_num_threads(), TEAM)
         except (TypeError, RuntimeError, BufferError):
             pass  # a tensor DLPack cannot carry (a DTensor's local view): torch below
     if readable_reason(x) is not None:

@@ -38,6 +38,7 @@ from layerscope.gatherers.base import GatherContext, Gatherer
 from layerscope.gatherers.parameters import owned_parameters
 from layerscope.observation import is_distributed_tensor, site_name
 from layerscope.stats.tensors import (
+    TEAM,
     extremes_and_count_below,
     extremes_and_count_below_torch,
     sample_stride,
@@ -346,6 +347,7 @@ class OptimizerGatherer(Gatherer):
             *((adam.correction, adam.eps, adam.lr, adam.eps**2 * adam.correction) if adam else ()),
             *((sample_stride(second),) if second is not None else ()),
             max_threads=torch.get_num_threads(),
+            team=TEAM,
         )
         observe_summary = self.context.observe_summary
         if update is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from layerscope import _core
 from layerscope.stats._arrays import readable
+from layerscope.stats.threads import torch_team
 
 Summary = _core.Summary
 Summary.__doc__ = """Statistics of one buffer, as returned by :func:`summarize`; read-only.
@@ -105,6 +106,7 @@ def summarize(
         threshold=threshold,
         channel_sums=channel_sums,
         max_threads=max_threads if max_threads is not None else _torch_threads(),
+        team=torch_team(),
     )
 
 

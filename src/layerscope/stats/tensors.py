@@ -19,6 +19,7 @@ from torch.utils.dlpack import to_dlpack
 
 from layerscope import _core
 from layerscope.stats.site_summary import SiteSummary
+from layerscope.stats.threads import torch_team
 
 #: Quantile levels every quantile-capable path computes (median and IQR derive from them).
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -31,6 +32,8 @@ DISTRIBUTION_SAMPLE = 1 << 14
 #: subnormal and below 7e-46 vanish, so a float sum of squares is off by at most ~3e-45 per
 #: element: from a mean square of 2^-100 (8e-31) up that is under 1e-14 of the sum.
 TINY_MEAN_SQUARE = 2.0**-100
+#: The threads the kernels borrow: torch's (torch is imported above).
+TEAM = torch_team()
 
 
 @dataclass
@@ -48,9 +51,9 @@ def summarize_cpu(
     """Summarize a CPU tensor with the fused C++ kernel, reading it in place."""
     # A DLPack capsule, not the tensor: nanobind would otherwise go through the tensor's
     # ``__dlpack__`` method, which costs more than summarizing a small tensor. The kernel's
-    # threads follow torch's.
+    # threads are torch's.
     return _core.summarize_site(
-        to_dlpack(tensor), channel_axis, eps, threshold, torch.get_num_threads()
+        to_dlpack(tensor), channel_axis, eps, threshold, torch.get_num_threads(), TEAM
     )
 
 
@@ -63,7 +66,7 @@ def summarize_norms_cpu(tensor: torch.Tensor) -> SiteSummary:
     tensor holding a NaN or an infinity, whose non-finite elements must be counted, and for
     one of tiny values (vanishing gradients), whose squares underflow in float.
     """
-    squares = _core.sum_of_squares(to_dlpack(tensor), torch.get_num_threads())
+    squares = _core.sum_of_squares(to_dlpack(tensor), torch.get_num_threads(), TEAM)
     size = tensor.numel()
     if not (TINY_MEAN_SQUARE * size <= squares < math.inf):  # NaN fails both
         return summarize_cpu(tensor, None, 0.0, None)
@@ -211,9 +214,9 @@ def count_exceeding(tensor: torch.Tensor, level: float, absolute: bool) -> int:
     """Elements of a CPU tensor with ``|x| > level`` (absolute) or ``x > level``; one C++ pass."""
     threads = torch.get_num_threads()
     if absolute:
-        s = _core.summarize(to_dlpack(tensor), None, level, None, max_threads=threads)
+        s = _core.summarize(to_dlpack(tensor), None, level, None, max_threads=threads, team=TEAM)
     else:
-        s = _core.summarize(to_dlpack(tensor), None, 0.0, level, max_threads=threads)
+        s = _core.summarize(to_dlpack(tensor), None, 0.0, level, max_threads=threads, team=TEAM)
     return int(np.asarray(s.channel_active).sum())
 
 
@@ -236,6 +239,7 @@ def extremes_and_count_below(tensor: torch.Tensor, level: float) -> tuple[float,
         0.0,
         math.nextafter(level, -math.inf),
         max_threads=torch.get_num_threads(),
+        team=TEAM,
     )
     at_or_above = int(np.asarray(s.channel_active).sum())  # +Inf included, NaN never
     largest = math.inf if s.pos_inf else s.max  # min and max of the kernel skip ±Inf
