@@ -77,6 +77,15 @@ def _most_threads_while(work: Callable[[], None]) -> tuple[int, int]:
     return before, max(seen)
 
 
+def _threads_started_by(kernel: Callable[[torch.Tensor], object]) -> int:
+    """The most threads running at once while `kernel` reads a large tensor 20 times, beyond
+    those running before (torch's among them: they start with its first parallel loop)."""
+    x = torch.randn(LARGE)
+    x.sum()
+    before, most = _most_threads_while(lambda: [kernel(x) for _ in range(20)])
+    return most - before
+
+
 needs_proc = pytest.mark.skipif(not os.path.isdir(TASKS), reason="counts threads in /proc")
 needs_cores = pytest.mark.skipif(
     _core.build_info()["hardware_threads"] < 2, reason="one hardware thread: nothing to cap"
@@ -108,14 +117,7 @@ KERNELS = pytest.mark.parametrize(
 @needs_cores
 @KERNELS
 def test_one_torch_thread_keeps_the_kernels_on_the_callers_thread(one_torch_thread, kernel):
-    x = torch.randn(LARGE)
-
-    def work() -> None:
-        for _ in range(20):
-            kernel(x)
-
-    before, most = _most_threads_while(work)
-    assert most == before
+    assert _threads_started_by(kernel) == 0
 
 
 @needs_proc
@@ -123,15 +125,7 @@ def test_one_torch_thread_keeps_the_kernels_on_the_callers_thread(one_torch_thre
 @needs_team
 @KERNELS
 def test_on_torchs_team_the_kernels_start_no_threads(kernel):
-    x = torch.randn(LARGE)
-    x.sum()  # torch's OpenMP threads start with its first parallel loop, and stay
-
-    def work() -> None:
-        for _ in range(20):
-            kernel(x)
-
-    before, most = _most_threads_while(work)
-    assert most == before
+    assert _threads_started_by(kernel) == 0
 
 
 @needs_proc
@@ -139,15 +133,7 @@ def test_on_torchs_team_the_kernels_start_no_threads(kernel):
 @KERNELS
 def test_without_the_team_the_kernels_start_threads(own_threads, kernel):
     # What the test above would see if the kernels did not borrow torch's threads.
-    x = torch.randn(LARGE)
-    x.sum()
-
-    def work() -> None:
-        for _ in range(20):
-            kernel(x)
-
-    before, most = _most_threads_while(work)
-    assert most > before
+    assert _threads_started_by(kernel) > 0
 
 
 @pytest.mark.parametrize("size", [(1 << 16) - 1, 1 << 16, 3 << 16, 1 << 20, LARGE + 3])

@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "layerscope/summary.hpp"
+#include "same_summary.hpp"
 
 namespace ls = layerscope;
+using layerscope_tests::expect_same;
+using layerscope_tests::near;
 
 namespace {
 
@@ -102,39 +105,6 @@ ls::Summary reference(const ls::BufferView& v, const ls::SummaryOptions& o = {})
 // Float32, float16 and bfloat16 input is accumulated in float over short stretches (see
 // summary.hpp): it agrees with the double oracle to 1e-6 of the data's scale; float64 to 1e-11.
 double tolerance(ls::DType dtype) { return dtype == ls::DType::Float64 ? 1e-11 : 1e-6; }
-
-void near(double got, double want, double scale, const char* what, double tol) {
-  if (std::isnan(want)) {
-    EXPECT_TRUE(std::isnan(got)) << what;
-  } else {
-    EXPECT_NEAR(got, want, tol * scale + 1e-300) << what;
-  }
-}
-
-void expect_same(const ls::Summary& got, const ls::Summary& want, double tol = 1e-11) {
-  EXPECT_EQ(got.size, want.size);
-  EXPECT_EQ(got.count, want.count);
-  EXPECT_EQ(got.zeros, want.zeros);
-  EXPECT_EQ(got.nan, want.nan);
-  EXPECT_EQ(got.pos_inf, want.pos_inf);
-  EXPECT_EQ(got.neg_inf, want.neg_inf);
-  near(got.sum, want.sum, want.l1, "sum", tol);
-  near(got.sum_sq, want.sum_sq, want.sum_sq, "sum_sq", tol);
-  near(got.l1, want.l1, want.l1, "l1", tol);
-  near(got.l2, want.l2, want.l2, "l2", tol);
-  near(got.mean, want.mean, want.l1 / std::max<double>(1.0, static_cast<double>(want.count)),
-       "mean", tol);
-  near(got.m2, want.m2, want.sum_sq, "m2", tol);
-  near(got.min, want.min, 0.0, "min", tol);
-  near(got.max, want.max, 0.0, "max", tol);
-  ASSERT_EQ(got.channel_count.size(), want.channel_count.size());
-  EXPECT_EQ(got.channel_count, want.channel_count);
-  EXPECT_EQ(got.channel_active, want.channel_active);
-  for (std::size_t c = 0; c < want.channel_sum.size(); ++c) {
-    near(got.channel_sum[c], want.channel_sum[c], want.l1, "channel_sum", tol);
-    near(got.channel_sum_sq[c], want.channel_sum_sq[c], want.sum_sq, "channel_sum_sq", tol);
-  }
-}
 
 std::vector<double> normal(std::size_t n, double mean = 0.0, double sd = 1.0, unsigned seed = 1) {
   std::mt19937_64 g(seed);
