@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,6 +177,43 @@ def test_a_second_python_thread_borrows_a_team_of_its_own():
     worker.join(timeout=60)
     assert counts == [1]
     assert nonfinite_count(x) == 1
+
+
+MAPPED = "7f0a00000000-7f0a00020000 r-xp 00000000 08:01 42  {}"
+
+
+@pytest.mark.parametrize(
+    ("mapped", "chosen"),
+    [
+        (["/opt/torch/lib/libgomp.so.1"], "/opt/torch/lib/libgomp.so.1"),
+        (["/usr/lib/libiomp5.so"], "/usr/lib/libiomp5.so"),  # the only one is torch's
+        (["/usr/lib/libgomp.so.1", "/opt/torch/lib/libgomp-a34b3233.so.1"],
+         "/opt/torch/lib/libgomp-a34b3233.so.1"),  # two: the one in torch's folder
+        (["/usr/lib/libgomp.so.1", "/usr/lib/libiomp5.so"], None),  # two, neither torch's
+        ([], None),
+    ],
+)  # fmt: skip
+def test_torchs_runtime_is_the_one_mapped_or_the_one_in_its_folder(
+    tmp_path, monkeypatch, mapped, chosen
+):
+    maps = tmp_path / "maps"
+    lines = [MAPPED.format("/usr/lib/libc.so.6"), *(MAPPED.format(path) for path in mapped)]
+    maps.write_text("\n".join([*lines, MAPPED.format("[heap]")]) + "\n")
+    monkeypatch.setattr(threads, "MAPS", maps)
+    assert threads.torch_runtime(Path("/opt/torch")) == chosen
+
+
+def test_without_proc_the_engine_looks_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "MAPS", tmp_path / "missing")
+    assert threads.torch_runtime(Path("/opt/torch")) == ""
+
+
+@needs_team
+def test_only_a_runtime_already_loaded_is_lent():
+    library = threads.torch_runtime(Path(torch.__file__).parent)
+    assert library, "torch's OpenMP runtime is mapped into this process"
+    assert _core.ThreadTeam.openmp(library) is not None
+    assert _core.ThreadTeam.openmp("/nowhere/libgomp.so.1") is None  # and nothing is loaded
 
 
 def test_the_team_is_declined_through_the_environment(tmp_path):

@@ -1,8 +1,10 @@
 // layerscope._core.ThreadTeam: thread_team.hpp over the OpenMP runtime the process has loaded.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
 
 #include <optional>
+#include <string>
 
 #include "binding_support.hpp"
 #include "bindings.hpp"
@@ -18,14 +20,17 @@ void bind_thread_team(nb::module_& m) {
                        "and which read the shares of a tensor that they wrote themselves.")
       .def_static(
           "openmp",
-          []() -> std::optional<LentTeam> {
-            std::optional<ext::OpenMPRuntime> runtime = ext::loaded_openmp_runtime();
+          [](std::optional<std::string> library) -> std::optional<LentTeam> {
+            std::optional<ext::OpenMPRuntime> runtime =
+                ext::loaded_openmp_runtime(library ? library->c_str() : nullptr);
             if (!runtime) return std::nullopt;
             return LentTeam{*runtime};
           },
-          "The team of the OpenMP runtime (libgomp, libiomp5 or libomp) that a library of the "
-          "process has loaded, such as PyTorch's; None when none is loaded (nothing is loaded "
-          "here) or the platform has no dlopen.")
+          nb::arg("library") = nb::none(),
+          "The team of the OpenMP runtime that a library of the process has loaded from "
+          "`library` (a path or file name), such as PyTorch's; without it, the first loaded of "
+          "libgomp, libiomp5 and libomp. None when none is loaded (nothing is loaded here) or "
+          "the platform has no dlopen.")
       .def("__repr__", [](const LentTeam&) { return "ThreadTeam.openmp()"; });
 }
 

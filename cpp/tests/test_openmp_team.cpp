@@ -74,5 +74,6 @@ TEST(OpenMPTeam, EveryWorkerRunsOnceHoweverManyThreadsAreGranted) {
 TEST(OpenMPTeam, NoRuntimeIsLoadedForIt) {
   // This test links no OpenMP runtime, so none is loaded, and looking must not load one.
   EXPECT_FALSE(ls::ext::loaded_openmp_runtime().has_value());
+  EXPECT_FALSE(ls::ext::loaded_openmp_runtime("libgomp.so.1").has_value());
   EXPECT_FALSE(ls::ext::loaded_openmp_runtime().has_value());
 }

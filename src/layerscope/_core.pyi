@@ -15,9 +15,9 @@ class ThreadTeam:
     """
 
     @staticmethod
-    def openmp() -> ThreadTeam | None:
+    def openmp(library: str | None = None) -> ThreadTeam | None:
         """
-        The team of the OpenMP runtime (libgomp, libiomp5 or libomp) that a library of the process has loaded, such as PyTorch's; None when none is loaded (nothing is loaded here) or the platform has no dlopen.
+        The team of the OpenMP runtime that a library of the process has loaded from `library` (a path or file name), such as PyTorch's; without it, the first loaded of libgomp, libiomp5 and libomp. None when none is loaded (nothing is loaded here) or the platform has no dlopen.
         """
 
     def __repr__(self) -> str: ...

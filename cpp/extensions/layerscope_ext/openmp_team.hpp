@@ -2,6 +2,8 @@
 // kernels as a ThreadTeam: its threads are the ones that wrote the tensors the kernels read.
 #pragma once
 
+#include <cstddef>
+#include <iterator>
 #include <optional>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -20,13 +22,17 @@ struct OpenMPRuntime {
   int (*num_threads)() = nullptr;  ///< omp_get_num_threads
 };
 
-/// The OpenMP runtime already loaded into this process under one of the usual names, or none
-/// (also on platforms without dlopen). Nothing is loaded here: a runtime that no library brought
-/// along has no threads worth borrowing. The runtime stays loaded while the process lives.
-inline std::optional<OpenMPRuntime> loaded_openmp_runtime() {
+/// The OpenMP runtime already loaded into this process from `library` (a path or a file name),
+/// or, without one, the first loaded under one of the usual names; none when there is none (also
+/// on platforms without dlopen). Nothing is loaded here: a runtime that no library brought along
+/// has no threads worth borrowing. The runtime stays loaded while the process lives.
+inline std::optional<OpenMPRuntime> loaded_openmp_runtime(const char* library = nullptr) {
 #if defined(__unix__) || defined(__APPLE__)
-  for (const char* name : {"libgomp.so.1", "libiomp5.so", "libomp.so", "libomp.dylib"}) {
-    void* handle = dlopen(name, RTLD_NOLOAD | RTLD_LAZY);
+  const char* const usual[] = {"libgomp.so.1", "libiomp5.so", "libomp.so", "libomp.dylib"};
+  const char* const* names = library != nullptr ? &library : usual;
+  const std::size_t count = library != nullptr ? 1 : std::size(usual);
+  for (std::size_t i = 0; i < count; ++i) {
+    void* handle = dlopen(names[i], RTLD_NOLOAD | RTLD_LAZY);
     if (handle == nullptr) continue;
     OpenMPRuntime runtime;
     runtime.parallel = reinterpret_cast<decltype(runtime.parallel)>(dlsym(handle, "GOMP_parallel"));
@@ -35,6 +41,8 @@ inline std::optional<OpenMPRuntime> loaded_openmp_runtime() {
     // The handle is kept, not closed: its reference keeps the entry points valid.
     if (runtime.parallel && runtime.thread_num && runtime.num_threads) return runtime;
   }
+#else
+  (void)library;
 #endif
   return std::nullopt;
 }
