@@ -62,9 +62,10 @@ FINITE_KINDS: tuple[str, ...] = (
 FINITE_SUFFIX = ":finite"
 
 
-#: Elements from which a clean tensor is proven clean by a torch sum (a finite sum has no NaN or
-#: Inf in it) before the engine counts: torch's thread pool, already running, splits such a
-#: read over its threads, where the engine would start threads of its own per call.
+#: Elements from which, when torch's threads are not lent to the engine
+#: (:mod:`layerscope.stats.threads`), a clean tensor is proven clean by a torch sum (a finite sum
+#: has no NaN or Inf in it) before the engine counts: torch's threads, already running, split such
+#: a read, where the engine would start threads of its own per call.
 TORCH_SUM_FROM = 1 << 18
 #: The dtypes the C++ kernel reads in place.
 _KERNEL_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
@@ -80,9 +81,11 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
 
     On the CPU the C++ engine counts them in place by their exponent bits
     (:func:`layerscope._core.count_nonfinite`): one read, exact, with no torch dispatch and no
-    false alarm from finite values whose sum overflows. A tensor of :data:`TORCH_SUM_FROM`
-    elements or more is first summed by torch, over its threads: a finite sum proves it clean,
-    and only a non-finite one is counted. On a device torch ops and no host sync. Tensors no
+    false alarm from finite values whose sum overflows, on torch's threads from
+    :data:`~layerscope.stats.threads.SPLIT_FROM` elements. Where those are not lent, a tensor of
+    :data:`TORCH_SUM_FROM` elements or more is first summed by torch, over its threads: a finite
+    sum proves it clean, and only a non-finite one is counted. On a device torch ops and no host
+    sync. Tensors no
     statistic reads (integers cannot be non-finite) count 0.
     """
     x = tensor.detach()
