@@ -137,7 +137,9 @@ def test_without_the_team_the_kernels_start_threads(own_threads, kernel):
     assert _threads_started_by(kernel) > 0
 
 
-@pytest.mark.parametrize("size", [(1 << 16) - 1, 1 << 16, 3 << 16, 1 << 20, LARGE + 3])
+@pytest.mark.parametrize(
+    "size", [threads.GRAIN, threads.GRAIN + 1, 3 * threads.GRAIN + 5, 1 << 20, LARGE + 3]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_torchs_team_gives_what_the_engines_own_threads_give(size, dtype):
     g = torch.Generator().manual_seed(size)
@@ -153,7 +155,7 @@ def test_torchs_team_gives_what_the_engines_own_threads_give(size, dtype):
     assert own == lent == 3
     clean = x.nan_to_num(0.0, 0.0, 0.0)
     own, lent = both(lambda team: _core.sum_of_squares(to_dlpack(clean), 2, team))
-    assert lent == pytest.approx(own, rel=1e-12)
+    assert lent == pytest.approx(own, rel=1e-6)  # float lanes of 16 squares: splits round apart
     assert lent == pytest.approx(float(clean.double().square().sum()), rel=1e-5)
     for axis, eps, threshold in ((None, 0.0, None), (1, 0.5, None), (1, 0.0, 0.0)):
         own, lent = both(

@@ -118,16 +118,20 @@ TEST(Summarize, SameStatisticsWhateverTheThreadCap) {
   }
 }
 
-TEST(ThreadTeam, SplitsFromFewerElements) {
+TEST(ThreadTeam, SplitsAsPyTorchsLoopsDo) {
   RecordingTeam recording;
   const ls::ThreadTeam team = recording.lend();
-  const std::int64_t from = ls::kLentTeamParallelMin;
-  EXPECT_EQ(ls::detail::split_workers(from, from, kMin, 2), 1u);        // own threads: too small
-  EXPECT_EQ(ls::detail::split_workers(from, from, kMin, 2, team), 2u);  // lent: worth it
-  EXPECT_EQ(ls::detail::split_workers(from - 1, from, kMin, 2, team), 1u);
-  EXPECT_EQ(ls::detail::split_workers(from, from, kMin, 1, team), 1u);  // the cap still holds
-  // A kernel whose own threshold is lower keeps it.
-  EXPECT_EQ(ls::detail::split_workers(1000, 1000, 1000, 2, team), 2u);
+  const std::int64_t grain = ls::kLentTeamGrain;
+  EXPECT_EQ(ls::detail::split_workers(grain + 1, grain + 1, kMin, 2), 1u);  // own: too small
+  EXPECT_EQ(ls::detail::split_workers(grain + 1, grain + 1, kMin, 2, team), 2u);
+  EXPECT_EQ(ls::detail::split_workers(grain, grain, kMin, 2, team), 1u);  // one thread wrote it
+  // One worker per started grain, up to the cap.
+  EXPECT_EQ(ls::detail::split_workers(3 * grain, 3 * grain, kMin, 8, team), 3u);
+  EXPECT_EQ(ls::detail::split_workers(3 * grain + 1, 3 * grain + 1, kMin, 8, team), 4u);
+  EXPECT_EQ(ls::detail::split_workers(100 * grain, 100 * grain, kMin, 8, team), 8u);
+  EXPECT_EQ(ls::detail::split_workers(100 * grain, 100 * grain, kMin, 1, team), 1u);
+  EXPECT_EQ(ls::detail::split_workers(100 * grain, 3, kMin, 8, team), 3u);  // and the units
+  EXPECT_EQ(ls::detail::split_workers(0, 0, kMin, 8, team), 1u);
 }
 
 TEST(ThreadTeam, EveryWorkerRunsOnceOnTheTeamsThreads) {

@@ -11,7 +11,7 @@ namespace layerscope {
 /// pays only for buffers of millions of elements. A team that is already running starts its
 /// workers in a few microseconds, and one that splits buffers into contiguous shares in worker
 /// order, as OpenMP's static loops do, has each core read the share it has just written, from
-/// its own cache. With a team, kernels split buffers from kLentTeamParallelMin elements on.
+/// its own cache. With a team, kernels split buffers of more than kLentTeamGrain elements.
 struct ThreadTeam {
   /// One worker's share of a parallel loop; must not throw.
   using Task = void (*)(void* context, unsigned worker);
@@ -27,10 +27,11 @@ struct ThreadTeam {
   explicit operator bool() const noexcept { return run != nullptr; }
 };
 
-/// The fewest elements a kernel splits over a lent team: starting a running team's workers costs
-/// ~3 us, which a split saves from 2^16 float32 elements read fresh from another core's cache
-/// (PyTorch's elementwise loops split from 2^15 elements on; a smaller output was written by one
-/// thread, and splitting it only adds the start).
-inline constexpr std::int64_t kLentTeamParallelMin = std::int64_t{1} << 16;
+/// The elements a lent team's worker reads at least: PyTorch's parallel loops hand each thread at
+/// least this many (at::internal::GRAIN_SIZE), so a tensor of more was written by several
+/// threads, one contiguous share each, and a kernel splits it as they did: one worker per
+/// started grain, up to the thread cap. A tensor of at most one grain was written by one thread
+/// and is read by one; splitting it would only add the ~3 us that starting the team costs.
+inline constexpr std::int64_t kLentTeamGrain = std::int64_t{1} << 15;
 
 }  // namespace layerscope

@@ -81,12 +81,11 @@ def nonfinite_count(tensor: torch.Tensor) -> int | torch.Tensor:
 
     On the CPU the C++ engine counts them in place by their exponent bits
     (:func:`layerscope._core.count_nonfinite`): one read, exact, with no torch dispatch and no
-    false alarm from finite values whose sum overflows, on torch's threads from
-    :data:`~layerscope.stats.threads.SPLIT_FROM` elements. Where those are not lent, a tensor of
+    false alarm from finite values whose sum overflows, on torch's threads past
+    :data:`~layerscope.stats.threads.GRAIN` elements. Where those are not lent, a tensor of
     :data:`TORCH_SUM_FROM` elements or more is first summed by torch, over its threads: a finite
     sum proves it clean, and only a non-finite one is counted. On a device torch ops and no host
-    sync. Tensors no
-    statistic reads (integers cannot be non-finite) count 0.
+    sync. Tensors no statistic reads (integers cannot be non-finite) count 0.
     """
     x = tensor.detach()
     if _engine_reads(x):  # the usual case

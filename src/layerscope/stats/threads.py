@@ -1,9 +1,10 @@
 """The threads the engine's kernels read a large tensor with: torch's own.
 
 Torch's CPU kernels run on the threads of an OpenMP runtime, which each write a contiguous share
-of a tensor. Lent that team (:class:`layerscope._core.ThreadTeam`), the engine splits a tensor of
-:data:`SPLIT_FROM` elements or more over the same threads in the same shares, so each core reads
-what it has just written, from its own cache, and no thread starts per call. Without the team
+of a tensor, at least :data:`GRAIN` elements each. Lent that team
+(:class:`layerscope._core.ThreadTeam`), the engine splits a tensor of more than :data:`GRAIN`
+elements over the same threads in the same shares, so each core reads what it has just written,
+from its own cache, and no thread starts per call. Without the team
 (torch built without OpenMP, Windows, a process with several OpenMP runtimes of which none is
 torch's own, or ``LAYERSCOPE_TORCH_THREADS=0`` in the environment), the engine starts threads
 of its own, which pays only from about a million elements on.
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from layerscope import _core
 
-#: The fewest elements the engine splits over torch's team (``kLentTeamParallelMin``).
-SPLIT_FROM = 1 << 16
+#: The engine splits a tensor of more than this many elements over torch's team, one share per
+#: started grain, as torch's own loops do (``kLentTeamGrain``, torch's ``GRAIN_SIZE``).
+GRAIN = 1 << 15
 #: The environment variable that, set to ``0``, keeps the engine off torch's threads.
 OPT_OUT = "LAYERSCOPE_TORCH_THREADS"
 #: Where Linux lists the files mapped into the process.

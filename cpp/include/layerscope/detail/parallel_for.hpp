@@ -29,15 +29,20 @@ inline unsigned worker_count(std::int64_t work, std::int64_t min_per_worker,
   return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, thread_cap(max_threads)));
 }
 
-/// Workers for `total` elements cut into `units` pieces of work: one below `parallel_min`
-/// elements (at most kLentTeamParallelMin when a team is lent), else worker_count(total,
-/// parallel_min / 2, max_threads), and never more than there are units. Counted in 64 bits
-/// throughout: a view of 2^48 elements has more units than `unsigned` holds.
+/// Workers for `total` elements cut into `units` pieces of work, never more than there are
+/// units. On a lent team one per started kLentTeamGrain elements, as PyTorch's loops split;
+/// else one below `parallel_min` elements, and worker_count(total, parallel_min / 2,
+/// max_threads) from there. Counted in 64 bits throughout: a view of 2^48 elements has more
+/// units than `unsigned` holds.
 inline unsigned split_workers(std::int64_t total, std::int64_t units, std::int64_t parallel_min,
                               unsigned max_threads, const ThreadTeam& team = {}) noexcept {
-  if (team) parallel_min = std::min(parallel_min, kLentTeamParallelMin);
-  if (total < parallel_min) return 1;
-  const unsigned wanted = worker_count(total, parallel_min / 2, max_threads);
+  std::int64_t wanted = 1;
+  if (team) {
+    const std::int64_t grains = (total + kLentTeamGrain - 1) / kLentTeamGrain;
+    wanted = std::clamp<std::int64_t>(grains, 1, thread_cap(max_threads));
+  } else if (total >= parallel_min) {
+    wanted = worker_count(total, parallel_min / 2, max_threads);
+  }
   return static_cast<unsigned>(std::clamp<std::int64_t>(units, 1, wanted));
 }
 
