@@ -75,8 +75,9 @@ std::int64_t count_exponent_ones_fast(const U* x, std::int64_t n, bool wide) {
 }  // namespace detail
 
 /// The NaN and +/-Inf elements of `view` (any strides; each element of a broadcast view counts
-/// as often as it appears). A contiguous view of at least kNonfiniteParallelMin elements is
-/// split over at most `max_threads` threads (0: the hardware's), on `team` when one is lent.
+/// as often as it appears). A contiguous view is split over at most `max_threads` threads (0:
+/// the hardware's): from kNonfiniteParallelMin elements over threads started for the call, or
+/// past kLentTeamGrain over `team` when one is lent.
 /// Never throws but for std::system_error when a thread cannot start.
 inline std::int64_t count_nonfinite(const BufferView& view, unsigned max_threads = 0,
                                     const ThreadTeam& team = {}) {

@@ -109,8 +109,9 @@ double squares_fast(const typename Element<D>::storage* x, std::int64_t n, bool 
 /// when an element is NaN or infinite, and +Inf also when a float32 square overflows
 /// (|x| > 1.8e19): a finite result proves every element finite. Float16, bfloat16 and float32
 /// squares are added in float for at most 16 terms a lane, so the relative error against a
-/// float64 oracle stays below 1e-6. A contiguous view of at least kSquaresParallelMin elements
-/// is split over at most `max_threads` threads (0: the hardware's), on `team` when one is lent.
+/// float64 oracle stays below 1e-6. A contiguous view is split over at most `max_threads`
+/// threads (0: the hardware's): from kSquaresParallelMin elements over threads started for the
+/// call, or past kLentTeamGrain over `team` when one is lent.
 /// Never throws but for std::system_error when a thread cannot start.
 inline double sum_of_squares(const BufferView& view, unsigned max_threads = 0,
                              const ThreadTeam& team = {}) {

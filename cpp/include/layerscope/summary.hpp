@@ -313,7 +313,7 @@ inline void repeat_summary(Summary& s, std::int64_t repeat) {
 /// Buffers smaller than this are summarized on the calling thread alone.
 inline constexpr std::int64_t kSummaryParallelMin = std::int64_t{1} << 20;
 /// Long runs are cut into pieces of about this many elements so that a single contiguous
-/// tensor can be shared among workers: one of two kLentTeamGrain in four.
+/// tensor can be shared among workers: one of two kLentTeamGrain elements is cut in four.
 inline constexpr std::int64_t kSummaryPiece = std::int64_t{1} << 14;
 
 }  // namespace detail

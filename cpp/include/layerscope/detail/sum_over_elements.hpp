@@ -15,9 +15,9 @@ namespace layerscope::detail {
 /// The sum over `view`'s elements of a quantity that `contiguous(x, n)` adds up over n
 /// contiguous elements from x (the fast kernel) and `one(p)` gives for the element at p (a
 /// strided run), both reading the elements as `S` (their storage, or their bits). Each element
-/// of a broadcast view counts as often as it appears. A contiguous view of at least
-/// `parallel_min` elements is split over at most `max_threads` threads (0: the hardware's), on
-/// `team` when one is lent.
+/// of a broadcast view counts as often as it appears. A contiguous view is split as
+/// split_workers() says: over at most `max_threads` threads (0: the hardware's), from
+/// `parallel_min` elements on threads started for the call, or on `team` when one is lent.
 template <class T, class S, class Contiguous, class One>
 T sum_over_elements(const BufferView& view, std::int64_t parallel_min, unsigned max_threads,
                     const ThreadTeam& team, Contiguous&& contiguous, One&& one) {
